@@ -1,0 +1,25 @@
+//! depth-core: the tensor layer the depth crates stand on, directly on candle's `Tensor`.
+//!
+//! It owns the ops candle lacks or gets wrong — differentiable bilinear/bicubic resampling with
+//! PyTorch's exact semantics, OpenCV-exact `INTER_CUBIC`, fused *and* differentiable LayerNorm
+//! and softmax — plus weight IO (`.pth`, safetensors, the Hub) with strict loading, device
+//! choice and the shared error type. It knows nothing about depth, models or datasets and must
+//! never depend on another depth-* crate.
+
+pub mod device;
+pub mod error;
+pub mod fixtures;
+mod float;
+pub mod norm;
+pub mod resample;
+pub mod softmax;
+pub mod weights;
+
+pub use device::parse_device;
+pub use error::{CoreError, Result};
+pub use norm::layer_norm;
+pub use resample::{
+    Taps, bicubic, bicubic_scale, bilinear_align_corners, bilinear_align_corners_scale, cv_resize_cubic,
+    resample,
+};
+pub use softmax::softmax_last_dim;

@@ -1,0 +1,11 @@
+//! Weight IO: read official PyTorch `.pth` checkpoints and safetensors into a name → tensor map,
+//! fetch files from the Hugging Face Hub (with its cache and offline mode), and build models
+//! through a strict VarBuilder backend that refuses any missing, extra or mis-shaped tensor.
+
+mod files;
+mod hub;
+mod strict;
+
+pub use files::{TensorMap, load_pth, load_safetensors, load_weights, save_safetensors};
+pub use hub::{HubOptions, hub_file};
+pub use strict::StrictWeights;

@@ -1,0 +1,164 @@
+//! depth-core ops: forward and gradient against PyTorch goldens and finite differences.
+
+use candle_core::{D, DType, Device, Tensor, Var};
+use depth_core::{Taps, bicubic_scale, bilinear_align_corners, bilinear_align_corners_scale, resample};
+use std::collections::HashMap;
+
+fn golden() -> HashMap<String, Tensor> {
+    let p = depth_core::fixtures::fixtures_dir().unwrap().join("golden/interpolate.safetensors");
+    candle_core::safetensors::load(p, &Device::Cpu).unwrap()
+}
+
+/// max |a − b| / max |b|
+fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a.to_dtype(DType::F64).unwrap();
+    let b = b.to_dtype(DType::F64).unwrap();
+    assert_eq!(a.dims(), b.dims());
+    let diff = (&a - &b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    diff / scale.max(1e-30)
+}
+
+/// Forward and input gradient of `f` at `x` with upstream gradient `dy`.
+fn fwd_bwd(x: &Tensor, dy: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> (Tensor, Tensor) {
+    let v = Var::from_tensor(x).unwrap();
+    let y = f(v.as_tensor());
+    let grads = (&y * dy).unwrap().sum_all().unwrap().backward().unwrap();
+    (y, grads.get(v.as_tensor()).expect("no gradient reached the input").clone())
+}
+
+fn check_case(
+    g: &HashMap<String, Tensor>,
+    case: &str,
+    dtype: DType,
+    tol: f64,
+    f: impl Fn(&Tensor) -> Tensor,
+) {
+    let x = g[&format!("{case}.x")].to_dtype(dtype).unwrap();
+    let dy = g[&format!("{case}.dy")].to_dtype(dtype).unwrap();
+    let (y, dx) = fwd_bwd(&x, &dy, f);
+    let (ey, edx) = (rel_err(&y, &g[&format!("{case}.y")]), rel_err(&dx, &g[&format!("{case}.dx")]));
+    assert!(ey <= tol && edx <= tol, "{case}: forward rel err {ey:e}, gradient rel err {edx:e} > {tol:e}");
+}
+
+#[test]
+fn golden_bilinear_align_corners_f64() {
+    let g = golden();
+    check_case(&g, "bilinear_ac", DType::F64, 1e-6, |x| bilinear_align_corners(x, (37, 37)).unwrap());
+    check_case(&g, "bilinear_ac_x2", DType::F64, 1e-6, |x| bilinear_align_corners_scale(x, 2.0).unwrap());
+}
+
+#[test]
+fn golden_bilinear_align_corners_head_f32() {
+    let g = golden();
+    check_case(&g, "bilinear_ac_head", DType::F32, 1e-5, |x| bilinear_align_corners(x, (518, 784)).unwrap());
+}
+
+#[test]
+fn golden_bicubic_scale_factor_f32() {
+    let g = golden();
+    let s = g["bicubic_pos.scale"].to_vec1::<f64>().unwrap();
+    check_case(&g, "bicubic_pos", DType::F32, 1e-5, |x| bicubic_scale(x, (s[0], s[1])).unwrap());
+    // The size rule samples elsewhere: it must NOT match the scale-factor golden.
+    let x = g["bicubic_pos.x"].to_dtype(DType::F32).unwrap();
+    let by_size = depth_core::bicubic(&x, (37, 56)).unwrap();
+    assert!(rel_err(&by_size, &g["bicubic_pos.y"]) > 1e-3);
+}
+
+/// Central finite differences of `sum(f(x) · w)` against the autograd gradient, in f64.
+fn finite_difference_check(x: &Tensor, f: impl Fn(&Tensor) -> Tensor, tol: f64) {
+    let dev = Device::Cpu;
+    let y0 = f(x);
+    let w = Tensor::randn(0f64, 1.0, y0.shape(), &dev).unwrap();
+    let (_, dx) = fwd_bwd(x, &w, &f);
+    let dx = dx.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let flat = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let eps = 1e-6;
+    let n = flat.len();
+    for i in (0..n).step_by((n / 40).max(1)) {
+        let at = |delta: f64| {
+            let mut v = flat.clone();
+            v[i] += delta;
+            let xt = Tensor::from_vec(v, x.shape(), &dev).unwrap();
+            (f(&xt) * &w).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+        };
+        let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+        assert!(
+            (fd - dx[i]).abs() <= tol * (1.0 + fd.abs()),
+            "element {i}: finite diff {fd}, autograd {}",
+            dx[i]
+        );
+    }
+}
+
+fn randn(shape: &[usize]) -> Tensor {
+    Tensor::randn(0f64, 1.0, shape, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn resample_gradients_match_finite_differences() {
+    let x = randn(&[2, 3, 7, 9]);
+    finite_difference_check(&x, |x| bicubic_scale(x, (13.1 / 7.0, 0.61)).unwrap(), 1e-6);
+    finite_difference_check(&x, |x| bilinear_align_corners(x, (11, 4)).unwrap(), 1e-6);
+    finite_difference_check(&x, |x| depth_core::cv_resize_cubic(x, (5, 17)).unwrap(), 1e-6);
+    // second order: the adjoint op is itself differentiable
+    let rows = Taps::cubic_torch(7, 10, None, false);
+    let cols = Taps::linear_align_corners(9, 6, false);
+    finite_difference_check(&x, |x| resample(x, rows.clone(), cols.clone()).unwrap().sqr().unwrap(), 1e-5);
+}
+
+#[test]
+fn resample_matches_dense_matrices() {
+    let x = randn(&[1, 2, 6, 8]);
+    let (rows, cols) = (Taps::cubic_opencv(6, 13), Taps::cubic_torch(8, 3, Some(0.4), false));
+    let wr = Tensor::from_vec(rows.to_dense(), (13, 6), &Device::Cpu).unwrap();
+    let wc = Tensor::from_vec(cols.to_dense(), (3, 8), &Device::Cpu).unwrap();
+    let dense = wr.broadcast_matmul(&x.broadcast_matmul(&wc.t().unwrap()).unwrap()).unwrap();
+    let fast = resample(&x, rows, cols).unwrap();
+    assert!(rel_err(&fast, &dense) < 1e-14);
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    let x = randn(&[4]);
+    assert!(bilinear_align_corners(&x, (2, 2)).is_err());
+    let x = Tensor::zeros((1, 2, 3), DType::U8, &Device::Cpu).unwrap();
+    assert!(bilinear_align_corners(&x, (4, 4)).is_err());
+}
+
+#[test]
+fn layer_norm_forward_matches_candle_and_gradients_are_exact() {
+    let x = (randn(&[3, 5, 16]) * 3.0).unwrap();
+    let g = randn(&[16]).affine(0.2, 1.0).unwrap();
+    let b = randn(&[16]);
+    let ours = depth_core::layer_norm(&x, &g, &b, 1e-6).unwrap();
+    let theirs = candle_nn::ops::layer_norm_slow(&x, &g, &b, 1e-6).unwrap();
+    assert!(rel_err(&ours, &theirs) < 1e-12);
+    finite_difference_check(&x, |x| depth_core::layer_norm(x, &g, &b, 1e-6).unwrap(), 1e-6);
+    // weight and bias gradients against the composed (slow, differentiable) candle op
+    let (gv, bv) = (Var::from_tensor(&g).unwrap(), Var::from_tensor(&b).unwrap());
+    let w = randn(&[3, 5, 16]);
+    let grads = |y: Tensor| (y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    let ga = grads(depth_core::layer_norm(&x, gv.as_tensor(), bv.as_tensor(), 1e-6).unwrap());
+    let gb = grads(candle_nn::ops::layer_norm_slow(&x, gv.as_tensor(), bv.as_tensor(), 1e-6).unwrap());
+    for v in [gv.as_tensor(), bv.as_tensor()] {
+        assert!(rel_err(ga.get(v).unwrap(), gb.get(v).unwrap()) < 1e-10);
+    }
+    // f32: agrees with the f64 result and with candle's fused (non-differentiable) op
+    let f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+    let y32 = depth_core::layer_norm(&f32(&x), &f32(&g), &f32(&b), 1e-6).unwrap();
+    assert!(rel_err(&y32, &ours) < 1e-6);
+    let fused = candle_nn::ops::layer_norm(&f32(&x), &f32(&g), &f32(&b), 1e-6).unwrap();
+    assert!(rel_err(&y32, &fused) < 1e-6);
+}
+
+#[test]
+fn softmax_forward_matches_candle_and_gradient_is_exact() {
+    let x = (randn(&[2, 3, 7, 11]) * 4.0).unwrap();
+    let ours = depth_core::softmax_last_dim(&x).unwrap();
+    let theirs = candle_nn::ops::softmax(&x, D::Minus1).unwrap();
+    assert!(rel_err(&ours, &theirs) < 1e-14);
+    finite_difference_check(&x, |x| depth_core::softmax_last_dim(x).unwrap(), 1e-6);
+    let y32 = depth_core::softmax_last_dim(&x.to_dtype(DType::F32).unwrap()).unwrap();
+    assert!(rel_err(&y32, &ours) < 1e-6);
+}
