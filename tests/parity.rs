@@ -1,1 +1,141 @@
+//! End-to-end parity with the official PyTorch Depth Anything V2 (outputs in shared/fixtures):
+//! preprocessing, intermediate features, network depth and depth at the original resolution,
+//! the ViT-G (SwiGLU) encoder path and the Hugging Face layout.
 
+use candle_core::{DType, Device, Tensor};
+use depth_models::dinov2::DinoVisionTransformer;
+use depth_models::{DepthEstimator, Encoder, Ffn, VitConfig, load_model};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+fn fixtures() -> PathBuf {
+    depth_core::fixtures::fixtures_dir().expect("shared fixtures are required for the parity tests")
+}
+
+struct Reference {
+    tensors: HashMap<String, Tensor>,
+    meta: HashMap<String, String>,
+}
+
+fn reference(path: &Path) -> Reference {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap_or_default();
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
+    Reference { tensors, meta }
+}
+
+fn max_abs(t: &Tensor) -> f64 {
+    t.to_dtype(DType::F64).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    max_abs(&(a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap()).unwrap())
+}
+
+fn vits() -> &'static depth_models::DepthAnythingV2 {
+    static MODEL: OnceLock<depth_models::DepthAnythingV2> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let w = fixtures().join("weights/da2_vits_random.pth");
+        load_model(w.to_str().unwrap(), Encoder::Vits, &Device::Cpu).expect("load da2_vits_random.pth")
+    })
+}
+
+/// Every reference image: input ≤ 1e-4 abs, depth_net and depth ≤ 1e-4 × max, features for demo08.
+fn check_reference_dir(dir: &str) {
+    let dir = fixtures().join("reference").join(dir);
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(!files.is_empty(), "no references in {}", dir.display());
+    for file in files {
+        let r = reference(&file);
+        let input_size: usize = r.meta["input_size"].parse().unwrap();
+        let img = depth_models::read_image(&fixtures().join("images").join(&r.meta["image"])).unwrap();
+        let est = DepthEstimator::new(vits().clone(), Device::Cpu).with_input_size(input_size);
+        let x = est.preprocess(&img).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let e_in = max_abs_diff(&x, &r.tensors["input"]);
+        assert!(e_in <= 1e-4, "{name}: input max abs diff {e_in:e}");
+
+        let model = est.model();
+        let net = model.forward(&r.tensors["input"]).unwrap();
+        let reference_net = &r.tensors["depth_net"];
+        let e_net = max_abs_diff(&net, reference_net) / max_abs(reference_net);
+        assert!(e_net <= 1e-4, "{name}: depth_net rel err {e_net:e}");
+
+        if r.tensors.contains_key("feature0.patch_tokens") {
+            let feats = model.features(&r.tensors["input"]).unwrap();
+            for (i, f) in feats.iter().enumerate() {
+                for (key, ours) in [("patch_tokens", &f.patch_tokens), ("class_token", &f.class_token)] {
+                    let theirs = &r.tensors[&format!("feature{i}.{key}")];
+                    let e = max_abs_diff(ours, theirs) / max_abs(theirs);
+                    assert!(e <= 1e-4, "{name}: feature{i}.{key} rel err {e:e}");
+                }
+            }
+        }
+        if let Some(reference_depth) = r.tensors.get("depth") {
+            let depth = est.infer_image(&image::DynamicImage::ImageRgb8(img.clone())).unwrap();
+            let e = max_abs_diff(&depth.to_tensor().unwrap(), reference_depth) / max_abs(reference_depth);
+            assert!(e <= 1e-4, "{name}: depth rel err {e:e}");
+        }
+        println!("{name}: input {e_in:.2e}, depth_net rel {e_net:.2e}");
+    }
+}
+
+#[test]
+fn official_vits_518() {
+    check_reference_dir("vits_518");
+}
+
+#[test]
+fn official_vits_364() {
+    check_reference_dir("vits_364");
+}
+
+#[test]
+fn official_vitg_swiglu_encoder() {
+    let r = reference(&fixtures().join("reference/dinov2_swiglu_tiny.safetensors"));
+    let m = &r.meta;
+    let p = |k: &str| m[k].parse::<usize>().unwrap();
+    assert_eq!(m["ffn_layer"], "swiglufused");
+    let cfg = VitConfig::custom(p("embed_dim"), p("depth"), p("num_heads"), Ffn::SwiGlu);
+    assert_eq!(cfg.ffn_hidden(), p("swiglu_hidden"));
+    let weights = r
+        .tensors
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("weights.").map(|k| (k.to_string(), v.clone())))
+        .collect();
+    let vit = depth_core::weights::StrictWeights::new("dinov2_swiglu_tiny", weights)
+        .build(DType::F32, &Device::Cpu, |vb| DinoVisionTransformer::new(&cfg, vb))
+        .unwrap();
+    let layers: Vec<usize> = m["layers"].split(',').map(|s| s.parse().unwrap()).collect();
+    let feats = vit.get_intermediate_layers(&r.tensors["input"], &layers).unwrap();
+    for (i, f) in feats.iter().enumerate() {
+        for (key, ours) in [("patch_tokens", &f.patch_tokens), ("class_token", &f.class_token)] {
+            let theirs = &r.tensors[&format!("feature{i}.{key}")];
+            let e = max_abs_diff(ours, theirs) / max_abs(theirs);
+            assert!(e <= 1e-4, "swiglu feature{i}.{key} rel err {e:e}");
+        }
+    }
+}
+
+#[test]
+fn hugging_face_tiny_model() {
+    let dir = fixtures().join("weights/hf_tiny");
+    let model = load_model(dir.to_str().unwrap(), Encoder::Vits, &Device::Cpu).unwrap();
+    let r = reference(&dir.join("reference.safetensors"));
+    let ours = model.forward(&r.tensors["pixel_values"]).unwrap();
+    let e = max_abs_diff(&ours, &r.tensors["predicted_depth"]);
+    assert!(e <= 1e-5, "hf_tiny predicted_depth max abs diff {e:e}");
+}
+
+#[test]
+fn wrong_encoder_for_a_checkpoint_names_keys_and_shapes() {
+    let w = fixtures().join("weights/da2_vits_random.pth");
+    let err = load_model(w.to_str().unwrap(), Encoder::Vitb, &Device::Cpu).err().expect("must not load").to_string();
+    for needle in ["da2_vits_random.pth", "pretrained.cls_token", "[1, 1, 768]", "[1, 1, 384]", "--encoder"] {
+        assert!(err.contains(needle), "'{needle}' missing from: {err}");
+    }
+}

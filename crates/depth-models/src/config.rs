@@ -1,0 +1,174 @@
+//! Model configurations: the four official encoders (and any custom size), the DPT head, and
+//! how position embeddings are resized.
+
+use serde::{Deserialize, Serialize};
+
+/// The official encoder sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoder {
+    Vits,
+    Vitb,
+    Vitl,
+    Vitg,
+}
+
+impl std::str::FromStr for Encoder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "vits" => Ok(Self::Vits),
+            "vitb" => Ok(Self::Vitb),
+            "vitl" => Ok(Self::Vitl),
+            "vitg" => Ok(Self::Vitg),
+            _ => Err(format!("unknown encoder '{s}': use vits, vitb, vitl or vitg")),
+        }
+    }
+}
+
+impl Encoder {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Vits => "vits",
+            Self::Vitb => "vitb",
+            Self::Vitl => "vitl",
+            Self::Vitg => "vitg",
+        }
+    }
+
+    /// The Hub repository of the official relative-depth checkpoint.
+    pub fn hub_repo(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Vits => ("depth-anything/Depth-Anything-V2-Small", "depth_anything_v2_vits.pth"),
+            Self::Vitb => ("depth-anything/Depth-Anything-V2-Base", "depth_anything_v2_vitb.pth"),
+            Self::Vitl => ("depth-anything/Depth-Anything-V2-Large", "depth_anything_v2_vitl.pth"),
+            Self::Vitg => ("depth-anything/Depth-Anything-V2-Giant", "depth_anything_v2_vitg.pth"),
+        }
+    }
+}
+
+/// The feed-forward network of a ViT block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ffn {
+    /// fc1 → exact GELU → fc2.
+    Mlp,
+    /// w12 → SiLU(x1)·x2 → w3, hidden = round_up_8(⌊hidden·2/3⌋) (ViT-G).
+    SwiGlu,
+}
+
+/// How position embeddings are resized to the patch grid.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PosEmbedResize {
+    /// Official DINOv2: bicubic with scale factor ((h + offset)/√N, (w + offset)/√N).
+    ScaleFactor { offset: f64 },
+    /// Hugging Face transformers: bicubic to the size (h, w).
+    Size,
+}
+
+/// A DINOv2 ViT.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VitConfig {
+    pub embed_dim: usize,
+    pub depth: usize,
+    pub num_heads: usize,
+    pub mlp_ratio: f64,
+    pub ffn: Ffn,
+    pub patch_size: usize,
+    /// The pretraining image size: the position-embedding grid is img_size / patch_size.
+    pub img_size: usize,
+    pub layer_scale: bool,
+    pub ln_eps: f64,
+    pub pos_embed_resize: PosEmbedResize,
+}
+
+impl VitConfig {
+    fn official(embed_dim: usize, depth: usize, num_heads: usize, ffn: Ffn) -> Self {
+        Self {
+            embed_dim,
+            depth,
+            num_heads,
+            mlp_ratio: 4.0,
+            ffn,
+            patch_size: 14,
+            img_size: 518,
+            layer_scale: true,
+            ln_eps: 1e-6,
+            pos_embed_resize: PosEmbedResize::ScaleFactor { offset: 0.1 },
+        }
+    }
+
+    pub fn for_encoder(e: Encoder) -> Self {
+        match e {
+            Encoder::Vits => Self::official(384, 12, 6, Ffn::Mlp),
+            Encoder::Vitb => Self::official(768, 12, 12, Ffn::Mlp),
+            Encoder::Vitl => Self::official(1024, 24, 16, Ffn::Mlp),
+            Encoder::Vitg => Self::official(1536, 40, 24, Ffn::SwiGlu),
+        }
+    }
+
+    /// A custom-size ViT with the official conventions (for small students and tests).
+    pub fn custom(embed_dim: usize, depth: usize, num_heads: usize, ffn: Ffn) -> Self {
+        Self::official(embed_dim, depth, num_heads, ffn)
+    }
+
+    /// The hidden width of the feed-forward network.
+    pub fn ffn_hidden(&self) -> usize {
+        let hidden = (self.embed_dim as f64 * self.mlp_ratio) as usize;
+        match self.ffn {
+            Ffn::Mlp => hidden,
+            Ffn::SwiGlu => (hidden * 2 / 3).div_ceil(8) * 8,
+        }
+    }
+}
+
+/// The DPT head.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DptConfig {
+    pub features: usize,
+    pub out_channels: [usize; 4],
+    pub use_clstoken: bool,
+    /// Channels between output_conv2's two convolutions (32 in the official head).
+    pub head_hidden: usize,
+}
+
+/// Encoder, head and the encoder layers the head reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub vit: VitConfig,
+    pub head: DptConfig,
+    pub layers: [usize; 4],
+}
+
+impl ModelConfig {
+    /// The official Depth Anything V2 configuration of an encoder.
+    pub fn official(e: Encoder) -> Self {
+        let (features, out_channels, layers) = match e {
+            Encoder::Vits => (64, [48, 96, 192, 384], [2, 5, 8, 11]),
+            Encoder::Vitb => (128, [96, 192, 384, 768], [2, 5, 8, 11]),
+            Encoder::Vitl => (256, [256, 512, 1024, 1024], [4, 11, 17, 23]),
+            Encoder::Vitg => (384, [1536, 1536, 1536, 1536], [9, 19, 29, 39]),
+        };
+        Self {
+            vit: VitConfig::for_encoder(e),
+            head: DptConfig { features, out_channels, use_clstoken: false, head_hidden: 32 },
+            layers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swiglu_hidden_is_the_official_rounding() {
+        assert_eq!(VitConfig::custom(64, 4, 4, Ffn::SwiGlu).ffn_hidden(), 176);
+        assert_eq!(VitConfig::for_encoder(Encoder::Vitg).ffn_hidden(), 4096);
+        assert_eq!(VitConfig::for_encoder(Encoder::Vits).ffn_hidden(), 1536);
+    }
+}

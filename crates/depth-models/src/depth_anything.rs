@@ -1,0 +1,46 @@
+//! Depth Anything V2 = DINOv2 encoder (`pretrained.*`) + DPT head (`depth_head.*`), returning
+//! relative depth (disparity-like, larger = closer) at the input resolution.
+
+use crate::config::ModelConfig;
+use crate::dinov2::{DinoVisionTransformer, LayerOutput};
+use crate::dpt::DptHead;
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+
+#[derive(Clone, Debug)]
+pub struct DepthAnythingV2 {
+    cfg: ModelConfig,
+    pretrained: DinoVisionTransformer,
+    depth_head: DptHead,
+}
+
+impl DepthAnythingV2 {
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            pretrained: DinoVisionTransformer::new(&cfg.vit, vb.pp("pretrained"))?,
+            depth_head: DptHead::new(cfg.vit.embed_dim, &cfg.head, vb.pp("depth_head"))?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn encoder(&self) -> &DinoVisionTransformer {
+        &self.pretrained
+    }
+
+    /// The four encoder layers the head reads (final norm applied).
+    pub fn features(&self, x: &Tensor) -> Result<Vec<LayerOutput>> {
+        self.pretrained.get_intermediate_layers(x, &self.cfg.layers)
+    }
+
+    /// (B, 3, H, W) normalised images, H and W multiples of the patch size → (B, H, W) depth.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let p = self.cfg.vit.patch_size;
+        let (_, _, h, w) = x.dims4()?;
+        let depth = self.depth_head.forward(&self.features(x)?, h / p, w / p, p)?;
+        depth.relu()?.squeeze(1)
+    }
+}

@@ -1,0 +1,27 @@
+//! The error type of depth-models.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Core(#[from] depth_core::CoreError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error("cannot read image {path}: {source}")]
+    ImageIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a decodable image ({reason})")]
+    ImageDecode { path: PathBuf, reason: String },
+    #[error("{path}: not a Hugging Face Depth Anything config: {reason}")]
+    HfConfig { path: PathBuf, reason: String },
+    #[error("batch images differ in size: {first:?} vs {other:?}; batch only same-size images")]
+    BatchSizeMismatch { first: (u32, u32), other: (u32, u32) },
+    #[error("{what}: {reason}")]
+    BadInput { what: &'static str, reason: String },
+}
+
+pub type Result<T> = std::result::Result<T, ModelError>;
