@@ -4,7 +4,8 @@
 
 use crate::config::{Ffn, PosEmbedResize, VitConfig};
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder, conv2d, linear};
+use candle_nn::{Linear, VarBuilder, linear};
+use depth_core::conv::Conv2d;
 
 /// LayerNorm over the last dim (differentiable, fused).
 #[derive(Clone, Debug)]
@@ -35,7 +36,11 @@ struct Attention {
 
 impl Attention {
     fn new(dim: usize, num_heads: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { qkv: linear(dim, 3 * dim, vb.pp("qkv"))?, proj: linear(dim, dim, vb.pp("proj"))?, num_heads })
+        Ok(Self {
+            qkv: linear(dim, 3 * dim, vb.pp("qkv"))?,
+            proj: linear(dim, dim, vb.pp("proj"))?,
+            num_heads,
+        })
     }
 }
 
@@ -64,10 +69,13 @@ impl FeedForward {
     fn new(cfg: &VitConfig, vb: VarBuilder) -> Result<Self> {
         let (dim, hidden) = (cfg.embed_dim, cfg.ffn_hidden());
         Ok(match cfg.ffn {
-            Ffn::Mlp => Self::Mlp { fc1: linear(dim, hidden, vb.pp("fc1"))?, fc2: linear(hidden, dim, vb.pp("fc2"))? },
-            Ffn::SwiGlu => {
-                Self::SwiGlu { w12: linear(dim, 2 * hidden, vb.pp("w12"))?, w3: linear(hidden, dim, vb.pp("w3"))? }
+            Ffn::Mlp => {
+                Self::Mlp { fc1: linear(dim, hidden, vb.pp("fc1"))?, fc2: linear(hidden, dim, vb.pp("fc2"))? }
             }
+            Ffn::SwiGlu => Self::SwiGlu {
+                w12: linear(dim, 2 * hidden, vb.pp("w12"))?,
+                w3: linear(hidden, dim, vb.pp("w3"))?,
+            },
         })
     }
 }
@@ -151,12 +159,11 @@ impl DinoVisionTransformer {
     pub fn new(cfg: &VitConfig, vb: VarBuilder) -> Result<Self> {
         let (dim, p) = (cfg.embed_dim, cfg.patch_size);
         let grid = cfg.img_size / p;
-        let conv = Conv2dConfig { stride: p, ..Default::default() };
         Ok(Self {
             cls_token: vb.get((1, 1, dim), "cls_token")?,
             pos_embed: vb.get((1, grid * grid + 1, dim), "pos_embed")?,
             mask_token: vb.get((1, dim), "mask_token")?,
-            patch_embed: conv2d(3, dim, p, conv, vb.pp("patch_embed").pp("proj"))?,
+            patch_embed: Conv2d::new(3, dim, p, 0, p, true, vb.pp("patch_embed").pp("proj"))?,
             blocks: (0..cfg.depth).map(|i| Block::new(cfg, vb.pp("blocks").pp(i))).collect::<Result<_>>()?,
             norm: LayerNorm::new(dim, cfg.ln_eps, vb.pp("norm"))?,
             cfg: cfg.clone(),
@@ -189,7 +196,10 @@ impl DinoVisionTransformer {
         }
         .map_err(candle_core::Error::wrap)?;
         if resized.dims()[2..] != [gh, gw] {
-            candle_core::bail!("position embeddings resized to {:?}, expected ({gh}, {gw})", &resized.dims()[2..]);
+            candle_core::bail!(
+                "position embeddings resized to {:?}, expected ({gh}, {gw})",
+                &resized.dims()[2..]
+            );
         }
         let patch = resized.permute((0, 2, 3, 1))?.reshape((1, gh * gw, dim))?;
         Tensor::cat(&[&cls, &patch], 1)

@@ -6,13 +6,12 @@
 use crate::config::DptConfig;
 use crate::dinov2::LayerOutput;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{
-    Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, VarBuilder, conv2d,
-    conv2d_no_bias, conv_transpose2d, linear,
-};
+use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, Linear, VarBuilder, conv_transpose2d, linear};
+use depth_core::conv::Conv2d;
 
-fn pad1() -> Conv2dConfig {
-    Conv2dConfig { padding: 1, ..Default::default() }
+/// A biased k×k conv, stride 1, "same" padding.
+fn conv(c_in: usize, c_out: usize, k: usize, vb: VarBuilder) -> Result<Conv2d> {
+    Conv2d::new(c_in, c_out, k, k / 2, 1, true, vb)
 }
 
 fn upsample(x: &Tensor, size: (usize, usize)) -> Result<Tensor> {
@@ -46,7 +45,7 @@ struct ResidualConvUnit {
 
 impl ResidualConvUnit {
     fn new(f: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { conv1: conv2d(f, f, 3, pad1(), vb.pp("conv1"))?, conv2: conv2d(f, f, 3, pad1(), vb.pp("conv2"))? })
+        Ok(Self { conv1: conv(f, f, 3, vb.pp("conv1"))?, conv2: conv(f, f, 3, vb.pp("conv2"))? })
     }
 }
 
@@ -70,7 +69,7 @@ impl FeatureFusionBlock {
         Ok(Self {
             res_conf_unit1: ResidualConvUnit::new(f, vb.pp("resConfUnit1"))?,
             res_conf_unit2: ResidualConvUnit::new(f, vb.pp("resConfUnit2"))?,
-            out_conv: conv2d(f, f, 1, Default::default(), vb.pp("out_conv"))?,
+            out_conv: conv(f, f, 1, vb.pp("out_conv"))?,
         })
     }
 
@@ -104,29 +103,30 @@ impl DptHead {
         let oc = cfg.out_channels;
         let f = cfg.features;
         let vp = vb.pp("projects");
-        let projects =
-            (0..4).map(|i| conv2d(in_channels, oc[i], 1, Default::default(), vp.pp(i))).collect::<Result<_>>()?;
+        let projects = (0..4).map(|i| conv(in_channels, oc[i], 1, vp.pp(i))).collect::<Result<_>>()?;
         let vr = vb.pp("resize_layers");
         let up = |i: usize, k: usize| {
             let c = ConvTranspose2dConfig { stride: k, padding: 0, output_padding: 0, dilation: 1 };
             conv_transpose2d(oc[i], oc[i], k, c, vr.pp(i)).map(Resize::Up)
         };
-        let down = Conv2dConfig { padding: 1, stride: 2, ..Default::default() };
-        let resize_layers =
-            vec![up(0, 4)?, up(1, 2)?, Resize::Identity, Resize::Down(conv2d(oc[3], oc[3], 3, down, vr.pp(3))?)];
+        let down = Conv2d::new(oc[3], oc[3], 3, 1, 2, true, vr.pp(3))?;
+        let resize_layers = vec![up(0, 4)?, up(1, 2)?, Resize::Identity, Resize::Down(down)];
         let readout_projects = cfg
             .use_clstoken
             .then(|| {
                 let v = vb.pp("readout_projects");
-                (0..4).map(|i| linear(2 * in_channels, in_channels, v.pp(i).pp(0))).collect::<Result<Vec<_>>>()
+                (0..4)
+                    .map(|i| linear(2 * in_channels, in_channels, v.pp(i).pp(0)))
+                    .collect::<Result<Vec<_>>>()
             })
             .transpose()?;
         let s = vb.pp("scratch");
         let layer_rn = (0..4)
-            .map(|i| conv2d_no_bias(oc[i], f, 3, pad1(), s.pp(format!("layer{}_rn", i + 1))))
+            .map(|i| Conv2d::new(oc[i], f, 3, 1, 1, false, s.pp(format!("layer{}_rn", i + 1))))
             .collect::<Result<_>>()?;
-        let refinenets =
-            (0..4).map(|i| FeatureFusionBlock::new(f, s.pp(format!("refinenet{}", i + 1)))).collect::<Result<_>>()?;
+        let refinenets = (0..4)
+            .map(|i| FeatureFusionBlock::new(f, s.pp(format!("refinenet{}", i + 1))))
+            .collect::<Result<_>>()?;
         let o2 = s.pp("output_conv2");
         Ok(Self {
             projects,
@@ -134,9 +134,9 @@ impl DptHead {
             readout_projects,
             layer_rn,
             refinenets,
-            output_conv1: conv2d(f, f / 2, 3, pad1(), s.pp("output_conv1"))?,
-            output_conv2a: conv2d(f / 2, cfg.head_hidden, 3, pad1(), o2.pp(0))?,
-            output_conv2b: conv2d(cfg.head_hidden, 1, 1, Default::default(), o2.pp(2))?,
+            output_conv1: conv(f, f / 2, 3, s.pp("output_conv1"))?,
+            output_conv2a: conv(f / 2, cfg.head_hidden, 3, o2.pp(0))?,
+            output_conv2b: conv(cfg.head_hidden, 1, 1, o2.pp(2))?,
         })
     }
 
@@ -151,7 +151,9 @@ impl DptHead {
             }
             let (b, _, c) = x.dims3()?;
             let x = x.transpose(1, 2)?.reshape((b, c, ph, pw))?;
-            maps.push(self.layer_rn[i].forward(&self.resize_layers[i].forward(&self.projects[i].forward(&x)?)?)?);
+            maps.push(
+                self.layer_rn[i].forward(&self.resize_layers[i].forward(&self.projects[i].forward(&x)?)?)?,
+            );
         }
         let size = |t: &Tensor| -> Result<(usize, usize)> { Ok((t.dim(2)?, t.dim(3)?)) };
         let [r1, r2, r3, r4] = &self.refinenets[..] else { unreachable!("four refinenets") };

@@ -47,10 +47,16 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
     let c: HfConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let b = &c.backbone_config;
     if c.reassemble_factors != [4.0, 2.0, 1.0, 0.5] {
-        return Err(bad(format!("reassemble_factors {:?} (only [4, 2, 1, 0.5] exists)", c.reassemble_factors)));
+        return Err(bad(format!(
+            "reassemble_factors {:?} (only [4, 2, 1, 0.5] exists)",
+            c.reassemble_factors
+        )));
     }
     if c.depth_estimation_type != "relative" {
-        return Err(bad(format!("depth_estimation_type '{}' (only relative is supported)", c.depth_estimation_type)));
+        return Err(bad(format!(
+            "depth_estimation_type '{}' (only relative is supported)",
+            c.depth_estimation_type
+        )));
     }
     if b.num_register_tokens != 0 {
         return Err(bad("register tokens are not supported".into()));
@@ -60,7 +66,9 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
         .try_into()
         .ok()
         .filter(|l: &[usize; 4]| l.iter().all(|&i| i < b.num_hidden_layers))
-        .ok_or_else(|| bad(format!("out_indices {:?} must name 4 of the {} layers", b.out_indices, b.num_hidden_layers)))?;
+        .ok_or_else(|| {
+            bad(format!("out_indices {:?} must name 4 of the {} layers", b.out_indices, b.num_hidden_layers))
+        })?;
     Ok(ModelConfig {
         vit: VitConfig {
             embed_dim: b.hidden_size,
@@ -103,10 +111,14 @@ fn rename(k: &str) -> Option<String> {
             let r = match r {
                 "layer_scale1.lambda1" => "ls1.gamma".to_string(),
                 "layer_scale2.lambda1" => "ls2.gamma".to_string(),
-                r if r.starts_with("attention.output.dense.") => r.replace("attention.output.dense", "attn.proj"),
+                r if r.starts_with("attention.output.dense.") => {
+                    r.replace("attention.output.dense", "attn.proj")
+                }
                 r if r.starts_with("mlp.weights_in.") => r.replace("mlp.weights_in", "mlp.w12"),
                 r if r.starts_with("mlp.weights_out.") => r.replace("mlp.weights_out", "mlp.w3"),
-                r if r.starts_with("norm1.") || r.starts_with("norm2.") || r.starts_with("mlp.fc") => r.to_string(),
+                r if r.starts_with("norm1.") || r.starts_with("norm2.") || r.starts_with("mlp.fc") => {
+                    r.to_string()
+                }
                 _ => return None,
             };
             pre(&format!("blocks.{i}.{r}"))

@@ -43,7 +43,11 @@ fn resolve(weights: &str, encoder: Encoder) -> Result<(String, ModelConfig, Tens
     let path = Path::new(weights);
     if path.is_dir() {
         let cfg = hf::read_config(&path.join("config.json"))?;
-        return Ok((weights.into(), cfg, hf::to_official(load_safetensors(&path.join("model.safetensors"))?)?));
+        return Ok((
+            weights.into(),
+            cfg,
+            hf::to_official(load_safetensors(&path.join("model.safetensors"))?)?,
+        ));
     }
     if path.is_file() {
         let tensors = load_weights(path)?;
@@ -136,7 +140,10 @@ impl DepthEstimator {
         let Some(first) = imgs.first() else { return Ok(Vec::new()) };
         let (w, h) = (first.width(), first.height());
         if let Some(other) = imgs.iter().find(|i| (i.width(), i.height()) != (w, h)) {
-            return Err(ModelError::BatchSizeMismatch { first: (w, h), other: (other.width(), other.height()) });
+            return Err(ModelError::BatchSizeMismatch {
+                first: (w, h),
+                other: (other.width(), other.height()),
+            });
         }
         let inputs = imgs.iter().map(|i| self.preprocess(&i.to_rgb8())).collect::<Result<Vec<_>>>()?;
         let x = Tensor::cat(&inputs, 0)?.to_device(&self.device)?;

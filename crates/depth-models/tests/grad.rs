@@ -1,0 +1,134 @@
+//! Gradients of the model parts against central finite differences (f64, tiny configs), and a
+//! check that every parameter of a full model receives a gradient (no detached op anywhere).
+
+use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use depth_models::dinov2::{Block, DinoVisionTransformer, LayerOutput};
+use depth_models::dpt::DptHead;
+use depth_models::{DepthAnythingV2, DptConfig, Ffn, ModelConfig, VitConfig};
+
+fn tiny_vit(ffn: Ffn) -> VitConfig {
+    VitConfig { img_size: 56, ..VitConfig::custom(16, 2, 2, ffn) }
+}
+
+fn tiny_head() -> DptConfig {
+    DptConfig { features: 8, out_channels: [4, 8, 16, 16], use_clstoken: false, head_hidden: 4 }
+}
+
+/// Builds with `f` on a fresh VarMap, then gives every variable random values: weights with
+/// std 1/√fan_in (activations stay O(1), so difference quotients keep their precision), vectors
+/// (biases, norms, LayerScale) std 0.4.
+fn random<M>(f: impl FnOnce(VarBuilder) -> candle_core::Result<M>) -> (M, VarMap) {
+    let vm = VarMap::new();
+    let m = f(VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
+    for v in vm.all_vars() {
+        let dims = v.dims();
+        let std = match dims.len() {
+            0 | 1 => 0.4,
+            _ => 1.0 / ((v.elem_count() / dims[0]) as f64).sqrt(),
+        };
+        v.set(&Tensor::randn(0f64, std, v.shape(), &Device::Cpu).unwrap()).unwrap();
+    }
+    (m, vm)
+}
+
+/// Autograd vs central differences of `loss` for a sample of elements of every var.
+fn check(vars: &[(String, Var)], loss: impl Fn() -> Tensor) {
+    let grads = loss().backward().unwrap();
+    for (name, var) in vars {
+        let g = grads.get(var.as_tensor()).expect("a variable got no gradient");
+        let g = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        // small, so that a step rarely crosses a ReLU kink
+        let eps = 1e-6;
+        for i in (0..base.len()).step_by((base.len() / 6).max(1)) {
+            let at = |d: f64| {
+                let mut v = base.clone();
+                v[i] += d;
+                var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
+                loss().to_scalar::<f64>().unwrap()
+            };
+            let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+            var.set(&Tensor::from_vec(base.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
+            let tol = 1e-6 * (1.0 + fd.abs().max(g[i].abs()));
+            assert!((fd - g[i]).abs() <= tol, "{name}[{i}]: finite diff {fd}, autograd {}", g[i]);
+        }
+    }
+}
+
+/// The variables of `vm` except those under the given prefixes.
+fn vars_except(vm: &VarMap, unused: &[&str]) -> Vec<(String, Var)> {
+    let data = vm.data().lock().unwrap();
+    data.iter()
+        .filter(|(k, _)| !unused.iter().any(|u| k.starts_with(u)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// In the checkpoint but unused by the official forward pass.
+const UNUSED: [&str; 2] = ["pretrained.mask_token", "depth_head.scratch.refinenet4.resConfUnit1"];
+
+fn weighted_sum(y: &Tensor, w: &Tensor) -> Tensor {
+    (y * w).unwrap().sum_all().unwrap()
+}
+
+#[test]
+fn dinov2_block_gradients() {
+    for ffn in [Ffn::Mlp, Ffn::SwiGlu] {
+        let cfg = tiny_vit(ffn);
+        let (block, vm) = random(|vb| Block::new(&cfg, vb));
+        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (2, 5, 16), &Device::Cpu).unwrap()).unwrap();
+        let w = Tensor::randn(0f64, 1.0, (2, 5, 16), &Device::Cpu).unwrap();
+        let mut vars = vars_except(&vm, &[]);
+        vars.push(("input".into(), x.clone()));
+        check(&vars, || weighted_sum(&block.forward(x.as_tensor()).unwrap(), &w));
+    }
+}
+
+#[test]
+fn dpt_head_gradients() {
+    let (ph, pw, c) = (2, 3, 16);
+    let (head, vm) = random(|vb| DptHead::new(c, &tiny_head(), vb));
+    let tokens: Vec<Var> = (0..4)
+        .map(|_| Var::from_tensor(&Tensor::randn(0f64, 1.0, (1, ph * pw, c), &Device::Cpu).unwrap()).unwrap())
+        .collect();
+    let cls = Tensor::zeros((1, c), DType::F64, &Device::Cpu).unwrap();
+    let w = Tensor::randn(0f64, 1.0, (1, 1, ph * 14, pw * 14), &Device::Cpu).unwrap();
+    let loss = || {
+        let feats: Vec<LayerOutput> = tokens
+            .iter()
+            .map(|t| LayerOutput { patch_tokens: t.as_tensor().clone(), class_token: cls.clone() })
+            .collect();
+        weighted_sum(&head.forward(&feats, ph, pw, 14).unwrap(), &w)
+    };
+    let mut vars = vars_except(&vm, &["scratch.refinenet4.resConfUnit1"]);
+    vars.extend(tokens.iter().enumerate().map(|(i, t)| (format!("tokens{i}"), t.clone())));
+    check(&vars, loss);
+}
+
+#[test]
+fn every_parameter_of_a_full_model_gets_a_gradient() {
+    let cfg = ModelConfig { vit: tiny_vit(Ffn::Mlp), head: tiny_head(), layers: [0, 1, 1, 1] };
+    let (model, vm) = random(|vb| DepthAnythingV2::new(&cfg, vb));
+    let x = Tensor::randn(0f64, 1.0, (2, 3, 42, 56), &Device::Cpu).unwrap();
+    let y = model.forward(&x).unwrap();
+    assert_eq!(y.dims(), [2, 42, 56]);
+    let grads = (y + 1.0).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    let used = vars_except(&vm, &UNUSED);
+    let without = used.iter().filter(|(_, v)| grads.get(v.as_tensor()).is_none()).count();
+    assert_eq!(without, 0, "{without} of {} parameters got no gradient", used.len());
+    assert_eq!(used.len() + 5, vm.all_vars().len(), "only mask_token and refinenet4.resConfUnit1 are unused");
+}
+
+#[test]
+fn non_square_inputs_interpolate_position_embeddings() {
+    let cfg = tiny_vit(Ffn::Mlp);
+    let (vit, _) = random(|vb| DinoVisionTransformer::new(&cfg, vb));
+    for (h, w) in [(56, 56), (42, 70), (70, 28)] {
+        let x = Tensor::randn(0f64, 1.0, (1, 3, h, w), &Device::Cpu).unwrap();
+        let out = vit.get_intermediate_layers(&x, &[1]).unwrap();
+        assert_eq!(out[0].patch_tokens.dims(), [1, (h / 14) * (w / 14), 16]);
+    }
+    let bad = Tensor::zeros((1, 3, 43, 56), DType::F64, &Device::Cpu).unwrap();
+    assert!(vit.get_intermediate_layers(&bad, &[1]).is_err());
+}
