@@ -43,16 +43,16 @@ fn vits() -> &'static depth_models::DepthAnythingV2 {
     })
 }
 
-/// Every reference image: input ≤ 1e-4 abs, depth_net and depth ≤ 1e-4 × max, features for demo08.
-fn check_reference_dir(dir: &str) {
-    let dir = fixtures().join("reference").join(dir);
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+/// Every reference in `dir` (made from the images in `images`): input ≤ 1e-4 abs, depth_net and
+/// depth ≤ 1e-4 × max, intermediate features ≤ 1e-4 × max where present.
+fn check_reference_dir(dir: &Path, images: &Path) {
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert!(!files.is_empty(), "no references in {}", dir.display());
     for file in files {
         let r = reference(&file);
         let input_size: usize = r.meta["input_size"].parse().unwrap();
-        let img = depth_models::read_image(&fixtures().join("images").join(&r.meta["image"])).unwrap();
+        let img = depth_models::read_image(&images.join(&r.meta["image"])).unwrap();
         let est = DepthEstimator::new(vits().clone(), Device::Cpu).with_input_size(input_size);
         let x = est.preprocess(&img).unwrap();
         let name = file.file_name().unwrap().to_string_lossy().to_string();
@@ -86,12 +86,31 @@ fn check_reference_dir(dir: &str) {
 
 #[test]
 fn official_vits_518() {
-    check_reference_dir("vits_518");
+    check_reference_dir(&fixtures().join("reference/vits_518"), &fixtures().join("images"));
 }
 
 #[test]
 fn official_vits_364() {
-    check_reference_dir("vits_364");
+    check_reference_dir(&fixtures().join("reference/vits_364"), &fixtures().join("images"));
+}
+
+/// References made by the official code for images and input sizes the other tests never see.
+/// `DEPTH_HELDOUT` names a folder of such reference folders (same keys and metadata as
+/// shared/fixtures/reference); the images come from `DEPTH_HELDOUT_IMAGES` (default
+/// fixtures/unlabeled). Run with `cargo test -p e2e-tests -- --ignored held_out`.
+#[test]
+#[ignore = "needs DEPTH_HELDOUT references made with the official code"]
+fn held_out_references() {
+    let root = PathBuf::from(std::env::var_os("DEPTH_HELDOUT").expect("set DEPTH_HELDOUT"));
+    let images =
+        std::env::var_os("DEPTH_HELDOUT_IMAGES").map(PathBuf::from).unwrap_or(fixtures().join("unlabeled"));
+    let mut dirs: Vec<_> =
+        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    assert!(!dirs.is_empty(), "no reference folders in {}", root.display());
+    for d in dirs {
+        check_reference_dir(&d, &images);
+    }
 }
 
 #[test]
@@ -138,10 +157,8 @@ fn hugging_face_tiny_model() {
 #[test]
 fn wrong_encoder_for_a_checkpoint_names_keys_and_shapes() {
     let w = fixtures().join("weights/da2_vits_random.pth");
-    let err = load_model(w.to_str().unwrap(), Encoder::Vitb, &Device::Cpu)
-        .err()
-        .expect("must not load")
-        .to_string();
+    let err =
+        load_model(w.to_str().unwrap(), Encoder::Vitb, &Device::Cpu).expect_err("must not load").to_string();
     for needle in ["da2_vits_random.pth", "pretrained.cls_token", "[1, 1, 768]", "[1, 1, 384]", "--encoder"] {
         assert!(err.contains(needle), "'{needle}' missing from: {err}");
     }

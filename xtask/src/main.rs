@@ -1,1 +1,42 @@
-fn main() {}
+//! xtask: `cargo xtask <phase>` runs the Depth Anything V2 pipeline. Each phase is a thin clap
+//! front over library calls; this crate holds no model or tensor logic of its own.
+
+mod colormap;
+mod error;
+mod infer;
+mod progress;
+mod raw;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Depth Anything V2 in Rust: the pipeline phases")]
+struct Cli {
+    #[command(subcommand)]
+    phase: Phase,
+}
+
+#[derive(Subcommand)]
+enum Phase {
+    /// Depth maps for images, like the official run.py.
+    Infer(infer::InferArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().phase {
+        Phase::Infer(args) => infer::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

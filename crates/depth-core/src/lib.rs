@@ -6,6 +6,7 @@
 //! choice and the shared error type. It knows nothing about depth, models or datasets and must
 //! never depend on another depth-* crate.
 
+pub mod atomic;
 pub mod conv;
 pub mod device;
 pub mod error;

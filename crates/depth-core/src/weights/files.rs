@@ -52,14 +52,12 @@ pub fn load_weights(path: &Path) -> Result<TensorMap> {
     }
 }
 
-/// Writes tensors as safetensors atomically (temp file in the same folder, then rename).
+/// Writes tensors as safetensors, atomically.
 pub fn save_safetensors(tensors: &TensorMap, path: &Path) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let io = |source| CoreError::Io { path: path.into(), source };
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    candle_core::safetensors::save(tensors, tmp.path())?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), None).map_err(|e| {
+        CoreError::BadWeightFile { path: path.into(), format: "safetensors", reason: e.to_string() }
+    })?;
+    crate::atomic::write_atomic(path, |w| w.write_all(&bytes))
 }
 
 #[cfg(test)]

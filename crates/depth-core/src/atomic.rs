@@ -1,0 +1,47 @@
+//! Writing files so that a reader never sees a partial one: write a temp file in the target's
+//! folder, then rename it over the target. On any error nothing is left behind.
+
+use crate::error::{CoreError, Result};
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `path` through `f`, atomically.
+pub fn write_atomic(path: &Path, f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let io = |source| CoreError::Io { path: path.into(), source };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        f(&mut w).map_err(io)?;
+        w.flush().map_err(io)?;
+    }
+    // temp files are created private (0600); a finished output is an ordinary file
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+    }
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_writes_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.bin");
+        write_atomic(&p, |w| w.write_all(b"ok")).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"ok");
+        let q = dir.path().join("bad.bin");
+        let err = write_atomic(&q, |w| {
+            w.write_all(b"partial")?;
+            Err(std::io::Error::other("boom"))
+        });
+        assert!(err.is_err());
+        assert!(!q.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+    }
+}

@@ -1,0 +1,23 @@
+//! The error type of the xtask phases.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum XtaskError {
+    #[error(transparent)]
+    Model(#[from] depth_models::ModelError),
+    #[error(transparent)]
+    Core(#[from] depth_core::CoreError),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no images found at {0}: pass a file, a folder, or a .txt list of paths")]
+    NoImages(PathBuf),
+    #[error("{failed} of {total} images failed (listed above)")]
+    SomeFailed { failed: usize, total: usize },
+}
+
+pub type Result<T> = std::result::Result<T, XtaskError>;

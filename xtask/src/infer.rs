@@ -1,0 +1,183 @@
+//! `cargo xtask infer`: depth maps for images, with the flags of the official run.py plus raw
+//! outputs, batching and device choice. A file that fails is reported and skipped; the run then
+//! ends non-zero. Outputs are written atomically.
+
+use crate::colormap::spectral_r;
+use crate::error::{Result, XtaskError};
+use crate::raw::RawFormat;
+use depth_core::atomic::write_atomic;
+use depth_models::{DepthEstimator, DepthMap, Encoder, load_model, read_image};
+use image::{DynamicImage, RgbImage};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, clap::Args)]
+pub struct InferArgs {
+    /// Encoder size of the checkpoint.
+    #[arg(long, default_value = "vits")]
+    encoder: Encoder,
+    /// Checkpoint: a .pth/safetensors file, an HF folder, or a Hub id (owner/name[:file]).
+    /// Default: the official checkpoint of --encoder on the Hub.
+    #[arg(long)]
+    weights: Option<String>,
+    /// An image, a folder (searched recursively), or a .txt file with one path per line.
+    #[arg(long)]
+    img_path: PathBuf,
+    #[arg(long, default_value = "./vis_depth")]
+    outdir: PathBuf,
+    /// Shorter side of the network input.
+    #[arg(long, default_value_t = 518)]
+    input_size: usize,
+    /// Write only the depth picture, not the image beside it.
+    #[arg(long)]
+    pred_only: bool,
+    /// Grey depth pictures instead of the Spectral_r colour map.
+    #[arg(long)]
+    grayscale: bool,
+    /// Also write the depth itself: npy/pfm (float32), png16 (min–max normalised 16-bit).
+    #[arg(long)]
+    save_raw: Option<RawFormat>,
+    /// Images per forward pass (same-size images only are batched together).
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// The image paths an `--img-path` names.
+fn list_images(p: &Path) -> Result<Vec<PathBuf>> {
+    let io = |source| XtaskError::Io { path: p.into(), source };
+    let files = if p.is_dir() {
+        let mut out = Vec::new();
+        let mut stack = vec![p.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).map_err(io)? {
+                let path = entry.map_err(io)?.path();
+                if path.is_dir() { stack.push(path) } else { out.push(path) }
+            }
+        }
+        out.sort();
+        out
+    } else if p.extension().is_some_and(|e| e == "txt") {
+        let text = std::fs::read_to_string(p).map_err(io)?;
+        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(PathBuf::from).collect()
+    } else if p.exists() {
+        vec![p.to_path_buf()]
+    } else {
+        return Err(io(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
+    };
+    if files.is_empty() { Err(XtaskError::NoImages(p.into())) } else { Ok(files) }
+}
+
+/// The official picture: depth min–max scaled to 0…255 (truncated), coloured, and unless
+/// `pred_only` the image, a 50-pixel white gap and the depth side by side.
+fn picture(img: &RgbImage, d: &DepthMap, grayscale: bool, pred_only: bool) -> RgbImage {
+    let (lo, hi) = d.min_max();
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let colour = |v: f32| {
+        let k = ((v - lo) / span * 255.0).clamp(0.0, 255.0) as u8;
+        if grayscale { [k; 3] } else { spectral_r(k) }
+    };
+    let depth = RgbImage::from_fn(d.width, d.height, |x, y| image::Rgb(colour(d.get(x, y))));
+    if pred_only {
+        return depth;
+    }
+    let gap = 50;
+    let mut out = RgbImage::from_pixel(2 * d.width + gap, d.height, image::Rgb([255; 3]));
+    image::imageops::replace(&mut out, img, 0, 0);
+    image::imageops::replace(&mut out, &depth, (d.width + gap) as i64, 0);
+    out
+}
+
+fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut buf, image::ImageFormat::Png)
+        .map_err(|e| XtaskError::Io { path: path.into(), source: std::io::Error::other(e) })?;
+    Ok(write_atomic(path, |w| w.write_all(buf.get_ref()))?)
+}
+
+struct Job<'a> {
+    args: &'a InferArgs,
+    est: DepthEstimator,
+}
+
+impl Job<'_> {
+    fn write_outputs(&self, src: &Path, img: &RgbImage, d: &DepthMap) -> Result<()> {
+        let stem =
+            src.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+        let a = self.args;
+        save_png(&picture(img, d, a.grayscale, a.pred_only), &a.outdir.join(format!("{stem}.png")))?;
+        if let Some(f) = a.save_raw {
+            let name = match f {
+                RawFormat::Png16 => format!("{stem}_depth16.png"),
+                _ => format!("{stem}.{}", f.extension()),
+            };
+            write_atomic(&a.outdir.join(name), |w| f.write(d, w))?;
+        }
+        Ok(())
+    }
+
+    /// Runs one chunk of paths; returns the failures as (path, message).
+    fn run_chunk(&self, paths: &[PathBuf], bar: &indicatif::ProgressBar) -> Vec<(PathBuf, String)> {
+        let mut failed = Vec::new();
+        let mut decoded: Vec<(&PathBuf, RgbImage)> = Vec::new();
+        for p in paths {
+            match read_image(p) {
+                Ok(img) => decoded.push((p, img)),
+                Err(e) => {
+                    failed.push((p.clone(), e.to_string()));
+                    bar.inc(1);
+                }
+            }
+        }
+        while !decoded.is_empty() {
+            let dims = decoded[0].1.dimensions();
+            let (group, rest): (Vec<_>, Vec<_>) =
+                decoded.into_iter().partition(|(_, i)| i.dimensions() == dims);
+            decoded = rest;
+            let imgs: Vec<DynamicImage> =
+                group.iter().map(|(_, i)| DynamicImage::ImageRgb8(i.clone())).collect();
+            match self.est.infer_batch(&imgs) {
+                Ok(depths) => {
+                    for ((p, img), d) in group.iter().zip(&depths) {
+                        if let Err(e) = self.write_outputs(p, img, d) {
+                            failed.push(((*p).clone(), e.to_string()));
+                        }
+                    }
+                }
+                Err(e) => failed.extend(group.iter().map(|(p, _)| ((*p).clone(), e.to_string()))),
+            }
+            bar.inc(group.len() as u64);
+        }
+        failed
+    }
+}
+
+pub fn run(args: InferArgs) -> Result<()> {
+    let files = list_images(&args.img_path)?;
+    let device = depth_core::parse_device(&args.device)?;
+    let (repo, _) = args.encoder.hub_repo();
+    let weights = args.weights.clone().unwrap_or_else(|| repo.to_string());
+    tracing::info!("loading {weights} ({}) on {}", args.encoder.name(), args.device);
+    let model = load_model(&weights, args.encoder, &device)?;
+    std::fs::create_dir_all(&args.outdir)
+        .map_err(|source| XtaskError::Io { path: args.outdir.clone(), source })?;
+    let job = Job { est: DepthEstimator::new(model, device).with_input_size(args.input_size), args: &args };
+    let bar = crate::progress::bar(files.len() as u64, "infer");
+    let failed: Vec<_> = files.chunks(args.batch_size.max(1)).flat_map(|c| job.run_chunk(c, &bar)).collect();
+    bar.finish();
+    for (p, e) in &failed {
+        // model and IO errors already name the file
+        if e.contains(&*p.to_string_lossy()) {
+            eprintln!("failed: {e}")
+        } else {
+            eprintln!("failed: {}: {e}", p.display())
+        }
+    }
+    println!("{} of {} images written to {}", files.len() - failed.len(), files.len(), args.outdir.display());
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(XtaskError::SomeFailed { failed: failed.len(), total: files.len() })
+    }
+}
