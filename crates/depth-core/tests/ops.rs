@@ -184,3 +184,19 @@ fn strided_conv_matches_candle_forward_and_has_exact_gradients_on_every_size() {
         "candle fixed its conv2d backward: drop the workaround"
     );
 }
+
+#[test]
+fn tiled_conv_matches_candle_and_has_exact_gradients() {
+    for (c, o, k, p, h, w) in [(3, 4, 3, 1, 5, 7), (2, 3, 1, 0, 4, 3), (3, 2, 3, 0, 6, 5), (2, 2, 3, 2, 3, 4), (4, 5, 3, 1, 40, 37)] {
+        let x = randn(&[2, c, h, w]);
+        let wt = randn(&[o, c, k, k]);
+        let ours = depth_core::conv::conv2d(&x, &wt, None, p, 1).unwrap();
+        let theirs = x.conv2d(&wt, p, 1, 1, 1).unwrap();
+        assert!(rel_err(&ours, &theirs) < 1e-13, "forward c{c} o{o} k{k} p{p} {h}×{w}");
+        finite_difference_check(&x, |x| depth_core::conv::conv2d(x, &wt, None, p, 1).unwrap(), 1e-6);
+        finite_difference_check(&wt, |wt| depth_core::conv::conv2d(&x, wt, None, p, 1).unwrap(), 1e-6);
+        let f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+        let y32 = depth_core::conv::conv2d(&f32(&x), &f32(&wt), None, p, 1).unwrap();
+        assert!(rel_err(&y32, &theirs) < 1e-5);
+    }
+}

@@ -1,0 +1,235 @@
+//! A CPU stride-1 conv2d as tiled im2col + gemm: each tile of output rows builds its column
+//! matrix (C·k·k × positions, cache-sized) and multiplies it by the weights straight into the
+//! NCHW output, tiles in parallel. candle's im2col builds the whole column matrix at once
+//! (≈300 MB for 32 channels at 518²) and runs 3–5× slower. Backward: dx is the same conv of the
+//! gradient with the flipped, transposed kernel; dW accumulates gradient × columnsᵀ per tile.
+
+use crate::float::contiguous;
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// Output positions per tile: the column matrix stays within a few hundred KB.
+const TILE_POSITIONS: usize = 1024;
+
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    k: usize,
+    p: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Geometry {
+    fn new(x: &Layout, w: &Layout, p: usize) -> Result<Self> {
+        let (n, c, h, wd) = x.shape().dims4()?;
+        let (o, c2, k, k2) = w.shape().dims4()?;
+        if c != c2 || k != k2 || p >= k || h + 2 * p < k || wd + 2 * p < k {
+            candle_core::bail!("conv2d: input {:?}, kernel {:?}, padding {p} not supported", x.dims(), w.dims());
+        }
+        Ok(Self { n, c, h, w: wd, o, k, p, ho: h + 2 * p - k + 1, wo: wd + 2 * p - k + 1 })
+    }
+
+    fn ckk(&self) -> usize {
+        self.c * self.k * self.k
+    }
+
+    /// (batch index, first output row, rows) of every tile.
+    fn tiles(&self) -> Vec<(usize, usize, usize)> {
+        let rows = (TILE_POSITIONS / self.wo).clamp(1, self.ho);
+        (0..self.n).flat_map(|b| (0..self.ho).step_by(rows).map(move |y| (b, y, rows.min(self.ho - y)))).collect()
+    }
+
+    /// Fills `col` (ckk × rows·wo) with the input patches of output rows y0..y0+rows of image `b`.
+    fn im2col<T: WithDType>(&self, x: &[T], b: usize, y0: usize, rows: usize, col: &mut [T]) {
+        let npos = rows * self.wo;
+        let (k, p) = (self.k, self.p);
+        for c in 0..self.c {
+            let plane = &x[(b * self.c + c) * self.h * self.w..][..self.h * self.w];
+            for ky in 0..k {
+                for kx in 0..k {
+                    let q = (c * k + ky) * k + kx;
+                    // output columns whose input column xo + kx − p lies inside the image
+                    let lo = p.saturating_sub(kx).min(self.wo);
+                    let hi = (self.w + p).saturating_sub(kx).min(self.wo).max(lo);
+                    for r in 0..rows {
+                        let dst = &mut col[q * npos + r * self.wo..][..self.wo];
+                        let yi = (y0 + r + ky) as isize - p as isize;
+                        if yi < 0 || yi >= self.h as isize {
+                            dst.fill(T::zero());
+                            continue;
+                        }
+                        let src = &plane[yi as usize * self.w..][..self.w];
+                        dst[..lo].fill(T::zero());
+                        dst[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
+                        dst[hi..].fill(T::zero());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst (m×n, row stride dst_rs) (+)= lhs (m×k) · rhs (k×n)` with element strides; single-threaded.
+#[allow(clippy::too_many_arguments)]
+fn gemm<T: WithDType>(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut T,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[T],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[T],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    assert!(m == 0 || n == 0 || k == 0 || (m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len());
+    assert!(m == 0 || n == 0 || k == 0 || (k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len());
+    // SAFETY: the asserts bound every lhs/rhs read; callers pass a dst valid for m rows of n
+    // contiguous elements at row stride dst_rs that no other thread touches meanwhile.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// A raw output pointer shared by tiles that write disjoint regions.
+#[derive(Clone, Copy)]
+struct OutPtr<T>(*mut T);
+// SAFETY: only used for writes to disjoint regions (one tile each), see `forward`.
+unsafe impl<T> Send for OutPtr<T> {}
+unsafe impl<T> Sync for OutPtr<T> {}
+
+fn forward<T: WithDType>(g: Geometry, x: &[T], wt: &[T]) -> Vec<T> {
+    let plane = g.ho * g.wo;
+    let mut y = vec![T::zero(); g.n * g.o * plane];
+    let out = OutPtr(y.as_mut_ptr());
+    let ckk = g.ckk();
+    g.tiles().into_par_iter().for_each_init(Vec::new, |col: &mut Vec<T>, (b, y0, rows)| {
+        let npos = rows * g.wo;
+        col.resize(ckk * npos, T::zero());
+        g.im2col(x, b, y0, rows, col);
+        let out = out;
+        // SAFETY: this tile writes rows y0..y0+rows of every output plane of image b, which
+        // no other tile writes; `y` outlives the parallel loop.
+        let dst = unsafe { out.0.add(b * g.o * plane + y0 * g.wo) };
+        gemm((g.o, npos, ckk), dst, plane, false, wt, (ckk, 1), col, (npos, 1));
+    });
+    y
+}
+
+fn weight_grad<T: WithDType>(g: Geometry, x: &[T], dy: &[T]) -> Vec<T> {
+    let (plane, ckk) = (g.ho * g.wo, g.ckk());
+    g.tiles()
+        .into_par_iter()
+        .fold(
+            || (vec![T::zero(); g.o * ckk], Vec::new()),
+            |(mut dw, mut col): (Vec<T>, Vec<T>), (b, y0, rows)| {
+                let npos = rows * g.wo;
+                col.resize(ckk * npos, T::zero());
+                g.im2col(x, b, y0, rows, &mut col);
+                let grad = &dy[b * g.o * plane + y0 * g.wo..];
+                // dW (o × ckk) += dy_tile (o × npos) · colᵀ (npos × ckk)
+                gemm((g.o, ckk, npos), dw.as_mut_ptr(), ckk, true, grad, (plane, 1), &col, (1, npos));
+                (dw, col)
+            },
+        )
+        .map(|(dw, _)| dw)
+        .reduce(
+            || vec![T::zero(); g.o * ckk],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                a
+            },
+        )
+}
+
+/// Stride-1 convolution (no bias) of contiguous NCHW `x` with OIHW `w`, zero padding `padding`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct TiledConv2d {
+    pub padding: usize,
+}
+
+impl CustomOp2 for TiledConv2d {
+    fn name(&self) -> &'static str {
+        "tiled-conv2d"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(l1, l2, self.padding)?;
+        let n = self.name();
+        let y = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(forward::<f32>(g, contiguous(n, s1, l1)?, contiguous(n, s2, l2)?)),
+            CpuStorage::F64(_) => CpuStorage::F64(forward::<f64>(g, contiguous(n, s1, l1)?, contiguous(n, s2, l2)?)),
+            s => candle_core::bail!("{n}: unsupported dtype {:?}", s.dtype()),
+        };
+        Ok((y, Shape::from((g.n, g.o, g.ho, g.wo))))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let k = w.dim(3)?;
+        let dy = dy.contiguous()?;
+        let rev: Vec<u32> = (0..k as u32).rev().collect();
+        let rev = Tensor::new(rev.as_slice(), w.device())?;
+        let flipped = w.transpose(0, 1)?.contiguous()?.index_select(&rev, 2)?.index_select(&rev, 3)?.contiguous()?;
+        let dx = dy.apply_op2(&flipped, TiledConv2d { padding: k - 1 - self.padding })?;
+        let dw = x.apply_op2_no_bwd(&dy, &WeightGrad { padding: self.padding, k })?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// dW of [`TiledConv2d`] from (x, dy).
+struct WeightGrad {
+    padding: usize,
+    k: usize,
+}
+
+impl CustomOp2 for WeightGrad {
+    fn name(&self) -> &'static str {
+        "tiled-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = l1.shape().dims4()?;
+        let o = l2.shape().dims4()?.1;
+        let (k, p) = (self.k, self.padding);
+        let g = Geometry { n, c, h, w, o, k, p, ho: h + 2 * p - k + 1, wo: w + 2 * p - k + 1 };
+        if l2.shape().dims4()? != (n, o, g.ho, g.wo) {
+            candle_core::bail!("{}: gradient {:?} does not fit input {:?}", self.name(), l2.dims(), l1.dims());
+        }
+        let name = self.name();
+        let dw = match s1 {
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(weight_grad::<f32>(g, contiguous(name, s1, l1)?, contiguous(name, s2, l2)?))
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(weight_grad::<f64>(g, contiguous(name, s1, l1)?, contiguous(name, s2, l2)?))
+            }
+            s => candle_core::bail!("{name}: unsupported dtype {:?}", s.dtype()),
+        };
+        Ok((dw, Shape::from((o, c, k, k))))
+    }
+}
