@@ -2,23 +2,28 @@
 
 use candle_core::{CpuStorage, Layout, Result, WithDType};
 
-/// f32 or f64: arithmetic comes from `WithDType`; `exp` runs in the tensor's own precision.
+/// f32 or f64: arithmetic comes from `WithDType`; softmax runs in the tensor's own precision
+/// (float32 through the vectorised exp of `fastmath`).
 pub(crate) trait Float: WithDType {
-    const NEG_INF: Self;
-    fn exp(self) -> Self;
+    /// In place: row ← softmax(scale · row).
+    fn softmax_row(row: &mut [Self], scale: Self);
 }
 
 impl Float for f32 {
-    const NEG_INF: Self = f32::NEG_INFINITY;
-    fn exp(self) -> Self {
-        f32::exp(self)
+    fn softmax_row(row: &mut [f32], scale: f32) {
+        crate::fastmath::softmax_row_f32(row, scale)
     }
 }
 
 impl Float for f64 {
-    const NEG_INF: Self = f64::NEG_INFINITY;
-    fn exp(self) -> Self {
-        f64::exp(self)
+    fn softmax_row(row: &mut [f64], scale: f64) {
+        let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v * scale));
+        let mut sum = 0.0;
+        for v in row.iter_mut() {
+            *v = (*v * scale - max).exp();
+            sum += *v;
+        }
+        row.iter_mut().for_each(|v| *v /= sum);
     }
 }
 

@@ -7,16 +7,20 @@
 //! never depend on another depth-* crate.
 
 pub mod atomic;
+pub mod attention;
 pub mod conv;
 pub mod device;
 pub mod error;
+pub mod fastmath;
 pub mod fixtures;
 mod float;
+mod gemm;
 pub mod norm;
 pub mod resample;
 pub mod softmax;
 pub mod weights;
 
+pub use attention::attention;
 pub use device::parse_device;
 pub use error::{CoreError, Result};
 pub use norm::layer_norm;

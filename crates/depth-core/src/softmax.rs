@@ -21,19 +21,13 @@ struct Softmax;
 fn forward<T: Float>(x: &[T], d: usize) -> Vec<T> {
     let mut y = vec![T::zero(); x.len()];
     y.par_chunks_mut(d).zip(x.par_chunks(d)).with_min_len(8).for_each(|(yr, xr)| {
-        let max = xr.iter().fold(T::NEG_INF, |m, &v| if v > m { v } else { m });
-        let mut sum = T::zero();
-        for (o, &v) in yr.iter_mut().zip(xr) {
-            *o = (v - max).exp();
-            sum += *o;
-        }
-        let inv = T::one() / sum;
-        yr.iter_mut().for_each(|o| *o *= inv);
+        yr.copy_from_slice(xr);
+        T::softmax_row(yr, T::one());
     });
     y
 }
 
-fn backward<T: Float>(y: &[T], dy: &[T], d: usize) -> Vec<T> {
+pub(crate) fn backward<T: Float>(y: &[T], dy: &[T], d: usize) -> Vec<T> {
     let mut dx = vec![T::zero(); y.len()];
     dx.par_chunks_mut(d).zip(y.par_chunks(d).zip(dy.par_chunks(d))).with_min_len(8).for_each(
         |(dxr, (yr, dyr))| {
@@ -66,7 +60,7 @@ impl CustomOp1 for Softmax {
     }
 }
 
-struct SoftmaxBwd;
+pub(crate) struct SoftmaxBwd;
 
 impl CustomOp2 for SoftmaxBwd {
     fn name(&self) -> &'static str {

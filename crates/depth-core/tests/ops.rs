@@ -187,7 +187,9 @@ fn strided_conv_matches_candle_forward_and_has_exact_gradients_on_every_size() {
 
 #[test]
 fn tiled_conv_matches_candle_and_has_exact_gradients() {
-    for (c, o, k, p, h, w) in [(3, 4, 3, 1, 5, 7), (2, 3, 1, 0, 4, 3), (3, 2, 3, 0, 6, 5), (2, 2, 3, 2, 3, 4), (4, 5, 3, 1, 40, 37)] {
+    for (c, o, k, p, h, w) in
+        [(3, 4, 3, 1, 5, 7), (2, 3, 1, 0, 4, 3), (3, 2, 3, 0, 6, 5), (2, 2, 3, 2, 3, 4), (4, 5, 3, 1, 40, 37)]
+    {
         let x = randn(&[2, c, h, w]);
         let wt = randn(&[o, c, k, k]);
         let ours = depth_core::conv::conv2d(&x, &wt, None, p, 1).unwrap();
@@ -199,4 +201,22 @@ fn tiled_conv_matches_candle_and_has_exact_gradients() {
         let y32 = depth_core::conv::conv2d(&f32(&x), &f32(&wt), None, p, 1).unwrap();
         assert!(rel_err(&y32, &theirs) < 1e-5);
     }
+}
+
+#[test]
+fn fused_attention_matches_composed_ops_and_gradients_are_exact() {
+    // 70 queries: one full block of 64 and a partial one
+    let (q, k, v) = (randn(&[2, 3, 70, 8]), randn(&[2, 3, 70, 8]), randn(&[2, 3, 70, 8]));
+    let scale = 8f64.powf(-0.5);
+    let ours = depth_core::attention(&q, &k, &v, scale).unwrap();
+    let scores = (q.matmul(&k.t().unwrap()).unwrap() * scale).unwrap();
+    let theirs = candle_nn::ops::softmax(&scores, D::Minus1).unwrap().matmul(&v).unwrap();
+    assert!(rel_err(&ours, &theirs) < 1e-13);
+    finite_difference_check(&q, |q| depth_core::attention(q, &k, &v, scale).unwrap(), 1e-6);
+    finite_difference_check(&k, |k| depth_core::attention(&q, k, &v, scale).unwrap(), 1e-6);
+    finite_difference_check(&v, |v| depth_core::attention(&q, &k, v, scale).unwrap(), 1e-6);
+    let f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+    let y32 = depth_core::attention(&f32(&q), &f32(&k), &f32(&v), scale).unwrap();
+    assert!(rel_err(&y32, &theirs) < 1e-5);
+    assert!(depth_core::attention(&q, &k, &randn(&[2, 3, 70, 4]), scale).is_err());
 }

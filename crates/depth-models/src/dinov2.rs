@@ -49,12 +49,10 @@ impl Module for Attention {
         let (b, n, c) = x.dims3()?;
         let hd = c / self.num_heads;
         let qkv = self.qkv.forward(x)?.reshape((b, n, 3, self.num_heads, hd))?.permute((2, 0, 3, 1, 4))?;
-        let q = (qkv.get(0)? * (hd as f64).powf(-0.5))?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let attn = q.matmul(&k.t()?)?;
-        let attn = depth_core::softmax_last_dim(&attn).map_err(candle_core::Error::wrap)?;
-        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let out =
+            depth_core::attention(&q, &k, &v, (hd as f64).powf(-0.5)).map_err(candle_core::Error::wrap)?;
+        let out = out.transpose(1, 2)?.reshape((b, n, c))?;
         self.proj.forward(&out)
     }
 }

@@ -5,6 +5,7 @@
 //! gradient with the flipped, transposed kernel; dW accumulates gradient × columnsᵀ per tile.
 
 use crate::float::contiguous;
+use crate::gemm::{Mat, gemm_into, gemm_raw};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -30,7 +31,11 @@ impl Geometry {
         let (n, c, h, wd) = x.shape().dims4()?;
         let (o, c2, k, k2) = w.shape().dims4()?;
         if c != c2 || k != k2 || p >= k || h + 2 * p < k || wd + 2 * p < k {
-            candle_core::bail!("conv2d: input {:?}, kernel {:?}, padding {p} not supported", x.dims(), w.dims());
+            candle_core::bail!(
+                "conv2d: input {:?}, kernel {:?}, padding {p} not supported",
+                x.dims(),
+                w.dims()
+            );
         }
         Ok(Self { n, c, h, w: wd, o, k, p, ho: h + 2 * p - k + 1, wo: wd + 2 * p - k + 1 })
     }
@@ -42,7 +47,9 @@ impl Geometry {
     /// (batch index, first output row, rows) of every tile.
     fn tiles(&self) -> Vec<(usize, usize, usize)> {
         let rows = (TILE_POSITIONS / self.wo).clamp(1, self.ho);
-        (0..self.n).flat_map(|b| (0..self.ho).step_by(rows).map(move |y| (b, y, rows.min(self.ho - y)))).collect()
+        (0..self.n)
+            .flat_map(|b| (0..self.ho).step_by(rows).map(move |y| (b, y, rows.min(self.ho - y))))
+            .collect()
     }
 
     /// Fills `col` (ckk × rows·wo) with the input patches of output rows y0..y0+rows of image `b`.
@@ -75,53 +82,21 @@ impl Geometry {
     }
 }
 
-/// `dst (m×n, row stride dst_rs) (+)= lhs (m×k) · rhs (k×n)` with element strides; single-threaded.
-#[allow(clippy::too_many_arguments)]
-fn gemm<T: WithDType>(
-    (m, n, k): (usize, usize, usize),
-    dst: *mut T,
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: &[T],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[T],
-    (rhs_rs, rhs_cs): (usize, usize),
-) {
-    assert!(m == 0 || n == 0 || k == 0 || (m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len());
-    assert!(m == 0 || n == 0 || k == 0 || (k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len());
-    // SAFETY: the asserts bound every lhs/rhs read; callers pass a dst valid for m rows of n
-    // contiguous elements at row stride dst_rs that no other thread touches meanwhile.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
-}
-
 /// A raw output pointer shared by tiles that write disjoint regions.
 #[derive(Clone, Copy)]
 struct OutPtr<T>(*mut T);
 // SAFETY: only used for writes to disjoint regions (one tile each), see `forward`.
 unsafe impl<T> Send for OutPtr<T> {}
 unsafe impl<T> Sync for OutPtr<T> {}
+
+impl<T> OutPtr<T> {
+    /// # Safety
+    /// `offset` must lie inside the allocation the pointer came from.
+    unsafe fn at(&self, offset: usize) -> *mut T {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.0.add(offset) }
+    }
+}
 
 fn forward<T: WithDType>(g: Geometry, x: &[T], wt: &[T]) -> Vec<T> {
     let plane = g.ho * g.wo;
@@ -132,11 +107,13 @@ fn forward<T: WithDType>(g: Geometry, x: &[T], wt: &[T]) -> Vec<T> {
         let npos = rows * g.wo;
         col.resize(ckk * npos, T::zero());
         g.im2col(x, b, y0, rows, col);
-        let out = out;
         // SAFETY: this tile writes rows y0..y0+rows of every output plane of image b, which
         // no other tile writes; `y` outlives the parallel loop.
-        let dst = unsafe { out.0.add(b * g.o * plane + y0 * g.wo) };
-        gemm((g.o, npos, ckk), dst, plane, false, wt, (ckk, 1), col, (npos, 1));
+        let dst = unsafe { out.at(b * g.o * plane + y0 * g.wo) };
+        // SAFETY: see above; dst rows are `npos` long at stride `plane`.
+        unsafe {
+            gemm_raw((g.o, npos, ckk), dst, plane, false, Mat::rows(wt, ckk), Mat::rows(col, npos), T::one())
+        };
     });
     y
 }
@@ -153,7 +130,8 @@ fn weight_grad<T: WithDType>(g: Geometry, x: &[T], dy: &[T]) -> Vec<T> {
                 g.im2col(x, b, y0, rows, &mut col);
                 let grad = &dy[b * g.o * plane + y0 * g.wo..];
                 // dW (o × ckk) += dy_tile (o × npos) · colᵀ (npos × ckk)
-                gemm((g.o, ckk, npos), dw.as_mut_ptr(), ckk, true, grad, (plane, 1), &col, (1, npos));
+                let grad = Mat { data: grad, rs: plane, cs: 1 };
+                gemm_into((g.o, ckk, npos), &mut dw, ckk, true, grad, Mat::transposed(&col, npos), T::one());
                 (dw, col)
             },
         )
@@ -178,23 +156,40 @@ impl CustomOp2 for TiledConv2d {
         "tiled-conv2d"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(l1, l2, self.padding)?;
         let n = self.name();
         let y = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(forward::<f32>(g, contiguous(n, s1, l1)?, contiguous(n, s2, l2)?)),
-            CpuStorage::F64(_) => CpuStorage::F64(forward::<f64>(g, contiguous(n, s1, l1)?, contiguous(n, s2, l2)?)),
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(forward::<f32>(g, contiguous(n, s1, l1)?, contiguous(n, s2, l2)?))
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(forward::<f64>(g, contiguous(n, s1, l1)?, contiguous(n, s2, l2)?))
+            }
             s => candle_core::bail!("{n}: unsupported dtype {:?}", s.dtype()),
         };
         Ok((y, Shape::from((g.n, g.o, g.ho, g.wo))))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let k = w.dim(3)?;
         let dy = dy.contiguous()?;
         let rev: Vec<u32> = (0..k as u32).rev().collect();
         let rev = Tensor::new(rev.as_slice(), w.device())?;
-        let flipped = w.transpose(0, 1)?.contiguous()?.index_select(&rev, 2)?.index_select(&rev, 3)?.contiguous()?;
+        let flipped =
+            w.transpose(0, 1)?.contiguous()?.index_select(&rev, 2)?.index_select(&rev, 3)?.contiguous()?;
         let dx = dy.apply_op2(&flipped, TiledConv2d { padding: k - 1 - self.padding })?;
         let dw = x.apply_op2_no_bwd(&dy, &WeightGrad { padding: self.padding, k })?;
         Ok((Some(dx), Some(dw)))
@@ -212,13 +207,24 @@ impl CustomOp2 for WeightGrad {
         "tiled-conv2d-weight-grad"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = l1.shape().dims4()?;
         let o = l2.shape().dims4()?.1;
         let (k, p) = (self.k, self.padding);
         let g = Geometry { n, c, h, w, o, k, p, ho: h + 2 * p - k + 1, wo: w + 2 * p - k + 1 };
         if l2.shape().dims4()? != (n, o, g.ho, g.wo) {
-            candle_core::bail!("{}: gradient {:?} does not fit input {:?}", self.name(), l2.dims(), l1.dims());
+            candle_core::bail!(
+                "{}: gradient {:?} does not fit input {:?}",
+                self.name(),
+                l2.dims(),
+                l1.dims()
+            );
         }
         let name = self.name();
         let dw = match s1 {

@@ -1,0 +1,118 @@
+//! Scaled dot-product attention `softmax(scale · Q Kᵀ) V` over (…, N, D) tensors, fused on the
+//! CPU: per head and block of 64 queries the scores go to a cache-sized buffer, through the
+//! vectorised softmax and straight into `· V`, blocks in parallel — the (N × N) matrix is never
+//! written out. Backward recomputes the probabilities and applies the exact formulas. Off the
+//! CPU it is the composed (differentiable) candle ops.
+
+use crate::error::{CoreError, Result};
+use crate::float::{Float, contiguous};
+use crate::gemm::{Mat, gemm_into};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+const BLOCK: usize = 64;
+
+/// `softmax(scale · q kᵀ) v` for q, k, v of shape (…, N, D) (same leading dims).
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    if q.dims() != k.dims() || q.dims() != v.dims() || q.rank() < 2 {
+        return Err(CoreError::BadArgument {
+            op: "attention",
+            reason: format!(
+                "q {:?}, k {:?}, v {:?} must have one shape (…, N, D)",
+                q.dims(),
+                k.dims(),
+                v.dims()
+            ),
+        });
+    }
+    if !q.device().is_cpu() {
+        let p = crate::softmax::softmax_last_dim(&(q.matmul(&k.t()?)? * scale)?)?;
+        return Ok(p.matmul(v)?);
+    }
+    let op = Attention { scale };
+    Ok(q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)?)
+}
+
+struct Attention {
+    scale: f64,
+}
+
+fn forward<T: Float>(q: &[T], k: &[T], v: &[T], n: usize, d: usize, scale: T) -> Vec<T> {
+    let mut out = vec![T::zero(); q.len()];
+    out.par_chunks_mut(n * d).enumerate().for_each(|(head, o)| {
+        let (kh, vh) = (&k[head * n * d..][..n * d], &v[head * n * d..][..n * d]);
+        o.par_chunks_mut(BLOCK * d).enumerate().for_each_init(Vec::new, |s: &mut Vec<T>, (blk, ob)| {
+            let rows = ob.len() / d;
+            let qb = &q[head * n * d + blk * BLOCK * d..][..rows * d];
+            s.resize(rows * n, T::zero());
+            // S = scale · Q_blk Kᵀ, then row softmax, then O_blk = S V
+            gemm_into((rows, n, d), s, n, false, Mat::rows(qb, d), Mat::transposed(kh, d), scale);
+            s.chunks_mut(n).for_each(|row| T::softmax_row(row, T::one()));
+            gemm_into((rows, d, n), ob, d, false, Mat::rows(s, n), Mat::rows(vh, d), T::one());
+        });
+    });
+    out
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "depth-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = l1.shape().dims();
+        let (n, d) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+        let name = self.name();
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(forward::<f32>(
+                contiguous(name, s1, l1)?,
+                contiguous(name, s2, l2)?,
+                contiguous(name, s3, l3)?,
+                n,
+                d,
+                self.scale as f32,
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(forward::<f64>(
+                contiguous(name, s1, l1)?,
+                contiguous(name, s2, l2)?,
+                contiguous(name, s3, l3)?,
+                n,
+                d,
+                self.scale,
+            )),
+            s => candle_core::bail!("{name}: unsupported dtype {:?}", s.dtype()),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    /// P = softmax(s Q Kᵀ); dV = Pᵀ dO; dS = P ⊙ (dO Vᵀ − rowsum(P ⊙ dO Vᵀ)); dQ = s dS K; dK = s dSᵀ Q.
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _out: &Tensor,
+        d_out: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (q, k, v) = (q.detach(), k.detach(), v.detach());
+        let p = crate::softmax::softmax_last_dim(&(q.matmul(&k.t()?)? * self.scale)?)
+            .map_err(candle_core::Error::wrap)?
+            .detach();
+        let d_out = d_out.contiguous()?;
+        let dv = p.t()?.matmul(&d_out)?;
+        let dp = d_out.matmul(&v.t()?)?.contiguous()?;
+        let ds = p.apply_op2_no_bwd(&dp, &crate::softmax::SoftmaxBwd)?;
+        let dq = (ds.matmul(&k)? * self.scale)?;
+        let dk = (ds.t()?.matmul(&q)? * self.scale)?;
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
