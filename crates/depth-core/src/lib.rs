@@ -14,6 +14,7 @@ pub mod error;
 pub mod fastmath;
 pub mod fixtures;
 mod float;
+pub mod gelu;
 mod gemm;
 pub mod norm;
 pub mod resample;
@@ -23,6 +24,7 @@ pub mod weights;
 pub use attention::attention;
 pub use device::parse_device;
 pub use error::{CoreError, Result};
+pub use gelu::gelu_erf;
 pub use norm::layer_norm;
 pub use resample::{
     Taps, bicubic, bicubic_scale, bilinear_align_corners, bilinear_align_corners_scale, cv_resize_cubic,

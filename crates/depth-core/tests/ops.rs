@@ -220,3 +220,19 @@ fn fused_attention_matches_composed_ops_and_gradients_are_exact() {
     assert!(rel_err(&y32, &theirs) < 1e-5);
     assert!(depth_core::attention(&q, &k, &randn(&[2, 3, 70, 4]), scale).is_err());
 }
+
+#[test]
+fn gelu_matches_candle_and_gradient_is_exact() {
+    let x = (randn(&[3, 1000]) * 3.0).unwrap();
+    let ours = depth_core::gelu_erf(&x).unwrap();
+    assert!(rel_err(&ours, &x.gelu_erf().unwrap()) < 1e-14);
+    finite_difference_check(&x, |x| depth_core::gelu_erf(x).unwrap(), 1e-6);
+    // float32: PyTorch's erf approximation, within 1e-6 of the exact GELU
+    let x32 = x.to_dtype(DType::F32).unwrap();
+    assert!(rel_err(&depth_core::gelu_erf(&x32).unwrap(), &ours) < 1e-6);
+    let v = Var::from_tensor(&x32).unwrap();
+    let g32 = depth_core::gelu_erf(v.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+    let v64 = Var::from_tensor(&x).unwrap();
+    let g64 = depth_core::gelu_erf(v64.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(rel_err(g32.get(v.as_tensor()).unwrap(), g64.get(v64.as_tensor()).unwrap()) < 1e-6);
+}

@@ -81,7 +81,9 @@ impl FeedForward {
 impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Self::Mlp { fc1, fc2 } => fc2.forward(&fc1.forward(x)?.gelu_erf()?),
+            Self::Mlp { fc1, fc2 } => {
+                fc2.forward(&depth_core::gelu_erf(&fc1.forward(x)?).map_err(candle_core::Error::wrap)?)
+            }
             Self::SwiGlu { w12, w3 } => {
                 let x12 = w12.forward(x)?.chunk(2, D::Minus1)?;
                 w3.forward(&(x12[0].silu()? * &x12[1])?)

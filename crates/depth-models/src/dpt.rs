@@ -147,7 +147,8 @@ impl DptHead {
             let mut x = feat.patch_tokens.clone();
             if let Some(readout) = &self.readout_projects {
                 let cls = feat.class_token.unsqueeze(1)?.broadcast_as(x.shape())?;
-                x = readout[i].forward(&Tensor::cat(&[&x, &cls], 2)?)?.gelu_erf()?;
+                x = depth_core::gelu_erf(&readout[i].forward(&Tensor::cat(&[&x, &cls], 2)?)?)
+                    .map_err(candle_core::Error::wrap)?;
             }
             let (b, _, c) = x.dims3()?;
             let x = x.transpose(1, 2)?.reshape((b, c, ph, pw))?;
