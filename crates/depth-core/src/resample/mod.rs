@@ -35,7 +35,8 @@ pub fn resample(x: &Tensor, rows: Taps, cols: Taps) -> Result<Tensor> {
     let dense =
         |t: &Taps| Tensor::from_vec(t.to_dense(), (t.n_out(), t.n_in()), x.device())?.to_dtype(x.dtype());
     let (wr, wc) = (dense(&rows)?, dense(&cols)?);
-    let y = x.broadcast_matmul(&wc.t()?)?;
+    // candle's CUDA matmul takes only contiguous operands (the position embeddings come permuted)
+    let y = x.contiguous()?.broadcast_matmul(&wc.t()?.contiguous()?)?;
     Ok(wr.broadcast_matmul(&y)?)
 }
 

@@ -1,0 +1,100 @@
+//! `cargo xtask infer` end to end: the written depth equals the official one, bad files are
+//! skipped with a non-zero exit and leave nothing behind, same-size images batch, and a Hub id
+//! resolves through the Hugging Face cache offline.
+
+use candle_core::{DType, Device, Tensor};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    depth_core::fixtures::fixtures_dir().expect("shared fixtures are required")
+}
+
+fn xtask(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.arg("infer").args(args).env("HF_HUB_OFFLINE", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run xtask")
+}
+
+fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
+    let shape = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape = shape.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let data = bytes[10 + hlen..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    (shape, data)
+}
+
+#[test]
+fn writes_official_depth_skips_bad_files_and_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let square = fixtures().join("images/square04.png");
+    std::fs::copy(&square, input.join("a.png")).unwrap();
+    std::fs::copy(&square, input.join("b.png")).unwrap();
+    std::fs::write(input.join("broken.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    let out = dir.path().join("out");
+    let weights = fixtures().join("weights/da2_vits_random.pth");
+    let args = ["--weights", weights.to_str().unwrap(), "--img-path", input.to_str().unwrap()];
+    let run = xtask(
+        &[&args[..], &["--outdir", out.to_str().unwrap(), "--save-raw", "npy", "--batch-size", "3"]].concat(),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "a failed image must make the run fail");
+    assert!(stderr.contains("broken.jpg"), "{stderr}");
+
+    let mut written: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    written.sort();
+    assert_eq!(written, ["a.npy", "a.png", "b.npy", "b.png"], "no output for the bad file, no temp files");
+
+    let reference = candle_core::safetensors::load(
+        fixtures().join("reference/vits_518/square04.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap()["depth"]
+        .to_dtype(DType::F32)
+        .unwrap();
+    for name in ["a.npy", "b.npy"] {
+        let (shape, data) = read_npy(&out.join(name));
+        let ours = Tensor::from_vec(data, shape, &Device::Cpu).unwrap();
+        let diff =
+            (&ours - &reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = reference.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff <= 1e-4 * scale, "{name}: {diff} vs max {scale}");
+    }
+    let picture = image::open(out.join("a.png")).unwrap();
+    assert_eq!((picture.width(), picture.height()), (700 + 50 + 700, 700), "image | gap | depth");
+}
+
+#[test]
+fn loads_a_hub_id_from_the_cache_offline() {
+    let cache = tempfile::tempdir().unwrap();
+    let repo = cache.path().join("models--acme--tiny-depth-hf");
+    let commit = "89abcdef0123456789abcdef0123456789abcdef";
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let snap = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snap).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixtures().join("weights/hf_tiny").join(f), snap.join(f)).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let img = fixtures().join("images/square04.png");
+    let env = [("HF_HUB_CACHE", cache.path())];
+    let base = ["--img-path", img.to_str().unwrap(), "--outdir", out.path().to_str().unwrap(), "--pred-only"];
+    let ok = xtask(&[&["--weights", "acme/tiny-depth-hf"], &base[..]].concat(), &env);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(image::open(out.path().join("square04.png")).unwrap().width(), 700);
+
+    let miss = xtask(&[&["--weights", "acme/not-cached"], &base[..]].concat(), &env);
+    assert!(!miss.status.success());
+    assert!(String::from_utf8_lossy(&miss.stderr).contains("HF_HUB_OFFLINE"));
+}
