@@ -46,6 +46,34 @@ fn gelu_grad_body(dx: &mut [f32], x: &[f32], dy: &[f32]) {
     }
 }
 
+/// Σ row, over 8 lanes (vectorises; float32 accumulation like PyTorch's CPU reductions).
+#[inline(always)]
+fn sum8(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            acc[i] += f(c[i]);
+        }
+    }
+    chunks.remainder().iter().fold(acc.iter().sum::<f32>(), |s, &v| s + f(v))
+}
+
+/// LayerNorm of consecutive rows of length `g.len()`: mean, then the variance of the centred
+/// values (two passes, as stable as PyTorch's), then the affine map.
+#[inline(always)]
+fn layer_norm_body(y: &mut [f32], x: &[f32], g: &[f32], b: &[f32], eps: f32) {
+    let d = g.len();
+    for (yr, xr) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+        let mean = sum8(xr, |v| v) / d as f32;
+        let var = sum8(xr, |v| (v - mean) * (v - mean)) / d as f32;
+        let rstd = 1.0 / (var + eps).sqrt();
+        for i in 0..d {
+            yr[i] = (xr[i] - mean) * rstd * g[i] + b[i];
+        }
+    }
+}
+
 /// In place: row ← softmax(scale · row).
 #[inline(always)]
 fn softmax_row_body(row: &mut [f32], scale: f32) {
@@ -94,6 +122,12 @@ fn gelu_grad_avx2(dx: &mut [f32], x: &[f32], dy: &[f32]) {
     gelu_grad_body(dx, x, dy)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn layer_norm_avx2(y: &mut [f32], x: &[f32], g: &[f32], b: &[f32], eps: f32) {
+    layer_norm_body(y, x, g, b, eps)
+}
+
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
@@ -109,6 +143,16 @@ pub fn softmax_row_f32(row: &mut [f32], scale: f32) {
         return unsafe { softmax_row_avx2(row, scale) };
     }
     softmax_row_body(row, scale)
+}
+
+/// LayerNorm over rows of length `g.len()`: y ← (x − mean)/√(var + eps) · g + b.
+pub fn layer_norm_f32(y: &mut [f32], x: &[f32], g: &[f32], b: &[f32], eps: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the features were detected at run time.
+        return unsafe { layer_norm_avx2(y, x, g, b, eps) };
+    }
+    layer_norm_body(y, x, g, b, eps)
 }
 
 /// y ← GELU(x) = x·Φ(x) with the erf above.

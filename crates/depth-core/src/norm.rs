@@ -1,6 +1,7 @@
 //! LayerNorm over the last dim, fused and differentiable. candle's fused `layer_norm` detaches
 //! the graph; its composed `layer_norm_slow` is twice as slow. This op runs one fused pass
-//! forward and one fused pass backward (dx, dγ and dβ together). Off the CPU it falls back to
+//! forward (float32: vectorised, float32 accumulation like PyTorch; float64: exact) and one fused
+//! pass backward (dx, dγ and dβ together, accumulated in float64). Off the CPU it falls back to
 //! the composed (differentiable) candle ops.
 
 use crate::error::{CoreError, Result};
@@ -117,12 +118,16 @@ impl CustomOp3 for LayerNorm {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let n = self.name();
         let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(forward::<f32>(
-                contiguous(n, s1, l1)?,
-                contiguous(n, s2, l2)?,
-                contiguous(n, s3, l3)?,
-                self.eps,
-            )),
+            CpuStorage::F32(_) => {
+                let (x, g, b) =
+                    (contiguous::<f32>(n, s1, l1)?, contiguous(n, s2, l2)?, contiguous(n, s3, l3)?);
+                let mut y = vec![0f32; x.len()];
+                let rows = 16 * g.len();
+                y.par_chunks_mut(rows)
+                    .zip(x.par_chunks(rows))
+                    .for_each(|(y, x)| crate::fastmath::layer_norm_f32(y, x, g, b, self.eps as f32));
+                CpuStorage::F32(y)
+            }
             CpuStorage::F64(_) => CpuStorage::F64(forward::<f64>(
                 contiguous(n, s1, l1)?,
                 contiguous(n, s2, l2)?,
