@@ -5,9 +5,8 @@
 //! CPU it is the composed (differentiable) candle ops.
 
 use crate::error::{CoreError, Result};
-use crate::float::{Float, contiguous};
+use crate::float::{Float, Kernel, dispatch};
 use crate::gemm::{Mat, gemm_into};
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -38,21 +37,32 @@ struct Attention {
     scale: f64,
 }
 
-fn forward<T: Float>(q: &[T], k: &[T], v: &[T], n: usize, d: usize, scale: T) -> Vec<T> {
-    let mut out = vec![T::zero(); q.len()];
-    out.par_chunks_mut(n * d).enumerate().for_each(|(head, o)| {
-        let (kh, vh) = (&k[head * n * d..][..n * d], &v[head * n * d..][..n * d]);
-        o.par_chunks_mut(BLOCK * d).enumerate().for_each_init(Vec::new, |s: &mut Vec<T>, (blk, ob)| {
-            let rows = ob.len() / d;
-            let qb = &q[head * n * d + blk * BLOCK * d..][..rows * d];
-            s.resize(rows * n, T::zero());
-            // S = scale · Q_blk Kᵀ, then row softmax, then O_blk = S V
-            gemm_into((rows, n, d), s, n, false, Mat::rows(qb, d), Mat::transposed(kh, d), scale);
-            s.chunks_mut(n).for_each(|row| T::softmax_row(row, T::one()));
-            gemm_into((rows, d, n), ob, d, false, Mat::rows(s, n), Mat::rows(vh, d), T::one());
+/// The blocked forward over heads of `n` rows of width `d`.
+struct Blocked {
+    n: usize,
+    d: usize,
+    scale: f64,
+}
+
+impl Kernel for Blocked {
+    fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {
+        let (q, k, v, n, d) = (xs[0], xs[1], xs[2], self.n, self.d);
+        let scale = T::from_f64(self.scale);
+        let mut out = vec![T::zero(); q.len()];
+        out.par_chunks_mut(n * d).enumerate().for_each(|(head, o)| {
+            let (kh, vh) = (&k[head * n * d..][..n * d], &v[head * n * d..][..n * d]);
+            o.par_chunks_mut(BLOCK * d).enumerate().for_each_init(Vec::new, |s: &mut Vec<T>, (blk, ob)| {
+                let rows = ob.len() / d;
+                let qb = &q[head * n * d + blk * BLOCK * d..][..rows * d];
+                s.resize(rows * n, T::zero());
+                // S = scale · Q_blk Kᵀ, then row softmax, then O_blk = S V
+                gemm_into((rows, n, d), s, n, false, Mat::rows(qb, d), Mat::transposed(kh, d), scale);
+                s.chunks_mut(n).for_each(|row| T::softmax_row(row, T::one()));
+                gemm_into((rows, d, n), ob, d, false, Mat::rows(s, n), Mat::rows(vh, d), T::one());
+            });
         });
-    });
-    out
+        out
+    }
 }
 
 impl CustomOp3 for Attention {
@@ -70,28 +80,8 @@ impl CustomOp3 for Attention {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = l1.shape().dims();
-        let (n, d) = (dims[dims.len() - 2], dims[dims.len() - 1]);
-        let name = self.name();
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(forward::<f32>(
-                contiguous(name, s1, l1)?,
-                contiguous(name, s2, l2)?,
-                contiguous(name, s3, l3)?,
-                n,
-                d,
-                self.scale as f32,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(forward::<f64>(
-                contiguous(name, s1, l1)?,
-                contiguous(name, s2, l2)?,
-                contiguous(name, s3, l3)?,
-                n,
-                d,
-                self.scale,
-            )),
-            s => candle_core::bail!("{name}: unsupported dtype {:?}", s.dtype()),
-        };
-        Ok((out, l1.shape().clone()))
+        let kernel = Blocked { n: dims[dims.len() - 2], d: dims[dims.len() - 1], scale: self.scale };
+        Ok((dispatch(self.name(), &kernel, &[(s1, l1), (s2, l2), (s3, l3)])?, l1.shape().clone()))
     }
 
     /// P = softmax(s Q Kᵀ); dV = Pᵀ dO; dS = P ⊙ (dO Vᵀ − rowsum(P ⊙ dO Vᵀ)); dQ = s dS K; dK = s dSᵀ Q.

@@ -3,9 +3,7 @@
 //! vectorised erf PyTorch itself uses, float64 the precise erf. Off the CPU: candle's op.
 
 use crate::error::Result;
-use crate::float::contiguous;
-use candle_core::backend::BackendStorage;
-use candle_core::cpu::erf::erf_f64 as erf;
+use crate::float::{Float, Kernel, dispatch};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -21,13 +19,13 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
 
 struct Gelu;
 
-fn gelu_f64(x: f64) -> f64 {
-    0.5 * x * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2))
-}
-
-fn gelu_grad_f64(x: f64) -> f64 {
-    let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
-    0.5 * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2)) + x * pdf
+impl Kernel for Gelu {
+    fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {
+        let x = xs[0];
+        let mut y = vec![T::zero(); x.len()];
+        y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| T::gelu(y, x));
+        y
+    }
 }
 
 impl CustomOp1 for Gelu {
@@ -36,22 +34,7 @@ impl CustomOp1 for Gelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(_) => {
-                let x = contiguous::<f32>(self.name(), s, l)?;
-                let mut y = vec![0f32; x.len()];
-                y.par_chunks_mut(CHUNK)
-                    .zip(x.par_chunks(CHUNK))
-                    .for_each(|(y, x)| crate::fastmath::gelu_f32(y, x));
-                CpuStorage::F32(y)
-            }
-            CpuStorage::F64(_) => {
-                let x = contiguous::<f64>(self.name(), s, l)?;
-                CpuStorage::F64(x.par_iter().map(|&v| gelu_f64(v)).collect())
-            }
-            s => candle_core::bail!("depth-gelu: unsupported dtype {:?}", s.dtype()),
-        };
-        Ok((out, l.shape().clone()))
+        Ok((dispatch(self.name(), self, &[(s, l)])?, l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -59,7 +42,19 @@ impl CustomOp1 for Gelu {
     }
 }
 
+/// dx from (x, dy).
 struct GeluBwd;
+
+impl Kernel for GeluBwd {
+    fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {
+        let (x, dy) = (xs[0], xs[1]);
+        let mut dx = vec![T::zero(); x.len()];
+        dx.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+            .for_each(|(dx, (x, dy))| T::gelu_grad(dx, x, dy));
+        dx
+    }
+}
 
 impl CustomOp2 for GeluBwd {
     fn name(&self) -> &'static str {
@@ -73,22 +68,6 @@ impl CustomOp2 for GeluBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let n = self.name();
-        let out = match s1 {
-            CpuStorage::F32(_) => {
-                let (x, dy) = (contiguous::<f32>(n, s1, l1)?, contiguous::<f32>(n, s2, l2)?);
-                let mut dx = vec![0f32; x.len()];
-                dx.par_chunks_mut(CHUNK)
-                    .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-                    .for_each(|(dx, (x, dy))| crate::fastmath::gelu_grad_f32(dx, x, dy));
-                CpuStorage::F32(dx)
-            }
-            CpuStorage::F64(_) => {
-                let (x, dy) = (contiguous::<f64>(n, s1, l1)?, contiguous::<f64>(n, s2, l2)?);
-                CpuStorage::F64(x.par_iter().zip(dy).map(|(&x, &g)| g * gelu_grad_f64(x)).collect())
-            }
-            s => candle_core::bail!("{n}: unsupported dtype {:?}", s.dtype()),
-        };
-        Ok((out, l1.shape().clone()))
+        Ok((dispatch(self.name(), self, &[(s1, l1), (s2, l2)])?, l1.shape().clone()))
     }
 }

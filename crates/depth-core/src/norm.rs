@@ -5,8 +5,7 @@
 //! the composed (differentiable) candle ops.
 
 use crate::error::{CoreError, Result};
-use crate::float::{Float, contiguous};
-use candle_core::backend::BackendStorage;
+use crate::float::{Float, Kernel, dispatch, moments};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -34,72 +33,68 @@ struct LayerNorm {
     eps: f64,
 }
 
-/// Mean and 1/std of one row, accumulated in f64.
-fn moments<T: Float>(row: &[T], eps: f64) -> (f64, f64) {
-    let n = row.len() as f64;
-    let mean = row.iter().map(|v| v.to_f64()).sum::<f64>() / n;
-    let var = row.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>() / n;
-    (mean, 1.0 / (var + eps).sqrt())
-}
-
-fn forward<T: Float>(x: &[T], g: &[T], b: &[T], eps: f64) -> Vec<T> {
-    let d = g.len();
-    let mut y = vec![T::zero(); x.len()];
-    y.par_chunks_mut(d).zip(x.par_chunks(d)).with_min_len(16).for_each(|(yr, xr)| {
-        let (mean, rstd) = moments(xr, eps);
-        for i in 0..d {
-            let xh = (xr[i].to_f64() - mean) * rstd;
-            yr[i] = T::from_f64(xh * g[i].to_f64() + b[i].to_f64());
-        }
-    });
-    y
+impl Kernel for LayerNorm {
+    fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {
+        let (x, g, b) = (xs[0], xs[1], xs[2]);
+        let mut y = vec![T::zero(); x.len()];
+        let rows = 16 * g.len();
+        y.par_chunks_mut(rows)
+            .zip(x.par_chunks(rows))
+            .for_each(|(y, x)| T::layer_norm_rows(y, x, g, b, self.eps));
+        y
+    }
 }
 
 /// Rows `0..n` hold dx, row `n` dγ and row `n + 1` dβ.
-fn backward<T: Float>(x: &[T], g: &[T], dy: &[T], eps: f64) -> Vec<T> {
-    let d = g.len();
-    let rows = x.len() / d;
-    let mut out = vec![T::zero(); x.len() + 2 * d];
-    let (dx, _) = out.split_at_mut(x.len());
-    let sums = dx
-        .par_chunks_mut(d)
-        .zip(x.par_chunks(d).zip(dy.par_chunks(d)))
-        .with_min_len(16)
-        .fold(
-            || vec![0f64; 2 * d],
-            |mut acc, (dxr, (xr, dyr))| {
-                let (mean, rstd) = moments(xr, eps);
-                let (mut m1, mut m2) = (0.0, 0.0);
-                for i in 0..d {
-                    let xh = (xr[i].to_f64() - mean) * rstd;
-                    let gy = dyr[i].to_f64();
-                    let gg = gy * g[i].to_f64();
-                    m1 += gg;
-                    m2 += gg * xh;
-                    acc[i] += gy * xh;
-                    acc[d + i] += gy;
-                }
-                let (m1, m2) = (m1 / d as f64, m2 / d as f64);
-                for i in 0..d {
-                    let xh = (xr[i].to_f64() - mean) * rstd;
-                    let gg = dyr[i].to_f64() * g[i].to_f64();
-                    dxr[i] = T::from_f64(rstd * (gg - m1 - xh * m2));
-                }
-                acc
-            },
-        )
-        .reduce(
-            || vec![0f64; 2 * d],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        );
-    debug_assert_eq!(rows * d, x.len());
-    for (o, s) in out[x.len()..].iter_mut().zip(sums) {
-        *o = T::from_f64(s);
+struct LayerNormBwd {
+    eps: f64,
+}
+
+impl Kernel for LayerNormBwd {
+    fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {
+        let (x, g, dy) = (xs[0], xs[1], xs[2]);
+        let d = g.len();
+        let mut out = vec![T::zero(); x.len() + 2 * d];
+        let (dx, _) = out.split_at_mut(x.len());
+        let sums = dx
+            .par_chunks_mut(d)
+            .zip(x.par_chunks(d).zip(dy.par_chunks(d)))
+            .with_min_len(16)
+            .fold(
+                || vec![0f64; 2 * d],
+                |mut acc, (dxr, (xr, dyr))| {
+                    let (mean, rstd) = moments(xr, self.eps);
+                    let (mut m1, mut m2) = (0.0, 0.0);
+                    for i in 0..d {
+                        let xh = (xr[i].to_f64() - mean) * rstd;
+                        let gy = dyr[i].to_f64();
+                        let gg = gy * g[i].to_f64();
+                        m1 += gg;
+                        m2 += gg * xh;
+                        acc[i] += gy * xh;
+                        acc[d + i] += gy;
+                    }
+                    let (m1, m2) = (m1 / d as f64, m2 / d as f64);
+                    for i in 0..d {
+                        let xh = (xr[i].to_f64() - mean) * rstd;
+                        let gg = dyr[i].to_f64() * g[i].to_f64();
+                        dxr[i] = T::from_f64(rstd * (gg - m1 - xh * m2));
+                    }
+                    acc
+                },
+            )
+            .reduce(
+                || vec![0f64; 2 * d],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
+        for (o, s) in out[x.len()..].iter_mut().zip(sums) {
+            *o = T::from_f64(s);
+        }
+        out
     }
-    out
 }
 
 impl CustomOp3 for LayerNorm {
@@ -116,27 +111,7 @@ impl CustomOp3 for LayerNorm {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let n = self.name();
-        let out = match s1 {
-            CpuStorage::F32(_) => {
-                let (x, g, b) =
-                    (contiguous::<f32>(n, s1, l1)?, contiguous(n, s2, l2)?, contiguous(n, s3, l3)?);
-                let mut y = vec![0f32; x.len()];
-                let rows = 16 * g.len();
-                y.par_chunks_mut(rows)
-                    .zip(x.par_chunks(rows))
-                    .for_each(|(y, x)| crate::fastmath::layer_norm_f32(y, x, g, b, self.eps as f32));
-                CpuStorage::F32(y)
-            }
-            CpuStorage::F64(_) => CpuStorage::F64(forward::<f64>(
-                contiguous(n, s1, l1)?,
-                contiguous(n, s2, l2)?,
-                contiguous(n, s3, l3)?,
-                self.eps,
-            )),
-            s => candle_core::bail!("{n}: unsupported dtype {:?}", s.dtype()),
-        };
-        Ok((out, l1.shape().clone()))
+        Ok((dispatch(self.name(), self, &[(s1, l1), (s2, l2), (s3, l3)])?, l1.shape().clone()))
     }
 
     fn bwd(
@@ -157,10 +132,6 @@ impl CustomOp3 for LayerNorm {
     }
 }
 
-struct LayerNormBwd {
-    eps: f64,
-}
-
 impl CustomOp3 for LayerNormBwd {
     fn name(&self) -> &'static str {
         "depth-layer-norm-bwd"
@@ -175,24 +146,8 @@ impl CustomOp3 for LayerNormBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let n = self.name();
         let d = l2.shape().elem_count();
         let rows = l1.shape().elem_count() / d;
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(backward::<f32>(
-                contiguous(n, s1, l1)?,
-                contiguous(n, s2, l2)?,
-                contiguous(n, s3, l3)?,
-                self.eps,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(backward::<f64>(
-                contiguous(n, s1, l1)?,
-                contiguous(n, s2, l2)?,
-                contiguous(n, s3, l3)?,
-                self.eps,
-            )),
-            s => candle_core::bail!("{n}: unsupported dtype {:?}", s.dtype()),
-        };
-        Ok((out, Shape::from((rows + 2, d))))
+        Ok((dispatch(self.name(), self, &[(s1, l1), (s2, l2), (s3, l3)])?, Shape::from((rows + 2, d))))
     }
 }

@@ -3,8 +3,7 @@
 //! fused pass too. Off the CPU it falls back to candle's composed, differentiable softmax.
 
 use crate::error::Result;
-use crate::float::{Float, contiguous};
-use candle_core::backend::BackendStorage;
+use crate::float::{Float, Kernel, dispatch};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -16,28 +15,40 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     Ok(x.contiguous()?.apply_op1(Softmax)?)
 }
 
+/// Softmax over rows of length `d`.
 struct Softmax;
 
-fn forward<T: Float>(x: &[T], d: usize) -> Vec<T> {
-    let mut y = vec![T::zero(); x.len()];
-    y.par_chunks_mut(d).zip(x.par_chunks(d)).with_min_len(8).for_each(|(yr, xr)| {
-        yr.copy_from_slice(xr);
-        T::softmax_row(yr, T::one());
-    });
-    y
+struct Rows(usize);
+
+impl Kernel for Rows {
+    fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {
+        let mut y = xs[0].to_vec();
+        y.par_chunks_mut(self.0).with_min_len(8).for_each(|row| T::softmax_row(row, T::one()));
+        y
+    }
 }
 
-pub(crate) fn backward<T: Float>(y: &[T], dy: &[T], d: usize) -> Vec<T> {
-    let mut dx = vec![T::zero(); y.len()];
-    dx.par_chunks_mut(d).zip(y.par_chunks(d).zip(dy.par_chunks(d))).with_min_len(8).for_each(
-        |(dxr, (yr, dyr))| {
-            let dot = yr.iter().zip(dyr).fold(T::zero(), |s, (&a, &b)| s + a * b);
-            for ((o, &a), &b) in dxr.iter_mut().zip(yr).zip(dyr) {
-                *o = a * (b - dot);
-            }
-        },
-    );
-    dx
+/// dx = y ⊙ (dy − Σ dy ⊙ y) over rows of length `d`, from (y, dy).
+struct GradRows(usize);
+
+impl Kernel for GradRows {
+    fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {
+        let (y, dy, d) = (xs[0], xs[1], self.0);
+        let mut dx = vec![T::zero(); y.len()];
+        dx.par_chunks_mut(d).zip(y.par_chunks(d).zip(dy.par_chunks(d))).with_min_len(8).for_each(
+            |(dxr, (yr, dyr))| {
+                let dot = yr.iter().zip(dyr).fold(T::zero(), |s, (&a, &b)| s + a * b);
+                for ((o, &a), &b) in dxr.iter_mut().zip(yr).zip(dyr) {
+                    *o = a * (b - dot);
+                }
+            },
+        );
+        dx
+    }
+}
+
+fn last_dim(l: &Layout) -> usize {
+    l.shape().dims().last().copied().unwrap_or(1)
 }
 
 impl CustomOp1 for Softmax {
@@ -46,13 +57,7 @@ impl CustomOp1 for Softmax {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let d = l.shape().dims().last().copied().unwrap_or(1);
-        let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(forward::<f32>(contiguous(self.name(), s, l)?, d)),
-            CpuStorage::F64(_) => CpuStorage::F64(forward::<f64>(contiguous(self.name(), s, l)?, d)),
-            s => candle_core::bail!("depth-softmax: unsupported dtype {:?}", s.dtype()),
-        };
-        Ok((out, l.shape().clone()))
+        Ok((dispatch(self.name(), &Rows(last_dim(l)), &[(s, l)])?, l.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -60,6 +65,7 @@ impl CustomOp1 for Softmax {
     }
 }
 
+/// The softmax gradient as an op of (y, dy); the attention backward uses it too.
 pub(crate) struct SoftmaxBwd;
 
 impl CustomOp2 for SoftmaxBwd {
@@ -74,17 +80,6 @@ impl CustomOp2 for SoftmaxBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let n = self.name();
-        let d = l1.shape().dims().last().copied().unwrap_or(1);
-        let out = match s1 {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(backward::<f32>(contiguous(n, s1, l1)?, contiguous(n, s2, l2)?, d))
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(backward::<f64>(contiguous(n, s1, l1)?, contiguous(n, s2, l2)?, d))
-            }
-            s => candle_core::bail!("{n}: unsupported dtype {:?}", s.dtype()),
-        };
-        Ok((out, l1.shape().clone()))
+        Ok((dispatch(self.name(), &GradRows(last_dim(l1)), &[(s1, l1), (s2, l2)])?, l1.shape().clone()))
     }
 }

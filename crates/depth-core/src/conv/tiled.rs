@@ -4,9 +4,8 @@
 //! (≈300 MB for 32 channels at 518²) and runs 3–5× slower. Backward: dx is the same conv of the
 //! gradient with the flipped, transposed kernel; dW accumulates gradient × columnsᵀ per tile.
 
-use crate::float::contiguous;
+use crate::float::{Float, Kernel, dispatch};
 use crate::gemm::{Mat, gemm_into, gemm_raw};
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -98,6 +97,24 @@ impl<T> OutPtr<T> {
     }
 }
 
+/// The forward of one geometry, from (x, w).
+struct Forward(Geometry);
+
+impl Kernel for Forward {
+    fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {
+        forward(self.0, xs[0], xs[1])
+    }
+}
+
+/// dW of one geometry, from (x, dy).
+struct WeightGradKernel(Geometry);
+
+impl Kernel for WeightGradKernel {
+    fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {
+        weight_grad(self.0, xs[0], xs[1])
+    }
+}
+
 fn forward<T: WithDType>(g: Geometry, x: &[T], wt: &[T]) -> Vec<T> {
     let plane = g.ho * g.wo;
     let mut y = vec![T::zero(); g.n * g.o * plane];
@@ -164,16 +181,7 @@ impl CustomOp2 for TiledConv2d {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(l1, l2, self.padding)?;
-        let n = self.name();
-        let y = match s1 {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(forward::<f32>(g, contiguous(n, s1, l1)?, contiguous(n, s2, l2)?))
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(forward::<f64>(g, contiguous(n, s1, l1)?, contiguous(n, s2, l2)?))
-            }
-            s => candle_core::bail!("{n}: unsupported dtype {:?}", s.dtype()),
-        };
+        let y = dispatch(self.name(), &Forward(g), &[(s1, l1), (s2, l2)])?;
         Ok((y, Shape::from((g.n, g.o, g.ho, g.wo))))
     }
 
@@ -226,16 +234,7 @@ impl CustomOp2 for WeightGrad {
                 l1.dims()
             );
         }
-        let name = self.name();
-        let dw = match s1 {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(weight_grad::<f32>(g, contiguous(name, s1, l1)?, contiguous(name, s2, l2)?))
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(weight_grad::<f64>(g, contiguous(name, s1, l1)?, contiguous(name, s2, l2)?))
-            }
-            s => candle_core::bail!("{name}: unsupported dtype {:?}", s.dtype()),
-        };
+        let dw = dispatch(self.name(), &WeightGradKernel(g), &[(s1, l1), (s2, l2)])?;
         Ok((dw, Shape::from((o, c, k, k))))
     }
 }

@@ -3,8 +3,8 @@
 //! Its backward is the same op with both matrices transposed, so gradients of any order exist.
 
 use super::taps::Taps;
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
+use crate::float::{Float, Kernel, dispatch};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -19,8 +19,12 @@ impl Resample2d {
     fn adjoint(&self) -> Self {
         Self { rows: Arc::new(self.rows.transpose()), cols: Arc::new(self.cols.transpose()) }
     }
+}
 
-    fn run<T: WithDType>(&self, x: &[T], planes: usize) -> Vec<T> {
+impl Kernel for Resample2d {
+    fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {
+        let x = xs[0];
+        let planes = x.len() / (self.rows.n_in() * self.cols.n_in());
         let (h, w) = (self.rows.n_in(), self.cols.n_in());
         let (ho, wo) = (self.rows.n_out(), self.cols.n_out());
         let mut tmp = vec![0f64; planes * h * wo];
@@ -66,19 +70,10 @@ impl CustomOp1 for Resample2d {
                 self.cols.n_in()
             );
         }
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("resample2d: input must be contiguous");
-        };
-        let planes = dims[..rank - 2].iter().product();
         let mut out_dims = dims.to_vec();
         out_dims[rank - 2] = self.rows.n_out();
         out_dims[rank - 1] = self.cols.n_out();
-        let out = match storage {
-            CpuStorage::F32(x) => CpuStorage::F32(self.run(&x[start..end], planes)),
-            CpuStorage::F64(x) => CpuStorage::F64(self.run(&x[start..end], planes)),
-            other => candle_core::bail!("resample2d: unsupported dtype {:?}", other.dtype()),
-        };
-        Ok((out, Shape::from(out_dims)))
+        Ok((dispatch(self.name(), self, &[(storage, layout)])?, Shape::from(out_dims)))
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
