@@ -132,3 +132,17 @@ fn non_square_inputs_interpolate_position_embeddings() {
     let bad = Tensor::zeros((1, 3, 43, 56), DType::F64, &Device::Cpu).unwrap();
     assert!(vit.get_intermediate_layers(&bad, &[1]).is_err());
 }
+
+#[test]
+fn official_vits_config_has_the_official_parameter_count() {
+    // 24,785,089 parameters in 239 tensors (shared/README.md, da2_vits_random.pth)
+    let vm = VarMap::new();
+    DepthAnythingV2::new(
+        &ModelConfig::official(depth_models::Encoder::Vits),
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let vars = vm.all_vars();
+    assert_eq!(vars.len(), 239);
+    assert_eq!(vars.iter().map(|v| v.elem_count()).sum::<usize>(), 24_785_089);
+}
