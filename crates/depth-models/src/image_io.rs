@@ -45,4 +45,46 @@ mod tests {
         assert_eq!(decode_image(&png).unwrap().dimensions(), (4, 3));
         assert!(decode_image(&png[..png.len() / 2]).is_err());
     }
+
+    /// A JPEG of `img` carrying an EXIF APP1 segment with the given orientation tag.
+    fn jpeg_with_orientation(img: &RgbImage, orientation: u16) -> Vec<u8> {
+        let mut jpeg = Vec::new();
+        DynamicImage::ImageRgb8(img.clone())
+            .write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+            .unwrap();
+        // TIFF header (little endian), IFD0 with one entry: 0x0112 Orientation, SHORT, 1 value
+        let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+        tiff.extend_from_slice(&1u16.to_le_bytes());
+        tiff.extend_from_slice(&0x0112u16.to_le_bytes());
+        tiff.extend_from_slice(&3u16.to_le_bytes());
+        tiff.extend_from_slice(&1u32.to_le_bytes());
+        tiff.extend_from_slice(&orientation.to_le_bytes());
+        tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let payload = [b"Exif\0\0".as_slice(), &tiff].concat();
+        let mut out = jpeg[..2].to_vec();
+        out.extend_from_slice(&[0xFF, 0xE1]);
+        out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(&payload);
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn exif_orientation_is_applied_like_cv2_imread() {
+        // 32×16: left half red, right half blue
+        let img =
+            RgbImage::from_fn(
+                32,
+                16,
+                |x, _| if x < 16 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) },
+            );
+        let plain = decode_image(&jpeg_with_orientation(&img, 1)).unwrap();
+        assert_eq!(plain.dimensions(), (32, 16));
+        // orientation 6: rotate 90° clockwise, the left half becomes the top half
+        let rotated = decode_image(&jpeg_with_orientation(&img, 6)).unwrap();
+        assert_eq!(rotated.dimensions(), (16, 32));
+        let (top, bottom) = (rotated.get_pixel(8, 4).0, rotated.get_pixel(8, 28).0);
+        assert!(top[0] > 200 && top[2] < 60, "top {top:?}");
+        assert!(bottom[2] > 200 && bottom[0] < 60, "bottom {bottom:?}");
+    }
 }
