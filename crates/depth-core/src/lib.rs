@@ -6,6 +6,7 @@
 //! choice and the shared error type. It knows nothing about depth, models or datasets and must
 //! never depend on another depth-* crate.
 
+pub mod abs;
 pub mod atomic;
 pub mod attention;
 pub mod conv;
@@ -21,6 +22,7 @@ pub mod resample;
 pub mod softmax;
 pub mod weights;
 
+pub use abs::abs;
 pub use attention::attention;
 pub use device::parse_device;
 pub use error::{CoreError, Result};

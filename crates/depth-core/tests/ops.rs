@@ -236,3 +236,14 @@ fn gelu_matches_candle_and_gradient_is_exact() {
     let g64 = depth_core::gelu_erf(v64.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
     assert!(rel_err(g32.get(v.as_tensor()).unwrap(), g64.get(v64.as_tensor()).unwrap()) < 1e-6);
 }
+
+#[test]
+fn abs_has_pytorchs_gradient_at_zero() {
+    let x = Tensor::new(&[-2.0f64, 0.0, 3.0], &Device::Cpu).unwrap();
+    let v = Var::from_tensor(&x).unwrap();
+    let y = depth_core::abs(v.as_tensor()).unwrap();
+    assert_eq!(y.to_vec1::<f64>().unwrap(), [2.0, 0.0, 3.0]);
+    let g = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(g.get(v.as_tensor()).unwrap().to_vec1::<f64>().unwrap(), [-1.0, 0.0, 1.0]);
+    finite_difference_check(&randn(&[3, 7]), |x| depth_core::abs(x).unwrap(), 1e-6);
+}

@@ -1,0 +1,78 @@
+//! Multi-scale gradient matching (MiDaS) on the normalised residual r = d̂_pred − d̂_gt: at
+//! scales 1, 2, 4, … (strided subsampling), Σ|∂x r| + Σ|∂y r| over pairs of valid pixels divided
+//! by the valid pixels at that scale, summed over scales.
+
+use crate::error::Result;
+use crate::normalize::{Valid, normalize};
+use candle_core::{DType, Tensor};
+
+fn strided(x: &Tensor, step: usize) -> Result<Tensor> {
+    let (_, h, w) = x.dims3()?;
+    let rows = Tensor::arange_step(0u32, h as u32, step as u32, x.device())?;
+    let cols = Tensor::arange_step(0u32, w as u32, step as u32, x.device())?;
+    Ok(x.index_select(&rows, 1)?.index_select(&cols, 2)?)
+}
+
+/// |differences| along `dim` between neighbours that are both valid, summed.
+fn masked_diff_sum(r: &Tensor, m: &Tensor, dim: usize) -> Result<Option<Tensor>> {
+    let n = r.dim(dim)?;
+    if n < 2 {
+        return Ok(None);
+    }
+    let d = (r.narrow(dim, 1, n - 1)? - r.narrow(dim, 0, n - 1)?)?;
+    let pair = (m.narrow(dim, 1, n - 1)? * m.narrow(dim, 0, n - 1)?)?;
+    Ok(Some((depth_core::abs(&d)? * pair)?.sum_all()?))
+}
+
+pub fn gradient_matching_loss(
+    pred: &Tensor,
+    target: &Tensor,
+    mask: &Tensor,
+    scales: usize,
+) -> Result<Tensor> {
+    let valid = Valid::new(mask, target, "gradient_matching_loss")?;
+    let (bsz, h, w) = pred.dims3()?;
+    let mut keep = vec![false; bsz];
+    let mut maps = Vec::with_capacity(bsz);
+    for (b, k) in keep.iter_mut().enumerate() {
+        let norms = (normalize(&valid.select(pred, b)?)?, normalize(&valid.select(target, b)?)?);
+        let r = match norms {
+            (Some(p), Some(g)) => {
+                *k = true;
+                let np = pred.get(b)?.broadcast_sub(&p.t)?.broadcast_div(&p.s)?;
+                let ng = target.get(b)?.broadcast_sub(&g.t)?.broadcast_div(&g.s)?;
+                (np - ng)?
+            }
+            _ => Tensor::zeros((h, w), pred.dtype(), pred.device())?,
+        };
+        maps.push(r);
+    }
+    let valid_mask = valid.mask(&keep, pred.device())?;
+    // invalid pixels may hold NaN/inf (from the target): select zeros there, not multiply
+    let r = valid_mask
+        .where_cond(&Tensor::stack(&maps, 0)?, &Tensor::zeros((bsz, h, w), pred.dtype(), pred.device())?)?;
+    let m = valid_mask.to_dtype(pred.dtype())?;
+    let mut total: Option<Tensor> = None;
+    for k in 0..scales {
+        let (rk, mk) = (strided(&r, 1 << k)?, strided(&m, 1 << k)?);
+        let count = mk.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+        if count == 0.0 {
+            continue;
+        }
+        let mut sum = Tensor::zeros((), pred.dtype(), pred.device())?;
+        for dim in [1, 2] {
+            if let Some(s) = masked_diff_sum(&rk, &mk, dim)? {
+                sum = (sum + s)?;
+            }
+        }
+        let term = (sum / count)?;
+        total = Some(match total {
+            Some(t) => (t + term)?,
+            None => term,
+        });
+    }
+    Ok(match total {
+        Some(t) => t,
+        None => Tensor::zeros((), pred.dtype(), pred.device())?,
+    })
+}

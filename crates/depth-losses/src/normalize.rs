@@ -1,0 +1,86 @@
+//! Valid pixels and the per-sample normalisation of MiDaS / Depth Anything: over a sample's
+//! valid pixels, t = the lower median (torch.median), s = mean |d − t|, d̂ = (d − t)/s, with
+//! gradients through t and s.
+
+use crate::error::{LossError, Result};
+use candle_core::{D, DType, Tensor};
+
+/// The valid pixels of each sample of a (B, H, W) batch: mask ≠ 0 and a finite target.
+#[derive(Clone, Debug)]
+pub struct Valid {
+    indices: Vec<Vec<u32>>,
+    hw: (usize, usize),
+}
+
+impl Valid {
+    pub fn new(mask: &Tensor, target: &Tensor, loss: &'static str) -> Result<Self> {
+        let (b, h, w) = target.dims3().map_err(|_| LossError::BadInput {
+            loss,
+            reason: format!("target must be (B, H, W), got {:?}", target.dims()),
+        })?;
+        if mask.dims() != target.dims() {
+            return Err(LossError::BadInput {
+                loss,
+                reason: format!("mask {:?} and target {:?} differ in shape", mask.dims(), target.dims()),
+            });
+        }
+        let m = mask.to_dtype(DType::F64)?.flatten_from(1)?.to_vec2::<f64>()?;
+        let t = target.to_dtype(DType::F64)?.flatten_from(1)?.to_vec2::<f64>()?;
+        let indices = (0..b)
+            .map(|i| {
+                (0..h * w).filter(|&j| m[i][j] != 0.0 && t[i][j].is_finite()).map(|j| j as u32).collect()
+            })
+            .collect();
+        Ok(Self { indices, hw: (h, w) })
+    }
+
+    pub fn batch(&self) -> usize {
+        self.indices.len()
+    }
+
+    pub fn count(&self, b: usize) -> usize {
+        self.indices[b].len()
+    }
+
+    /// Sample `b`'s valid values of a (B, H, W) tensor, flattened (differentiable).
+    pub fn select(&self, x: &Tensor, b: usize) -> Result<Tensor> {
+        let idx = Tensor::new(self.indices[b].as_slice(), x.device())?;
+        Ok(x.get(b)?.flatten_all()?.index_select(&idx, 0)?)
+    }
+
+    /// A (B, H, W) u8 mask of the valid pixels of the samples where `keep[b]`.
+    pub fn mask(&self, keep: &[bool], device: &candle_core::Device) -> Result<Tensor> {
+        let (h, w) = self.hw;
+        let mut m = vec![0u8; self.batch() * h * w];
+        for (b, idx) in self.indices.iter().enumerate().filter(|(b, _)| keep[*b]) {
+            idx.iter().for_each(|&j| m[b * h * w + j as usize] = 1);
+        }
+        Ok(Tensor::from_vec(m, (self.batch(), h, w), device)?)
+    }
+}
+
+/// A sample's normalisation: shift t (lower median) and scale s (mean absolute deviation).
+#[derive(Clone, Debug)]
+pub struct Normalized {
+    /// (d − t)/s over the valid values.
+    pub values: Tensor,
+    pub t: Tensor,
+    pub s: Tensor,
+}
+
+/// Normalises valid values (1-D); `None` when fewer than 2 values or zero deviation.
+pub fn normalize(values: &Tensor) -> Result<Option<Normalized>> {
+    let n = values.dim(0)?;
+    if n < 2 {
+        return Ok(None);
+    }
+    let order = values.arg_sort_last_dim(true)?;
+    let t = values.gather(&order, D::Minus1)?.narrow(0, (n - 1) / 2, 1)?;
+    let centred = values.broadcast_sub(&t)?;
+    let s = depth_core::abs(&centred)?.mean_keepdim(0)?;
+    let s_value = s.to_dtype(DType::F64)?.to_vec1::<f64>()?[0];
+    if !(s_value.is_finite() && s_value > 0.0) {
+        return Ok(None);
+    }
+    Ok(Some(Normalized { values: centred.broadcast_div(&s)?, t, s }))
+}

@@ -1,0 +1,35 @@
+//! The Depth Anything V2 objective: L_ssi + 2·L_gm, with trimming switched per sample
+//! (synthetic ground truth: none; pseudo-labels: the 10% largest residuals dropped).
+
+use crate::error::Result;
+use crate::{gradient_matching_loss, ssi_loss};
+use candle_core::Tensor;
+
+/// Weights of the objective (defaults: the paper's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Objective {
+    pub gm_weight: f64,
+    pub trim_pseudo: f64,
+    pub scales: usize,
+}
+
+impl Default for Objective {
+    fn default() -> Self {
+        Self { gm_weight: 2.0, trim_pseudo: 0.1, scales: 4 }
+    }
+}
+
+impl Objective {
+    /// `pseudo[b]`: whether sample b's target is a pseudo-label.
+    pub fn loss(&self, pred: &Tensor, target: &Tensor, mask: &Tensor, pseudo: &[bool]) -> Result<Tensor> {
+        let trim: Vec<f64> = pseudo.iter().map(|&p| if p { self.trim_pseudo } else { 0.0 }).collect();
+        let ssi = ssi_loss(pred, target, mask, &trim)?;
+        let gm = gradient_matching_loss(pred, target, mask, self.scales)?;
+        Ok((ssi + (gm * self.gm_weight)?)?)
+    }
+}
+
+/// [`Objective::default`]`.loss(…)`.
+pub fn da2_objective(pred: &Tensor, target: &Tensor, mask: &Tensor, pseudo: &[bool]) -> Result<Tensor> {
+    Objective::default().loss(pred, target, mask, pseudo)
+}

@@ -1,0 +1,39 @@
+//! The scale-and-shift-invariant loss (MiDaS, Depth Anything), batch-based: Σ over samples of
+//! the kept |d̂_pred − d̂_gt| divided by the number of kept pixels, where per sample the
+//! int(trim · n) largest residuals are dropped ("ignore the top-n% largest-loss regions").
+
+use crate::error::Result;
+use crate::normalize::{Valid, normalize};
+use candle_core::{D, Tensor};
+
+/// `trim[b]` is the fraction of sample b's residuals to drop (0 for ground truth, 0.1 for
+/// pseudo-labels). Samples with < 2 valid pixels or zero deviation contribute nothing.
+pub fn ssi_loss(pred: &Tensor, target: &Tensor, mask: &Tensor, trim: &[f64]) -> Result<Tensor> {
+    let valid = Valid::new(mask, target, "ssi_loss")?;
+    let mut total: Option<Tensor> = None;
+    let mut kept = 0usize;
+    for b in 0..valid.batch() {
+        let (Some(p), Some(g)) = (normalize(&valid.select(pred, b)?)?, normalize(&valid.select(target, b)?)?)
+        else {
+            continue;
+        };
+        let r = depth_core::abs(&(p.values - g.values)?)?;
+        let n = r.dim(0)?;
+        let drop = (trim.get(b).copied().unwrap_or(0.0) * n as f64).floor() as usize;
+        let r = if drop > 0 {
+            r.gather(&r.arg_sort_last_dim(true)?, D::Minus1)?.narrow(0, 0, n - drop)?
+        } else {
+            r
+        };
+        let sum = r.sum_all()?;
+        total = Some(match total {
+            Some(t) => (t + sum)?,
+            None => sum,
+        });
+        kept += n - drop;
+    }
+    Ok(match total {
+        Some(t) => (t / kept as f64)?,
+        None => Tensor::zeros((), pred.dtype(), pred.device())?,
+    })
+}
