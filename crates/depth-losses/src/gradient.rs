@@ -3,7 +3,7 @@
 //! by the valid pixels at that scale, summed over scales.
 
 use crate::error::Result;
-use crate::normalize::{Valid, normalize};
+use crate::normalize::{BatchNorm, normalize_batch};
 use candle_core::{DType, Tensor};
 
 fn strided(x: &Tensor, step: usize) -> Result<Tensor> {
@@ -30,15 +30,17 @@ pub fn gradient_matching_loss(
     mask: &Tensor,
     scales: usize,
 ) -> Result<Tensor> {
-    let valid = Valid::new(mask, target, "gradient_matching_loss")?;
+    gm_from(&normalize_batch(pred, target, mask, "gradient_matching_loss")?, pred, target, scales)
+}
+
+/// [`gradient_matching_loss`] from normalisations already computed.
+pub(crate) fn gm_from(norm: &BatchNorm, pred: &Tensor, target: &Tensor, scales: usize) -> Result<Tensor> {
     let (bsz, h, w) = pred.dims3()?;
-    let mut keep = vec![false; bsz];
+    let keep: Vec<bool> = norm.samples.iter().map(Option::is_some).collect();
     let mut maps = Vec::with_capacity(bsz);
-    for (b, k) in keep.iter_mut().enumerate() {
-        let norms = (normalize(&valid.select(pred, b)?)?, normalize(&valid.select(target, b)?)?);
-        let r = match norms {
-            (Some(p), Some(g)) => {
-                *k = true;
+    for (b, sample) in norm.samples.iter().enumerate() {
+        let r = match sample {
+            Some((p, g)) => {
                 let np = pred.get(b)?.broadcast_sub(&p.t)?.broadcast_div(&p.s)?;
                 let ng = target.get(b)?.broadcast_sub(&g.t)?.broadcast_div(&g.s)?;
                 (np - ng)?
@@ -47,7 +49,7 @@ pub fn gradient_matching_loss(
         };
         maps.push(r);
     }
-    let valid_mask = valid.mask(&keep, pred.device())?;
+    let valid_mask = norm.valid.mask(&keep, pred.device())?;
     // invalid pixels may hold NaN/inf (from the target): select zeros there, not multiply
     let r = valid_mask
         .where_cond(&Tensor::stack(&maps, 0)?, &Tensor::zeros((bsz, h, w), pred.dtype(), pred.device())?)?;

@@ -84,3 +84,26 @@ pub fn normalize(values: &Tensor) -> Result<Option<Normalized>> {
     }
     Ok(Some(Normalized { values: centred.broadcast_div(&s)?, t, s }))
 }
+
+/// Both normalisations of every sample of a batch (`None` where a sample contributes nothing),
+/// computed once and shared by the losses of the objective.
+pub(crate) struct BatchNorm {
+    pub valid: Valid,
+    pub samples: Vec<Option<(Normalized, Normalized)>>,
+}
+
+pub(crate) fn normalize_batch(
+    pred: &Tensor,
+    target: &Tensor,
+    mask: &Tensor,
+    loss: &'static str,
+) -> Result<BatchNorm> {
+    let valid = Valid::new(mask, target, loss)?;
+    let samples = (0..valid.batch())
+        .map(|b| match (normalize(&valid.select(pred, b)?)?, normalize(&valid.select(target, b)?)?) {
+            (Some(p), Some(g)) => Ok(Some((p, g))),
+            _ => Ok(None),
+        })
+        .collect::<Result<_>>()?;
+    Ok(BatchNorm { valid, samples })
+}

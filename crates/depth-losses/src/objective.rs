@@ -2,7 +2,9 @@
 //! (synthetic ground truth: none; pseudo-labels: the 10% largest residuals dropped).
 
 use crate::error::Result;
-use crate::{gradient_matching_loss, ssi_loss};
+use crate::gradient::gm_from;
+use crate::normalize::normalize_batch;
+use crate::ssi::ssi_from;
 use candle_core::Tensor;
 
 /// Weights of the objective (defaults: the paper's).
@@ -23,8 +25,10 @@ impl Objective {
     /// `pseudo[b]`: whether sample b's target is a pseudo-label.
     pub fn loss(&self, pred: &Tensor, target: &Tensor, mask: &Tensor, pseudo: &[bool]) -> Result<Tensor> {
         let trim: Vec<f64> = pseudo.iter().map(|&p| if p { self.trim_pseudo } else { 0.0 }).collect();
-        let ssi = ssi_loss(pred, target, mask, &trim)?;
-        let gm = gradient_matching_loss(pred, target, mask, self.scales)?;
+        // one normalisation (a sort per sample) serves both terms
+        let norm = normalize_batch(pred, target, mask, "da2_objective")?;
+        let ssi = ssi_from(&norm, &trim, pred)?;
+        let gm = gm_from(&norm, pred, target, self.scales)?;
         Ok((ssi + (gm * self.gm_weight)?)?)
     }
 }

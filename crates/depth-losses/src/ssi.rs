@@ -3,21 +3,22 @@
 //! int(trim · n) largest residuals are dropped ("ignore the top-n% largest-loss regions").
 
 use crate::error::Result;
-use crate::normalize::{Valid, normalize};
+use crate::normalize::{BatchNorm, normalize_batch};
 use candle_core::{D, Tensor};
 
 /// `trim[b]` is the fraction of sample b's residuals to drop (0 for ground truth, 0.1 for
 /// pseudo-labels). Samples with < 2 valid pixels or zero deviation contribute nothing.
 pub fn ssi_loss(pred: &Tensor, target: &Tensor, mask: &Tensor, trim: &[f64]) -> Result<Tensor> {
-    let valid = Valid::new(mask, target, "ssi_loss")?;
+    ssi_from(&normalize_batch(pred, target, mask, "ssi_loss")?, trim, pred)
+}
+
+/// [`ssi_loss`] from normalisations already computed (`like`: dtype and device of a zero loss).
+pub(crate) fn ssi_from(norm: &BatchNorm, trim: &[f64], like: &Tensor) -> Result<Tensor> {
     let mut total: Option<Tensor> = None;
     let mut kept = 0usize;
-    for b in 0..valid.batch() {
-        let (Some(p), Some(g)) = (normalize(&valid.select(pred, b)?)?, normalize(&valid.select(target, b)?)?)
-        else {
-            continue;
-        };
-        let r = depth_core::abs(&(p.values - g.values)?)?;
+    for (b, sample) in norm.samples.iter().enumerate() {
+        let Some((p, g)) = sample else { continue };
+        let r = depth_core::abs(&(&p.values - &g.values)?)?;
         let n = r.dim(0)?;
         let drop = (trim.get(b).copied().unwrap_or(0.0) * n as f64).floor() as usize;
         let r = if drop > 0 {
@@ -34,6 +35,6 @@ pub fn ssi_loss(pred: &Tensor, target: &Tensor, mask: &Tensor, trim: &[f64]) -> 
     }
     Ok(match total {
         Some(t) => (t / kept as f64)?,
-        None => Tensor::zeros((), pred.dtype(), pred.device())?,
+        None => Tensor::zeros((), like.dtype(), like.device())?,
     })
 }
