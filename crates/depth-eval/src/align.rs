@@ -34,6 +34,7 @@ fn lower_median(mut v: Vec<f64>) -> f64 {
 
 /// The aligned depth (all pixels) and the fitted (scale, shift); `None` without valid pixels.
 pub fn align(pred: &[f64], gt: &[f64], valid: &[bool], how: Alignment) -> Option<(Vec<f64>, (f64, f64))> {
+    let valid = &crate::metrics::usable(gt, valid)[..];
     let pick = |src: &[f64], f: &dyn Fn(f64) -> f64| -> Vec<f64> {
         src.iter().zip(valid).filter(|(_, v)| **v).map(|(&x, _)| f(x)).collect()
     };

@@ -21,10 +21,12 @@ impl Metrics {
     pub const NAMES: [&'static str; 9] =
         ["d1", "d2", "d3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog"];
 
-    /// The metrics of `pred` against `gt` where `valid`; `None` when no pixel is valid.
+    /// The metrics of `pred` against `gt` where `valid` (a non-finite or non-positive target
+    /// counts as invalid); `None` when no pixel is valid.
     pub fn compute(pred: &[f64], gt: &[f64], valid: &[bool]) -> Option<Self> {
+        let valid = usable(gt, valid);
         let pairs: Vec<(f64, f64)> =
-            pred.iter().zip(gt).zip(valid).filter(|(_, v)| **v).map(|((&p, &g), _)| (p, g)).collect();
+            pred.iter().zip(gt).zip(&valid).filter(|(_, v)| **v).map(|((&p, &g), _)| (p, g)).collect();
         if pairs.is_empty() {
             return None;
         }
@@ -65,4 +67,9 @@ impl Metrics {
         let [d1, d2, d3, abs_rel, sq_rel, rmse, rmse_log, log10, silog] = v;
         Self { d1, d2, d3, abs_rel, sq_rel, rmse, rmse_log, log10, silog }
     }
+}
+
+/// `valid` without the targets that have no depth (NaN, ±inf, ≤ 0).
+pub(crate) fn usable(gt: &[f64], valid: &[bool]) -> Vec<bool> {
+    gt.iter().zip(valid).map(|(&g, &v)| v && g.is_finite() && g > 0.0).collect()
 }

@@ -55,6 +55,24 @@ fn a_perfect_prediction_scores_exactly() {
 }
 
 #[test]
+fn targets_without_depth_count_as_invalid() {
+    let gt: Vec<f64> = (0..50).map(|i| 1.0 + i as f64 * 0.1).collect();
+    let pred: Vec<f64> = gt.iter().map(|g| g * 1.1).collect();
+    let mut bad = gt.clone();
+    bad[3] = f64::NAN;
+    bad[7] = f64::INFINITY;
+    bad[9] = 0.0;
+    let all = vec![true; 50];
+    let mut without = all.clone();
+    [3, 7, 9].iter().for_each(|&i| without[i] = false);
+    let m = Metrics::compute(&pred, &bad, &all).unwrap();
+    assert!(m.values().iter().all(|v| v.is_finite()));
+    assert_eq!(m, Metrics::compute(&pred, &gt, &without).unwrap());
+    let (depth, (s, t)) = align(&pred, &bad, &all, Alignment::DisparityAffine { max_depth: 10.0 }).unwrap();
+    assert!(s.is_finite() && t.is_finite() && depth.iter().all(|d| d.is_finite()));
+}
+
+#[test]
 fn caps_crops_and_aggregation() {
     let (h, w) = (480, 640);
     let mut gt = vec![5.0; h * w];
