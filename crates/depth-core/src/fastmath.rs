@@ -108,30 +108,6 @@ fn softmax_row_body(row: &mut [f32], scale: f32) {
     row.iter_mut().for_each(|v| *v *= inv);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn softmax_row_avx2(row: &mut [f32], scale: f32) {
-    softmax_row_body(row, scale)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn gelu_avx2(y: &mut [f32], x: &[f32]) {
-    gelu_body(y, x)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn gelu_grad_avx2(dx: &mut [f32], x: &[f32], dy: &[f32]) {
-    gelu_grad_body(dx, x, dy)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn layer_norm_avx2(y: &mut [f32], x: &[f32], g: &[f32], b: &[f32], eps: f32) {
-    layer_norm_body(y, x, g, b, eps)
-}
-
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
@@ -139,45 +115,44 @@ fn has_avx2() -> bool {
     false
 }
 
-/// In place: row ← softmax(scale · row) (scale ≥ 0).
-pub fn softmax_row_f32(row: &mut [f32], scale: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the features were detected at run time.
-        return unsafe { softmax_row_avx2(row, scale) };
-    }
-    softmax_row_body(row, scale)
+/// A public function that runs `$body` compiled for AVX2+FMA when the CPU has them, else for
+/// the baseline target.
+macro_rules! dispatched {
+    ($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if has_avx2() {
+                    // SAFETY: the features were detected at run time.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
 }
 
-/// LayerNorm over rows of length `g.len()`: y ← (x − mean)/√(var + eps) · g + b.
-pub fn layer_norm_f32(y: &mut [f32], x: &[f32], g: &[f32], b: &[f32], eps: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the features were detected at run time.
-        return unsafe { layer_norm_avx2(y, x, g, b, eps) };
-    }
-    layer_norm_body(y, x, g, b, eps)
-}
-
-/// y ← GELU(x) = x·Φ(x) with the erf above.
-pub fn gelu_f32(y: &mut [f32], x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the features were detected at run time.
-        return unsafe { gelu_avx2(y, x) };
-    }
-    gelu_body(y, x)
-}
-
-/// dx ← dy · GELU'(x) = dy · (Φ(x) + x·φ(x)).
-pub fn gelu_grad_f32(dx: &mut [f32], x: &[f32], dy: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the features were detected at run time.
-        return unsafe { gelu_grad_avx2(dx, x, dy) };
-    }
-    gelu_grad_body(dx, x, dy)
-}
+dispatched!(
+    /// In place: row ← softmax(scale · row) (scale ≥ 0).
+    softmax_row_f32(row: &mut [f32], scale: f32) => softmax_row_body
+);
+dispatched!(
+    /// LayerNorm over rows of length `g.len()`: y ← (x − mean)/√(var + eps) · g + b.
+    layer_norm_f32(y: &mut [f32], x: &[f32], g: &[f32], b: &[f32], eps: f32) => layer_norm_body
+);
+dispatched!(
+    /// y ← GELU(x) = x·Φ(x) with the erf above.
+    gelu_f32(y: &mut [f32], x: &[f32]) => gelu_body
+);
+dispatched!(
+    /// dx ← dy · GELU'(x) = dy · (Φ(x) + x·φ(x)).
+    gelu_grad_f32(dx: &mut [f32], x: &[f32], dy: &[f32]) => gelu_grad_body
+);
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 //! by the valid pixels at that scale, summed over scales.
 
 use crate::error::Result;
-use crate::normalize::{BatchNorm, normalize_batch};
+use crate::normalize::{BatchNorm, normalize_batch, sum_or_zero};
 use candle_core::{DType, Tensor};
 
 fn strided(x: &Tensor, step: usize) -> Result<Tensor> {
@@ -54,27 +54,15 @@ pub(crate) fn gm_from(norm: &BatchNorm, pred: &Tensor, target: &Tensor, scales: 
     let r = valid_mask
         .where_cond(&Tensor::stack(&maps, 0)?, &Tensor::zeros((bsz, h, w), pred.dtype(), pred.device())?)?;
     let m = valid_mask.to_dtype(pred.dtype())?;
-    let mut total: Option<Tensor> = None;
+    let mut terms = Vec::with_capacity(scales);
     for k in 0..scales {
         let (rk, mk) = (strided(&r, 1 << k)?, strided(&m, 1 << k)?);
         let count = mk.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
         if count == 0.0 {
             continue;
         }
-        let mut sum = Tensor::zeros((), pred.dtype(), pred.device())?;
-        for dim in [1, 2] {
-            if let Some(s) = masked_diff_sum(&rk, &mk, dim)? {
-                sum = (sum + s)?;
-            }
-        }
-        let term = (sum / count)?;
-        total = Some(match total {
-            Some(t) => (t + term)?,
-            None => term,
-        });
+        let diffs = [1, 2].iter().map(|&dim| masked_diff_sum(&rk, &mk, dim)).collect::<Result<Vec<_>>>()?;
+        terms.push((sum_or_zero(diffs.into_iter().flatten().collect(), pred)? / count)?);
     }
-    Ok(match total {
-        Some(t) => t,
-        None => Tensor::zeros((), pred.dtype(), pred.device())?,
-    })
+    sum_or_zero(terms, pred)
 }

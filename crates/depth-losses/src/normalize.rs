@@ -107,3 +107,13 @@ pub(crate) fn normalize_batch(
         .collect::<Result<_>>()?;
     Ok(BatchNorm { valid, samples })
 }
+
+/// Σ terms, or a zero scalar of `like`'s dtype and device when there are none (a loss with
+/// nothing to learn from).
+pub(crate) fn sum_or_zero(terms: Vec<Tensor>, like: &Tensor) -> Result<Tensor> {
+    let mut terms = terms.into_iter();
+    match terms.next() {
+        Some(first) => Ok(terms.try_fold(first, |a, t| a + t)?),
+        None => Ok(Tensor::zeros((), like.dtype(), like.device())?),
+    }
+}

@@ -3,7 +3,7 @@
 //! int(trim · n) largest residuals are dropped ("ignore the top-n% largest-loss regions").
 
 use crate::error::Result;
-use crate::normalize::{BatchNorm, normalize_batch};
+use crate::normalize::{BatchNorm, normalize_batch, sum_or_zero};
 use candle_core::{D, Tensor};
 
 /// `trim[b]` is the fraction of sample b's residuals to drop (0 for ground truth, 0.1 for
@@ -14,7 +14,7 @@ pub fn ssi_loss(pred: &Tensor, target: &Tensor, mask: &Tensor, trim: &[f64]) -> 
 
 /// [`ssi_loss`] from normalisations already computed (`like`: dtype and device of a zero loss).
 pub(crate) fn ssi_from(norm: &BatchNorm, trim: &[f64], like: &Tensor) -> Result<Tensor> {
-    let mut total: Option<Tensor> = None;
+    let mut sums = Vec::new();
     let mut kept = 0usize;
     for (b, sample) in norm.samples.iter().enumerate() {
         let Some((p, g)) = sample else { continue };
@@ -26,15 +26,9 @@ pub(crate) fn ssi_from(norm: &BatchNorm, trim: &[f64], like: &Tensor) -> Result<
         } else {
             r
         };
-        let sum = r.sum_all()?;
-        total = Some(match total {
-            Some(t) => (t + sum)?,
-            None => sum,
-        });
+        sums.push(r.sum_all()?);
         kept += n - drop;
     }
-    Ok(match total {
-        Some(t) => (t / kept as f64)?,
-        None => Tensor::zeros((), like.dtype(), like.device())?,
-    })
+    let total = sum_or_zero(sums, like)?;
+    Ok(if kept > 0 { (total / kept as f64)? } else { total })
 }
