@@ -26,6 +26,8 @@ pub enum CoreError {
     Hub { repo: String, file: String, reason: String },
     #[error("unknown device '{0}': use 'cpu', 'cuda' or 'cuda:N' (cuda needs a build with --features cuda)")]
     UnknownDevice(String),
+    #[error("{path}: not a decodable image ({reason})")]
+    ImageDecode { path: PathBuf, reason: String },
     #[error("{op}: {reason}")]
     BadArgument { op: &'static str, reason: String },
     #[error(transparent)]

@@ -17,6 +17,7 @@ pub mod fixtures;
 mod float;
 pub mod gelu;
 mod gemm;
+pub mod image_io;
 pub mod norm;
 pub mod resample;
 pub mod softmax;
@@ -27,9 +28,10 @@ pub use attention::attention;
 pub use device::parse_device;
 pub use error::{CoreError, Result};
 pub use gelu::gelu_erf;
+pub use image_io::{decode_image, read_image};
 pub use norm::layer_norm;
 pub use resample::{
     Taps, bicubic, bicubic_scale, bilinear_align_corners, bilinear_align_corners_scale, cv_resize_cubic,
-    resample,
+    lower_bound_size, resample,
 };
 pub use softmax::softmax_last_dim;

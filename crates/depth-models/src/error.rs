@@ -8,14 +8,6 @@ pub enum ModelError {
     Core(#[from] depth_core::CoreError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    #[error("cannot read image {path}: {source}")]
-    ImageIo {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: not a decodable image ({reason})")]
-    ImageDecode { path: PathBuf, reason: String },
     #[error("{path}: not a Hugging Face Depth Anything config: {reason}")]
     HfConfig { path: PathBuf, reason: String },
     #[error("batch images differ in size: {first:?} vs {other:?}; batch only same-size images")]

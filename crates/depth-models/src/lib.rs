@@ -1,8 +1,8 @@
 //! depth-models: DINOv2 ViT encoders (S/B/L/G and custom sizes), the DPT head and Depth Anything
 //! V2, with the official preprocessing and an inference API (`load_model`, `DepthEstimator`).
 //!
-//! It owns the architectures, their configurations, the image reading and preprocessing that
-//! parity depends on, and the one key table (the Hugging Face layout). Tensor ops and weight IO
+//! It owns the architectures, their configurations, the preprocessing that parity depends
+//! on (image reading is depth-core's), and the one key table (the Hugging Face layout). Tensor ops and weight IO
 //! come from depth-core; it must not know about losses, datasets, training or evaluation.
 
 pub mod config;
@@ -11,12 +11,11 @@ pub mod dinov2;
 pub mod dpt;
 pub mod error;
 pub mod hf;
-pub mod image_io;
 pub mod infer;
 pub mod preprocess;
 
 pub use config::{DptConfig, Encoder, Ffn, ModelConfig, PosEmbedResize, VitConfig};
 pub use depth_anything::DepthAnythingV2;
+pub use depth_core::read_image;
 pub use error::{ModelError, Result};
-pub use image_io::read_image;
 pub use infer::{DepthEstimator, DepthMap, load_model, load_model_trainable};

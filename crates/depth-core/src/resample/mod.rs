@@ -93,3 +93,37 @@ pub fn cv_resize_cubic(x: &Tensor, size: (usize, usize)) -> Result<Tensor> {
     let (h, w) = hw(x, "cv_resize_cubic")?;
     resample(x, Taps::cubic_opencv(h, size.0), Taps::cubic_opencv(w, size.1))
 }
+
+/// `Resize.constrain_to_multiple_of`: round half to even, `ceil` when below `min_val`.
+fn constrain_to_multiple_of(x: f64, multiple: usize, min_val: usize) -> usize {
+    let m = multiple as f64;
+    let y = ((x / m).round_ties_even() * m) as usize;
+    if y < min_val { ((x / m).ceil() * m) as usize } else { y }
+}
+
+/// The network input size (height, width) for an image of `h`×`w` pixels: the smallest size with
+/// both sides ≥ `input_size` after an aspect-preserving scale, snapped to multiples of `multiple`.
+pub fn lower_bound_size(h: usize, w: usize, input_size: usize, multiple: usize) -> (usize, usize) {
+    let (sh, sw) = (input_size as f64 / h as f64, input_size as f64 / w as f64);
+    let s = if sw > sh { sw } else { sh };
+    (
+        constrain_to_multiple_of(s * h as f64, multiple, input_size),
+        constrain_to_multiple_of(s * w as f64, multiple, input_size),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_sizes_follow_the_official_rule() {
+        assert_eq!(lower_bound_size(425, 640, 518, 14), (518, 784));
+        assert_eq!(lower_bound_size(700, 700, 518, 14), (518, 518));
+        assert_eq!(lower_bound_size(1362, 2047, 364, 14), (364, 546));
+        // never below the requested size: ceil when rounding would go under
+        assert_eq!(lower_bound_size(100, 1000, 518, 14), (518, 5180));
+        let (h, w) = lower_bound_size(333, 500, 700, 14);
+        assert!(h >= 700 && w >= 700 && h % 14 == 0 && w % 14 == 0);
+    }
+}

@@ -2,15 +2,15 @@
 //! libjpeg-turbo (bit-identical to OpenCV), other formats through `image`; EXIF orientation
 //! applied, alpha dropped, grey replicated — always 8-bit RGB.
 
-use crate::error::{ModelError, Result};
+use crate::error::{CoreError, Result};
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage, metadata::Orientation};
 use std::io::Cursor;
 use std::path::Path;
 
 /// Decodes an image file to 8-bit RGB.
 pub fn read_image(path: &Path) -> Result<RgbImage> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::ImageIo { path: path.into(), source })?;
-    decode_image(&bytes).map_err(|reason| ModelError::ImageDecode { path: path.into(), reason })
+    let bytes = std::fs::read(path).map_err(|source| CoreError::Io { path: path.into(), source })?;
+    decode_image(&bytes).map_err(|reason| CoreError::ImageDecode { path: path.into(), reason })
 }
 
 /// Decodes image bytes to 8-bit RGB (see [`read_image`]).
