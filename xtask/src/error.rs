@@ -8,6 +8,10 @@ pub enum XtaskError {
     Model(#[from] depth_models::ModelError),
     #[error(transparent)]
     Core(#[from] depth_core::CoreError),
+    #[error(transparent)]
+    Data(#[from] depth_data::DataError),
+    #[error("{0}")]
+    Failed(String),
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,

@@ -2,6 +2,7 @@
 //! front over library calls; this crate holds no model or tensor logic of its own.
 
 mod colormap;
+mod data;
 mod error;
 mod infer;
 mod progress;
@@ -20,6 +21,8 @@ struct Cli {
 enum Phase {
     /// Depth maps for images, like the official run.py.
     Infer(infer::InferArgs),
+    /// Datasets: synthetic scenes, manifests, verification, validation, downloads.
+    Data(data::DataArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +34,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match Cli::parse().phase {
         Phase::Infer(args) => infer::run(args),
+        Phase::Data(args) => data::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

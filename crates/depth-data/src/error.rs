@@ -22,7 +22,9 @@ pub enum DataError {
     Config { path: PathBuf, reason: String },
     #[error("{what}: {reason}")]
     BadArgument { what: &'static str, reason: String },
-    #[error("{path}: HDF5 support is not compiled in; build depth-data with the `hdf5` feature (needs libhdf5-dev)")]
+    #[error(
+        "{path}: HDF5 support is not compiled in; build depth-data with the `hdf5` feature (needs libhdf5-dev)"
+    )]
     NoHdf5 { path: PathBuf },
     #[error(transparent)]
     Core(#[from] depth_core::CoreError),

@@ -37,7 +37,13 @@ pub struct Target {
 impl Target {
     /// A target from raw values: a pixel is valid when `keep(v)` holds and `v` is finite and > 0
     /// (depth) or finite (disparity); invalid values are replaced by 0.
-    pub fn new(width: u32, height: u32, kind: TargetKind, mut values: Vec<f32>, keep: impl Fn(f32) -> bool) -> Self {
+    pub fn new(
+        width: u32,
+        height: u32,
+        kind: TargetKind,
+        mut values: Vec<f32>,
+        keep: impl Fn(f32) -> bool,
+    ) -> Self {
         assert_eq!(values.len(), width as usize * height as usize, "target size");
         let valid: Vec<bool> = values
             .iter()

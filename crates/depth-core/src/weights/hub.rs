@@ -13,6 +13,8 @@ pub struct HubOptions {
     pub offline: bool,
     /// Branch, tag or commit; `None` is `main`.
     pub revision: Option<String>,
+    /// A dataset repository instead of a model repository.
+    pub dataset: bool,
 }
 
 impl HubOptions {
@@ -25,7 +27,7 @@ impl HubOptions {
     }
 }
 
-/// The local path of `file` in model repository `repo` ("owner/name"), downloading it into the
+/// The local path of `file` in model (or dataset) repository `repo` ("owner/name"), downloading it into the
 /// cache unless offline.
 pub fn hub_file(repo: &str, file: &str, opts: &HubOptions) -> Result<PathBuf> {
     let hub_err = |reason: String| CoreError::Hub { repo: repo.into(), file: file.into(), reason };
@@ -36,19 +38,24 @@ pub fn hub_file(repo: &str, file: &str, opts: &HubOptions) -> Result<PathBuf> {
     let client = builder.build().map_err(|e| hub_err(e.to_string()))?;
     let client = hf_hub::HFClientSync::from_inner(client).map_err(|e| hub_err(e.to_string()))?;
     let (owner, name) = hf_hub::split_id(repo);
-    client
-        .model(owner, name)
-        .download_file()
-        .filename(file)
-        .maybe_revision(opts.revision.clone())
-        .local_files_only(opts.offline)
-        .send()
-        .map_err(|e| match e {
-            hf_hub::HFError::LocalEntryNotFound { .. } if opts.offline => {
-                CoreError::HubOffline { repo: repo.into(), file: file.into() }
-            }
-            e => hub_err(e.to_string()),
-        })
+    macro_rules! fetch {
+        ($repo:expr) => {
+            $repo
+                .download_file()
+                .filename(file)
+                .maybe_revision(opts.revision.clone())
+                .local_files_only(opts.offline)
+                .send()
+        };
+    }
+    let fetched =
+        if opts.dataset { fetch!(client.dataset(owner, name)) } else { fetch!(client.model(owner, name)) };
+    fetched.map_err(|e| match e {
+        hf_hub::HFError::LocalEntryNotFound { .. } if opts.offline => {
+            CoreError::HubOffline { repo: repo.into(), file: file.into() }
+        }
+        e => hub_err(e.to_string()),
+    })
 }
 
 #[cfg(test)]
@@ -65,7 +72,8 @@ mod tests {
         let snap = repo_dir.join("snapshots").join(commit);
         std::fs::create_dir_all(&snap).unwrap();
         std::fs::write(snap.join("model.safetensors"), b"x").unwrap();
-        let opts = HubOptions { cache_dir: Some(cache.path().into()), offline: true, revision: None };
+        let opts =
+            HubOptions { cache_dir: Some(cache.path().into()), offline: true, ..HubOptions::default() };
 
         let p = hub_file("acme/tiny-depth", "model.safetensors", &opts).unwrap();
         assert_eq!(std::fs::read(p).unwrap(), b"x");

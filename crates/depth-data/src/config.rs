@@ -1,0 +1,194 @@
+//! `configs/data.toml`: the datasets a run may use — where each lives, which reader opens it,
+//! its licence, how many items to expect, its manifest, and how to get it (Hub repository or
+//! manual steps). Relative paths are relative to the config file; `${DEPTH_FIXTURES}` expands
+//! to the shared fixtures folder.
+
+use crate::dataset::Dataset;
+use crate::error::{DataError, Result};
+use crate::formats::{self, folder::ImageFolder, nyu::NyuLabeled, pseudo::PseudoLabeled};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Which reader opens a dataset (see `formats/`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `test_annotations.json` lists (the shared NYU / KITTI frames); `split` names the JSON.
+    Annotations,
+    /// NYU-Depth-V2 in the BTS layout with a split file.
+    NyuBts,
+    /// `nyu_depth_v2_labeled.mat` (root is the file).
+    NyuMat,
+    /// KITTI depth benchmark: split file, images under `root`, depth under `depth_root`.
+    KittiDepth,
+    /// One KITTI raw drive folder, depth projected from the velodyne scans (camera 2).
+    KittiRaw,
+    Vkitti2,
+    Hypersim,
+    Diode,
+    Eth3d,
+    /// MPI Sintel training folder; `pass` is "clean" or "final".
+    Sintel,
+    Middlebury,
+    /// The shared Motorcycle frame (`motorcycle_left.png` + `motorcycle_disp.npz`).
+    MiddleburyNpz,
+    Redwood,
+    /// Unlabeled images.
+    Folder,
+    /// Images under `root` with pseudo-labels in `store`.
+    Pseudo,
+    /// A dataset written by `cargo xtask data synth`.
+    Synth,
+}
+
+/// Files of a Hugging Face Hub repository that make up (part of) a dataset.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSource {
+    pub repo: String,
+    pub files: Vec<String>,
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// "dataset" (default) or "model".
+    #[serde(default = "dataset_repo")]
+    pub repo_type: String,
+}
+
+fn dataset_repo() -> String {
+    "dataset".into()
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    pub name: String,
+    pub kind: Kind,
+    pub root: PathBuf,
+    #[serde(default)]
+    pub split: Option<PathBuf>,
+    #[serde(default)]
+    pub depth_root: Option<PathBuf>,
+    #[serde(default)]
+    pub store: Option<PathBuf>,
+    #[serde(default)]
+    pub pass: Option<String>,
+    pub licence: String,
+    /// Items the reader should find; `data validate` reports a difference.
+    #[serde(default)]
+    pub expected: Option<usize>,
+    /// Manifest JSON (sizes and SHA-256 of every file under `root`).
+    #[serde(default)]
+    pub manifest: Option<PathBuf>,
+    #[serde(default)]
+    pub hub: Option<HubSource>,
+    /// Steps for datasets that cannot be fetched automatically.
+    #[serde(default)]
+    pub manual: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    #[serde(default, rename = "dataset")]
+    pub datasets: Vec<DatasetSpec>,
+}
+
+impl DataConfig {
+    /// Reads a config and resolves its paths.
+    pub fn load(path: &Path) -> Result<DataConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let mut cfg: DataConfig = toml::from_str(&text)
+            .map_err(|e| DataError::Config { path: path.into(), reason: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for d in &mut cfg.datasets {
+            let resolve = |p: &Path| expand(p, base);
+            d.root = resolve(&d.root)?;
+            d.depth_root = d.depth_root.as_deref().map(resolve).transpose()?;
+            d.store = d.store.as_deref().map(resolve).transpose()?;
+            d.manifest = d.manifest.as_deref().map(resolve).transpose()?;
+        }
+        let mut names: Vec<&str> = cfg.datasets.iter().map(|d| d.name.as_str()).collect();
+        names.sort();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(DataError::Config {
+                path: path.into(),
+                reason: format!("dataset '{}' is declared twice", w[0]),
+            });
+        }
+        Ok(cfg)
+    }
+
+    pub fn get(&self, name: &str) -> Result<&DatasetSpec> {
+        self.datasets.iter().find(|d| d.name == name).ok_or_else(|| DataError::BadArgument {
+            what: "dataset",
+            reason: format!(
+                "no dataset '{name}' in the config; known: {}",
+                self.datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+}
+
+/// `${DEPTH_FIXTURES}` → the fixtures folder; relative → under `base`.
+fn expand(p: &Path, base: &Path) -> Result<PathBuf> {
+    let s = p.to_string_lossy();
+    if let Some(rest) = s.strip_prefix("${DEPTH_FIXTURES}") {
+        return Ok(depth_core::fixtures::fixtures_dir()?.join(rest.trim_start_matches('/')));
+    }
+    Ok(if p.is_absolute() { p.into() } else { base.join(p) })
+}
+
+impl DatasetSpec {
+    fn need<'a, T>(&self, field: &'static str, v: &'a Option<T>) -> Result<&'a T> {
+        v.as_ref().ok_or_else(|| DataError::BadArgument {
+            what: "dataset config",
+            reason: format!("dataset '{}' of kind {:?} needs `{field}`", self.name, self.kind),
+        })
+    }
+
+    fn split_path(&self) -> Result<PathBuf> {
+        Ok(self.root.join(self.need("split", &self.split)?))
+    }
+
+    /// Opens the dataset with its reader.
+    pub fn open(&self) -> Result<Arc<dyn Dataset>> {
+        if !self.root.exists() {
+            let how = match (&self.hub, &self.manual) {
+                (Some(h), _) => format!("run `cargo xtask data download {}` (Hub: {})", self.name, h.repo),
+                (None, Some(steps)) => format!("download it by hand:\n{steps}"),
+                (None, None) => "check `root` in the config".into(),
+            };
+            return Err(DataError::Config {
+                path: self.root.clone(),
+                reason: format!("dataset '{}' is not there; {how}", self.name),
+            });
+        }
+        let root = self.root.as_path();
+        Ok(match self.kind {
+            Kind::Annotations => {
+                Arc::new(formats::annotations::read_annotations(&self.split_path()?, &self.name)?)
+            }
+            Kind::NyuBts => Arc::new(formats::nyu::nyu_bts_split(&self.split_path()?, root)?),
+            Kind::NyuMat => Arc::new(NyuLabeled::open(root)?),
+            Kind::KittiDepth => Arc::new(formats::kitti::kitti_depth_split(
+                &self.split_path()?,
+                root,
+                self.need("depth_root", &self.depth_root)?,
+            )?),
+            Kind::KittiRaw => Arc::new(formats::kitti::kitti_raw(root, 2)?),
+            Kind::Vkitti2 => Arc::new(formats::vkitti2::vkitti2(root)?),
+            Kind::Hypersim => Arc::new(formats::hypersim::hypersim(root)?),
+            Kind::Diode => Arc::new(formats::diode::diode(root)?),
+            Kind::Eth3d => Arc::new(formats::eth3d::eth3d(root)?),
+            Kind::Sintel => Arc::new(formats::sintel::sintel(root, self.pass.as_deref().unwrap_or("final"))?),
+            Kind::Middlebury => Arc::new(formats::middlebury::middlebury(root)?),
+            Kind::MiddleburyNpz => Arc::new(formats::middlebury::motorcycle_fixture(root)),
+            Kind::Redwood => Arc::new(formats::redwood::redwood(root)?),
+            Kind::Folder => Arc::new(ImageFolder::new(self.name.clone(), root)?),
+            Kind::Pseudo => {
+                Arc::new(PseudoLabeled::new(self.name.clone(), root, self.need("store", &self.store)?)?)
+            }
+            Kind::Synth => Arc::new(crate::synth::SynthFolder::open(root)?),
+        })
+    }
+}

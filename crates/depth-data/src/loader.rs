@@ -1,0 +1,326 @@
+//! The training loader: several datasets mixed by ratio into one deterministic order per epoch,
+//! sharded across ranks, prepared by worker threads into a bounded prefetch queue, collated into
+//! candle tensors, and resumable at any (epoch, position).
+//!
+//! Determinism: the order of epoch `e` and every random choice of the sample at position `p`
+//! depend only on (seed, e, p), never on thread timing; a batch is the next `batch_size` samples
+//! that loaded, so skipping a bad file shifts later batches the same way on every run.
+
+use crate::dataset::Dataset;
+use crate::error::{DataError, Result};
+use crate::sample::TargetKind;
+use crate::transforms::{self, Augment, Prepared, item_rng};
+use candle_core::{Device, Tensor};
+use crossbeam_channel::{Receiver, bounded};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+/// One dataset in the mix.
+#[derive(Clone)]
+pub struct Source {
+    pub dataset: Arc<dyn Dataset>,
+    /// Relative share of each epoch.
+    pub ratio: f64,
+    /// Apply the strong perturbations (colour, blur, CutMix): Depth Anything V1 does so on
+    /// unlabeled images only.
+    pub strong: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Count the bad item, log it, and take the next one.
+    Skip,
+    /// Stop with the item's error.
+    Fail,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoaderConfig {
+    pub batch_size: usize,
+    pub workers: usize,
+    /// Prepared samples buffered ahead, in batches.
+    pub prefetch: usize,
+    pub seed: u64,
+    /// Samples per epoch over all ranks; None = the sum of the datasets' lengths.
+    pub epoch_size: Option<usize>,
+    pub rank: usize,
+    pub world: usize,
+    pub on_error: OnError,
+    pub augment: Augment,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 8,
+            workers: 2,
+            prefetch: 2,
+            seed: 0,
+            epoch_size: None,
+            rank: 0,
+            world: 1,
+            on_error: OnError::Skip,
+            augment: Augment::default(),
+        }
+    }
+}
+
+/// Where a run stands: `position` counts this rank's samples of `epoch` already consumed
+/// (loaded or skipped). Save it with a checkpoint; pass it back to [`Loader::iter`] to resume.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cursor {
+    pub epoch: u64,
+    pub position: usize,
+}
+
+/// A collated batch.
+#[derive(Debug)]
+pub struct Batch {
+    /// (B, 3, H, W) float32, ImageNet-normalised.
+    pub image: Tensor,
+    /// (B, H, W) float32 targets (0 where invalid or absent).
+    pub target: Tensor,
+    /// (B, H, W) float32, 1 on valid target pixels.
+    pub mask: Tensor,
+    /// Per sample: the target's kind, None for unlabeled images.
+    pub kinds: Vec<Option<TargetKind>>,
+    /// Per sample: index of its source in the loader's list.
+    pub sources: Vec<usize>,
+    pub ids: Vec<String>,
+    /// The cursor just after this batch.
+    pub cursor: Cursor,
+    /// Items skipped as unreadable while assembling this batch: (id, error).
+    pub skipped: Vec<(String, String)>,
+}
+
+pub struct Loader {
+    sources: Vec<Source>,
+    config: LoaderConfig,
+}
+
+impl Loader {
+    pub fn new(sources: Vec<Source>, config: LoaderConfig) -> Result<Self> {
+        let bad = |reason: String| Err(DataError::BadArgument { what: "loader", reason });
+        if sources.is_empty() || sources.iter().all(|s| s.dataset.is_empty() || s.ratio <= 0.0) {
+            return bad("no source has items and a positive ratio".into());
+        }
+        if config.world == 0 || config.rank >= config.world {
+            return bad(format!("rank {} is not below world size {}", config.rank, config.world));
+        }
+        if config.batch_size == 0 || config.workers == 0 {
+            return bad("batch_size and workers must be at least 1".into());
+        }
+        Ok(Self { sources, config })
+    }
+
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
+    }
+
+    /// This rank's items of `epoch` as (source, index): each source gets its ratio's share of the
+    /// epoch (cycling through fresh permutations when it is short), all shuffled together, then
+    /// every `world`-th item from `rank`.
+    pub fn epoch_order(&self, epoch: u64) -> Vec<(usize, usize)> {
+        let total =
+            self.config.epoch_size.unwrap_or_else(|| self.sources.iter().map(|s| s.dataset.len()).sum());
+        let weight: f64 =
+            self.sources.iter().filter(|s| !s.dataset.is_empty()).map(|s| s.ratio.max(0.0)).sum();
+        let mut rng = ChaCha8Rng::seed_from_u64(crate::synth::item_seed(self.config.seed ^ 0xE90C, epoch));
+        let mut items = Vec::with_capacity(total);
+        for (k, s) in self.sources.iter().enumerate() {
+            let n = s.dataset.len();
+            if n == 0 || s.ratio <= 0.0 {
+                continue;
+            }
+            let share = (total as f64 * s.ratio / weight).round() as usize;
+            let mut perm: Vec<usize> = Vec::new();
+            for i in 0..share {
+                if i % n == 0 {
+                    perm = (0..n).collect();
+                    perm.shuffle(&mut rng);
+                }
+                items.push((k, perm[i % n]));
+            }
+        }
+        items.shuffle(&mut rng);
+        items.into_iter().skip(self.config.rank).step_by(self.config.world).collect()
+    }
+
+    /// Batches from `cursor` to the end of its epoch (a partial last batch is dropped so every
+    /// batch has `batch_size` samples).
+    pub fn iter(&self, cursor: Cursor) -> BatchIter {
+        let order = Arc::new(self.epoch_order(cursor.epoch));
+        let (tx, rx) = bounded(self.config.prefetch.max(1) * self.config.batch_size);
+        let next = Arc::new(AtomicUsize::new(cursor.position));
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..self.config.workers)
+            .map(|_| {
+                let (order, next, stop, tx) = (order.clone(), next.clone(), stop.clone(), tx.clone());
+                let sources = self.sources.clone();
+                let (aug, seed, epoch) = (self.config.augment.clone(), self.config.seed, cursor.epoch);
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let pos = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(k, index)) = order.get(pos) else { break };
+                        let src = &sources[k];
+                        let mut rng = item_rng(seed, epoch, pos as u64);
+                        let item = src
+                            .dataset
+                            .load(index)
+                            .and_then(|s| s.checked())
+                            .and_then(|s| transforms::prepare(&s, &aug, src.strong, &mut rng))
+                            .map_err(|e| (src.dataset.id(index), e));
+                        if tx.send((pos, k, item)).is_err() {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        BatchIter {
+            rx,
+            workers,
+            stop,
+            pending: BTreeMap::new(),
+            cursor,
+            len: order.len(),
+            config: self.config.clone(),
+            strong: self.sources.iter().map(|s| s.strong).collect(),
+            skipped_total: 0,
+        }
+    }
+}
+
+/// A prepared sample or the failing item's id and error.
+type Outcome = std::result::Result<Prepared, (String, DataError)>;
+type Item = (usize, Outcome);
+
+pub struct BatchIter {
+    rx: Receiver<(usize, usize, Outcome)>,
+    workers: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    pending: BTreeMap<usize, Item>,
+    cursor: Cursor,
+    len: usize,
+    config: LoaderConfig,
+    strong: Vec<bool>,
+    /// Items skipped so far by this iterator.
+    pub skipped_total: usize,
+}
+
+impl BatchIter {
+    /// The next item in order, waiting for the worker that prepares it.
+    fn next_item(&mut self) -> Option<Item> {
+        let pos = self.cursor.position;
+        if pos >= self.len {
+            return None;
+        }
+        while !self.pending.contains_key(&pos) {
+            let (p, k, item) = self.rx.recv().ok()?;
+            self.pending.insert(p, (k, item));
+        }
+        self.cursor.position += 1;
+        self.pending.remove(&pos)
+    }
+
+    fn collate(&self, items: Vec<(usize, Prepared)>, skipped: Vec<(String, String)>) -> Result<Batch> {
+        let (b, h, w) = (items.len(), items[0].1.height, items[0].1.width);
+        if let Some((_, p)) = items.iter().find(|(_, p)| (p.height, p.width) != (h, w)) {
+            return Err(DataError::BadArgument {
+                what: "batch",
+                reason: format!(
+                    "{} is {}×{} after the transforms but the batch is {w}×{h}; set augment.crop to batch different sizes",
+                    p.id, p.width, p.height
+                ),
+            });
+        }
+        let mut image = Vec::with_capacity(b * 3 * h * w);
+        let (mut target, mut mask) = (Vec::with_capacity(b * h * w), Vec::with_capacity(b * h * w));
+        let mut kinds = Vec::with_capacity(b);
+        for (_, p) in &items {
+            image.extend_from_slice(&p.image);
+            match &p.target {
+                Some((k, v, m)) => {
+                    target.extend_from_slice(v);
+                    mask.extend(m.iter().map(|&ok| ok as u8 as f32));
+                    kinds.push(Some(*k));
+                }
+                None => {
+                    target.extend(std::iter::repeat_n(0.0, h * w));
+                    mask.extend(std::iter::repeat_n(0.0, h * w));
+                    kinds.push(None);
+                }
+            }
+        }
+        let dev = Device::Cpu;
+        Ok(Batch {
+            image: Tensor::from_vec(image, (b, 3, h, w), &dev)?,
+            target: Tensor::from_vec(target, (b, h, w), &dev)?,
+            mask: Tensor::from_vec(mask, (b, h, w), &dev)?,
+            kinds,
+            sources: items.iter().map(|(k, _)| *k).collect(),
+            ids: items.into_iter().map(|(_, p)| p.id).collect(),
+            cursor: self.cursor,
+            skipped,
+        })
+    }
+}
+
+impl Iterator for BatchIter {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        let first = self.cursor.position;
+        let mut items = Vec::with_capacity(self.config.batch_size);
+        let mut skipped = Vec::new();
+        while items.len() < self.config.batch_size {
+            let (k, item) = self.next_item()?;
+            match item {
+                Ok(p) => items.push((k, p)),
+                Err((id, e)) => match self.config.on_error {
+                    OnError::Fail => return Some(Err(e)),
+                    OnError::Skip => {
+                        tracing::warn!("skipping {id}: {e}");
+                        self.skipped_total += 1;
+                        skipped.push((id, e.to_string()));
+                    }
+                },
+            }
+        }
+        // CutMix pairs sample i with sample i + 1 of the batch (strong sources only), with the
+        // RNG of the batch's first position so that it is as deterministic as the rest.
+        let mut rng = item_rng(self.config.seed ^ 0xC07_u64, self.cursor.epoch, first as u64);
+        let aug = &self.config.augment;
+        for i in 0..items.len() {
+            use rand::Rng;
+            if self.strong[items[i].0] && rng.random_bool(aug.cutmix) {
+                let other = items[(i + 1) % items.len()].1.clone();
+                transforms::cutmix(&mut items[i].1, &other, aug.cutmix_area, &mut rng);
+            }
+        }
+        items.iter_mut().for_each(|(_, p)| transforms::normalize(p));
+        Some(self.collate(items, skipped))
+    }
+}
+
+impl Drop for BatchIter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // unblock workers waiting on a full queue, then join them
+        while self.rx.try_recv().is_ok() {}
+        for w in self.workers.drain(..) {
+            while !w.is_finished() {
+                while self.rx.try_recv().is_ok() {}
+                std::thread::yield_now();
+            }
+            let _ = w.join();
+        }
+    }
+}
