@@ -265,6 +265,8 @@ impl Builder<'_> {
             horizon: v3(self.uniform(0.7, 0.95), self.uniform(0.75, 0.95), 0.95),
             zenith: v3(0.2, self.uniform(0.35, 0.55), self.uniform(0.7, 0.95)),
         };
+        // the terrain last: rays that hit an object first march the terrain only up to it
+        objects.rotate_left(1);
         let camera = self.camera(eye, PITCH_OUTDOOR);
         Scene {
             kind: SceneKind::Outdoor,
