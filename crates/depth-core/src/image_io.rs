@@ -3,6 +3,7 @@
 //! applied, alpha dropped, grey replicated — always 8-bit RGB.
 
 use crate::error::{CoreError, Result};
+use candle_core::{Device, Tensor};
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage, metadata::Orientation};
 use std::io::Cursor;
 use std::path::Path;
@@ -30,6 +31,18 @@ pub fn decode_image(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     img.apply_orientation(orientation);
     Ok(img.into_rgb8())
+}
+
+/// An 8-bit RGB image as (1, 3, H, W) float64 in [0, 1].
+pub fn rgb_to_tensor(img: &RgbImage) -> Result<Tensor> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut planes = vec![0f64; 3 * h * w];
+    for (i, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            planes[c * h * w + i] = px.0[c] as f64 / 255.0;
+        }
+    }
+    Ok(Tensor::from_vec(planes, (1, 3, h, w), &Device::Cpu)?)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 use crate::error::Result;
 use crate::sample::{Sample, TargetKind};
-use candle_core::{DType, Device, Tensor};
+use candle_core::DType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -97,13 +97,7 @@ pub fn nearest_index(dst: usize, src: usize) -> Vec<usize> {
 pub fn resize(sample: &Sample, input_size: usize, multiple: usize) -> Result<Prepared> {
     let (w, h) = (sample.image.width() as usize, sample.image.height() as usize);
     let (nh, nw) = depth_core::lower_bound_size(h, w, input_size, multiple);
-    let mut planes = vec![0f64; 3 * h * w];
-    for (i, px) in sample.image.pixels().enumerate() {
-        for c in 0..3 {
-            planes[c * h * w + i] = px.0[c] as f64 / 255.0;
-        }
-    }
-    let x = Tensor::from_vec(planes, (3, h, w), &Device::Cpu)?;
+    let x = depth_core::image_io::rgb_to_tensor(&sample.image)?;
     let image = depth_core::cv_resize_cubic(&x, (nh, nw))?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     let target = sample.target.as_ref().map(|t| {
         let (rows, cols) = (nearest_index(nh, h), nearest_index(nw, w));

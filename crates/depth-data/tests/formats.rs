@@ -30,13 +30,9 @@ fn write_rgb(path: &Path, w: u32, h: u32) {
 }
 
 fn write_npy(path: &Path, shape: &[u64], data: &[f32]) {
-    use npyz::WriterBuilder;
     mkdirs(path);
     let mut f = std::io::BufWriter::new(fs::File::create(path).unwrap());
-    let mut w =
-        npyz::WriteOptions::<f32>::new().default_dtype().shape(shape).writer(&mut f).begin_nd().unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
+    depth_data::npy::write_f32(&mut f, shape, data).unwrap();
 }
 
 fn le_bytes(v: &[f32]) -> Vec<u8> {
