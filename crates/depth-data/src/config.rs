@@ -129,8 +129,9 @@ impl DataConfig {
     }
 }
 
-/// `${DEPTH_FIXTURES}` → the fixtures folder; relative → under `base`.
-fn expand(p: &Path, base: &Path) -> Result<PathBuf> {
+/// `${DEPTH_FIXTURES}` → the fixtures folder; relative → under `base`. Other configs that name
+/// files (the eval config) resolve their paths the same way.
+pub fn expand(p: &Path, base: &Path) -> Result<PathBuf> {
     let s = p.to_string_lossy();
     if let Some(rest) = s.strip_prefix("${DEPTH_FIXTURES}") {
         return Ok(depth_core::fixtures::fixtures_dir()?.join(rest.trim_start_matches('/')));

@@ -1,15 +1,36 @@
-//! depth-eval: how depth predictions are scored — the nine metrics of the official
-//! `metric_depth/util/metric.py`, the relative-depth protocol (least-squares scale and shift of
-//! disparity to 1/gt), median and depth-space alignment, dataset caps and crops, and the
-//! official aggregation (mean of per-image metrics). Plain f64 arithmetic on slices: it must not
-//! depend on models, training or data loading.
+//! depth-eval: how depth predictions are scored and looked at.
+//!
+//! It owns the nine metrics of the official `metric_depth/util/metric.py`, the relative-depth
+//! protocol (least-squares scale and shift of disparity to 1/gt) and the other alignments, the
+//! benchmark caps and crops, the aggregation (mean of per-image metrics), the benchmark runner
+//! and its reports (`configs/eval.toml`, model or precomputed predictions, DA-2K pairwise
+//! accuracy), depth pictures (colour maps, colour bars, side-by-side panels, PNG16, PLY), small
+//! plots, and the PCA views of ViT patch features. It reads datasets through depth-data and runs
+//! models through depth-models' inference API; it must not depend on losses or training, and
+//! the metric code stays plain f64 arithmetic on slices.
 
 mod aggregate;
 mod align;
+pub mod benchmark;
+pub mod error;
+pub mod export;
+pub mod features;
 mod metrics;
+pub mod pairwise;
+pub mod pca;
+pub mod plot;
+pub mod predict;
 mod protocol;
+pub mod report;
+pub mod runner;
+pub mod visualize;
 
 pub use aggregate::Aggregate;
 pub use align::{Alignment, align};
+pub use benchmark::{BenchmarkSpec, EvalConfig, Mode, PairwiseSpec};
+pub use error::{EvalError, Result};
 pub use metrics::Metrics;
+pub use predict::{ModelPredictor, PredDir, Prediction, Predictor};
 pub use protocol::{Crop, EvalSettings};
+pub use report::Report;
+pub use runner::Runner;

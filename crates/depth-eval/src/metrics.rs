@@ -4,7 +4,7 @@
 //! silog = sqrt(mean dl² − 0.5 mean(dl)²) with dl = ln pred − ln gt.
 
 /// One image's (or a dataset's mean) metrics.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Metrics {
     pub d1: f64,
     pub d2: f64,

@@ -1,7 +1,8 @@
 //! Benchmark settings: depth caps and evaluation crops, and the valid mask they give.
 
 /// An evaluation crop, as fractions of the image or fixed pixel bounds.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Crop {
     None,
     /// NYU Depth v2 (Eigen): rows 45..471, columns 41..601 of the 480×640 frame.
@@ -30,7 +31,7 @@ impl Crop {
 }
 
 /// The settings of one benchmark.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct EvalSettings {
     pub min_depth: f64,
     pub max_depth: f64,

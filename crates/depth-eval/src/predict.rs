@@ -1,0 +1,128 @@
+//! Where predictions come from: a Depth Anything V2 model run on each image, or a folder of
+//! precomputed `.npy` maps (float32, same file stem as the image) written by any other model.
+
+use crate::error::{EvalError, Result};
+use candle_core::{Device, Tensor};
+use depth_data::{Sample, TargetKind};
+use depth_models::DepthEstimator;
+use std::path::{Path, PathBuf};
+
+/// A dense prediction, row-major: relative disparity (larger is closer) or depth.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    pub width: u32,
+    pub height: u32,
+    pub kind: TargetKind,
+    pub values: Vec<f32>,
+}
+
+impl Prediction {
+    /// Bilinearly resized (align_corners = True, as the official metric evaluation) to
+    /// `width`×`height`; unchanged when the size already matches.
+    pub fn resized(self, width: u32, height: u32) -> Result<Prediction> {
+        if (self.width, self.height) == (width, height) {
+            return Ok(self);
+        }
+        let t =
+            Tensor::from_vec(self.values, (1, 1, self.height as usize, self.width as usize), &Device::Cpu)?;
+        let r = depth_core::bilinear_align_corners(&t, (height as usize, width as usize))?;
+        Ok(Prediction { width, height, kind: self.kind, values: r.flatten_all()?.to_vec1()? })
+    }
+}
+
+/// Something that predicts depth for a dataset item.
+pub trait Predictor {
+    /// The name in reports (a model or folder name).
+    fn name(&self) -> &str;
+    fn predict(&mut self, sample: &Sample) -> Result<Prediction>;
+}
+
+/// A borrowed predictor predicts as its owner (so a caller can keep it after a run).
+impl<P: Predictor + ?Sized> Predictor for &mut P {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn predict(&mut self, sample: &Sample) -> Result<Prediction> {
+        (**self).predict(sample)
+    }
+}
+
+/// A Depth Anything V2 model: relative disparity at the image's size, as the official `infer_image`.
+pub struct ModelPredictor {
+    pub name: String,
+    pub estimator: DepthEstimator,
+}
+
+impl Predictor for ModelPredictor {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn predict(&mut self, sample: &Sample) -> Result<Prediction> {
+        let d = self.estimator.infer_image(&image::DynamicImage::ImageRgb8(sample.image.clone()))?;
+        Ok(Prediction { width: d.width, height: d.height, kind: TargetKind::Disparity, values: d.data })
+    }
+}
+
+/// Precomputed maps: `<dir>/<stem>.npy` for an item whose image is `<...>/<stem>.<ext>`, shape
+/// (H, W) or (1, H, W).
+pub struct PredDir {
+    pub name: String,
+    pub dir: PathBuf,
+    pub kind: TargetKind,
+}
+
+impl PredDir {
+    pub fn new(dir: &Path, kind: TargetKind) -> Result<PredDir> {
+        if !dir.is_dir() {
+            return Err(EvalError::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"),
+            ));
+        }
+        let name =
+            dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "predictions".into());
+        Ok(PredDir { name, dir: dir.into(), kind })
+    }
+
+    /// The file that holds the prediction for item `id`.
+    pub fn path_for(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{}.npy", stem(id)))
+    }
+}
+
+/// A file-name-safe stem for an item id (its image's file stem).
+pub fn stem(id: &str) -> String {
+    let s = Path::new(id).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| id.into());
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+}
+
+impl Predictor for PredDir {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn predict(&mut self, sample: &Sample) -> Result<Prediction> {
+        let path = self.path_for(&sample.id);
+        if !path.exists() {
+            return Err(EvalError::bad(
+                format!("prediction for {}", sample.id),
+                format!(
+                    "{} is missing (expected one .npy per image, named by its file stem)",
+                    path.display()
+                ),
+            ));
+        }
+        let (shape, values) = depth_data::npy::read_f32(&path)?;
+        let (h, w) = match shape[..] {
+            [h, w] | [1, h, w] => (h as u32, w as u32),
+            _ => {
+                return Err(EvalError::bad(
+                    path.display().to_string(),
+                    format!("shape {shape:?}, expected (H, W) or (1, H, W)"),
+                ));
+            }
+        };
+        Ok(Prediction { width: w, height: h, kind: self.kind, values })
+    }
+}

@@ -1,0 +1,305 @@
+//! Running benchmarks: every item of a dataset is loaded once, each predictor predicts it, the
+//! prediction is aligned as the benchmark's mode says and scored; the first items get a
+//! side-by-side picture. Items that fail (to load, to predict, to score) are recorded with the
+//! reason, never dropped silently. The order is the dataset's, so runs are deterministic.
+
+use crate::benchmark::{BenchmarkSpec, Mode, PairwiseSpec};
+use crate::error::{EvalError, Result};
+use crate::pairwise::{PairCounts, judge, read_annotations};
+use crate::predict::{Prediction, Predictor, stem};
+use crate::visualize::{self, Colormap, Panel, Range, Scale};
+use crate::{Aggregate, Alignment, EvalSettings, Metrics, align};
+use depth_data::{Dataset, Sample, Target, TargetKind};
+use std::path::PathBuf;
+
+/// A scored prediction: aligned depth, the ground truth and mask it was scored on.
+pub struct Scored {
+    pub depth: Vec<f64>,
+    pub gt: Vec<f64>,
+    pub valid: Vec<bool>,
+    pub metrics: Metrics,
+    pub scale: f64,
+    pub shift: f64,
+}
+
+/// Scores `pred` (resized to the target first if needed) against a metric-depth `target`.
+pub fn score(pred: Prediction, target: &Target, settings: &EvalSettings, mode: Mode) -> Result<Scored> {
+    if target.kind != TargetKind::Depth {
+        return Err(EvalError::bad("ground truth", "benchmarks need metric depth, not disparity"));
+    }
+    let (w, h) = (target.width, target.height);
+    let pred = pred.resized(w, h)?;
+    let gt: Vec<f64> = target.values.iter().map(|&v| v as f64).collect();
+    let mut valid = settings.valid_mask(&gt, h as usize, w as usize);
+    valid.iter_mut().zip(&target.valid).for_each(|(v, t)| *v &= *t);
+    let (values, how): (Vec<f64>, Alignment) = match (mode, pred.kind) {
+        (Mode::Relative, TargetKind::Disparity) => (
+            pred.values.iter().map(|&v| v as f64).collect(),
+            Alignment::DisparityAffine { max_depth: settings.max_depth },
+        ),
+        (Mode::Relative, TargetKind::Depth) => (
+            pred.values.iter().map(|&v| if v > 0.0 { 1.0 / v as f64 } else { f64::NAN }).collect(),
+            Alignment::DisparityAffine { max_depth: settings.max_depth },
+        ),
+        (Mode::Metric, TargetKind::Depth) => {
+            (pred.values.iter().map(|&v| v as f64).collect(), Alignment::None)
+        }
+        (Mode::Metric, TargetKind::Disparity) => {
+            return Err(EvalError::bad(
+                "prediction",
+                "the metric protocol needs metric depth; this predictor gives relative disparity \
+                 (use mode = \"relative\", or --pred-kind depth for metric depth maps)",
+            ));
+        }
+    };
+    valid.iter_mut().zip(&values).for_each(|(v, p)| *v &= p.is_finite());
+    let none = || EvalError::bad("ground truth", "no valid pixel inside the benchmark's caps and crop");
+    let (depth, (scale, shift)) = align(&values, &gt, &valid, how).ok_or_else(none)?;
+    let metrics = Metrics::compute(&depth, &gt, &valid).ok_or_else(none)?;
+    Ok(Scored { depth, gt, valid, metrics, scale, shift })
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ItemResult {
+    pub id: String,
+    pub metrics: Metrics,
+    pub scale: f64,
+    pub shift: f64,
+    pub valid_pixels: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Failure {
+    pub id: String,
+    pub error: String,
+}
+
+/// One model on one benchmark.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ModelResult {
+    pub model: String,
+    /// Mean of the per-image metrics (None when nothing was scored).
+    pub mean: Option<Metrics>,
+    pub items: Vec<ItemResult>,
+    pub failed: Vec<Failure>,
+    /// Side-by-side pictures written, relative to the report folder.
+    pub pictures: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct BenchmarkResult {
+    pub name: String,
+    pub dataset: String,
+    pub mode: Mode,
+    pub settings: EvalSettings,
+    /// Items evaluated (after `limit`).
+    pub items: usize,
+    /// Items that could not be loaded (not scored for any model).
+    pub load_failures: Vec<Failure>,
+    pub models: Vec<ModelResult>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PairwiseResult {
+    pub name: String,
+    pub model: String,
+    pub accuracy: Option<f64>,
+    pub counts: PairCounts,
+    pub failed: Vec<Failure>,
+}
+
+/// What a run writes besides numbers: side-by-side pictures of the first `visualize` items.
+pub struct Runner<'a> {
+    pub predictors: Vec<Box<dyn Predictor + 'a>>,
+    /// The report folder (pictures go under `vis/`); None writes no pictures.
+    pub out: Option<PathBuf>,
+    pub visualize: usize,
+}
+
+/// A short, file-name-safe form of a name.
+fn slug(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+}
+
+/// How many items a benchmark has after its limit.
+pub fn item_count(spec: &BenchmarkSpec, data: &dyn Dataset) -> usize {
+    spec.limit.map_or(data.len(), |l| l.min(data.len()))
+}
+
+impl Runner<'_> {
+    /// Runs one benchmark; `tick` is called once per (item, model).
+    pub fn run_benchmark(
+        &mut self,
+        spec: &BenchmarkSpec,
+        data: &dyn Dataset,
+        tick: &dyn Fn(),
+    ) -> BenchmarkResult {
+        let n = item_count(spec, data);
+        let settings = spec.settings();
+        let mut results: Vec<ModelResult> = self
+            .predictors
+            .iter()
+            .map(|p| ModelResult {
+                model: p.name().to_string(),
+                mean: None,
+                items: Vec::new(),
+                failed: Vec::new(),
+                pictures: Vec::new(),
+            })
+            .collect();
+        let mut load_failures = Vec::new();
+        for i in 0..n {
+            let sample = match data.load(i).and_then(Sample::checked) {
+                Ok(s) if s.target.is_some() => s,
+                Ok(s) => {
+                    load_failures.push(Failure { id: s.id, error: "no depth ground truth".into() });
+                    self.predictors.iter().for_each(|_| tick());
+                    continue;
+                }
+                Err(e) => {
+                    load_failures.push(Failure { id: data.id(i), error: e.to_string() });
+                    self.predictors.iter().for_each(|_| tick());
+                    continue;
+                }
+            };
+            let target = sample.target.as_ref().expect("checked above");
+            for (p, r) in self.predictors.iter_mut().zip(&mut results) {
+                let scored = p.predict(&sample).and_then(|pred| score(pred, target, &settings, spec.mode));
+                match scored {
+                    Ok(s) => {
+                        r.items.push(ItemResult {
+                            id: sample.id.clone(),
+                            metrics: s.metrics,
+                            scale: s.scale,
+                            shift: s.shift,
+                            valid_pixels: s.valid.iter().filter(|v| **v).count(),
+                        });
+                        if let Some(out) = &self.out
+                            && r.pictures.len() < self.visualize
+                        {
+                            let rel = format!(
+                                "vis/{}/{}/{}.png",
+                                slug(&spec.name),
+                                slug(p.name()),
+                                stem(&sample.id)
+                            );
+                            match picture(&sample, &s, p.name(), spec.mode).and_then(|img| {
+                                let path = out.join(&rel);
+                                std::fs::create_dir_all(path.parent().expect("has a folder"))
+                                    .map_err(|e| EvalError::io(&path, e))?;
+                                visualize::save_png(&img, &path)
+                            }) {
+                                Ok(()) => r.pictures.push(rel),
+                                Err(e) => r
+                                    .failed
+                                    .push(Failure { id: sample.id.clone(), error: format!("picture: {e}") }),
+                            }
+                        }
+                    }
+                    Err(e) => r.failed.push(Failure { id: sample.id.clone(), error: e.to_string() }),
+                }
+                tick();
+            }
+        }
+        for r in &mut results {
+            let agg = Aggregate { per_image: r.items.iter().map(|i| (i.id.clone(), i.metrics)).collect() };
+            r.mean = agg.mean();
+        }
+        BenchmarkResult {
+            name: spec.name.clone(),
+            dataset: spec.dataset.clone().unwrap_or_else(|| data.name().to_string()),
+            mode: spec.mode,
+            settings,
+            items: n,
+            load_failures,
+            models: results,
+        }
+    }
+
+    /// DA-2K style pairwise accuracy of every predictor; `tick` is called once per (image, model).
+    pub fn run_pairwise(&mut self, spec: &PairwiseSpec, tick: &dyn Fn()) -> Result<Vec<PairwiseResult>> {
+        let ann = read_annotations(&spec.annotations)?;
+        let mut results: Vec<PairwiseResult> = self
+            .predictors
+            .iter()
+            .map(|p| PairwiseResult {
+                name: spec.name.clone(),
+                model: p.name().into(),
+                accuracy: None,
+                counts: PairCounts::default(),
+                failed: Vec::new(),
+            })
+            .collect();
+        for (image, pairs) in &ann {
+            let path = spec.images.join(image);
+            let sample = depth_data::sample::read_rgb(&path).map(|img| Sample {
+                id: path.to_string_lossy().into_owned(),
+                image: img,
+                target: None,
+                intrinsics: None,
+            });
+            for (p, r) in self.predictors.iter_mut().zip(&mut results) {
+                let right = match &sample {
+                    Ok(s) => p.predict(s).and_then(|pred| pred.resized(s.image.width(), s.image.height())),
+                    Err(e) => Err(EvalError::bad(image.clone(), e.to_string())),
+                }
+                .and_then(|pred| judge(&pred, pairs));
+                match right {
+                    Ok(right) => r.counts.add(image, &right),
+                    Err(e) => r.failed.push(Failure { id: image.clone(), error: e.to_string() }),
+                }
+                tick();
+            }
+        }
+        results.iter_mut().for_each(|r| r.accuracy = r.counts.accuracy());
+        Ok(results)
+    }
+}
+
+/// image | prediction | ground truth | abs-rel error, depth in one shared range (near = warm),
+/// with colour bars and the item's main metrics underneath.
+pub fn picture(sample: &Sample, s: &Scored, model: &str, mode: Mode) -> Result<image::RgbImage> {
+    let (w, h) = sample.image.dimensions();
+    let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let (gt, depth) = (f32s(&s.gt), f32s(&s.depth));
+    let depth_scale = Scale::new(Colormap::SpectralR, Range::PerImage, &gt, Some(&s.valid)).reversed();
+    let err: Vec<f32> = s.depth.iter().zip(&s.gt).map(|(p, g)| ((p - g).abs() / g) as f32).collect();
+    let err_scale = Scale::new(Colormap::Inferno, Range::Fixed(0.0, 0.5), &[], None);
+    const MAX_W: u32 = 480;
+    let fit = |img: image::RgbImage| visualize::fit_width(&img, MAX_W);
+    let aligned = match mode {
+        Mode::Relative => "prediction (aligned)",
+        Mode::Metric => "prediction",
+    };
+    let panels = [
+        Panel { title: "image".into(), image: fit(sample.image.clone()), bar: None },
+        Panel {
+            title: aligned.into(),
+            image: fit(visualize::colorize(&depth, None, w, h, &depth_scale)),
+            bar: Some((depth_scale, "depth m".into())),
+        },
+        Panel {
+            title: "ground truth".into(),
+            image: fit(visualize::colorize(&gt, Some(&s.valid), w, h, &depth_scale)),
+            bar: Some((depth_scale, "depth m".into())),
+        },
+        Panel {
+            title: "abs rel error".into(),
+            image: fit(visualize::colorize(&err, Some(&s.valid), w, h, &err_scale)),
+            bar: Some((err_scale, "|d-gt|/gt".into())),
+        },
+    ];
+    let m = &s.metrics;
+    let footer = [
+        format!("{}  |  {model}", sample.id),
+        format!(
+            "d1 {:.3}  abs_rel {:.4}  rmse {:.3}  silog {:.3}  valid px {}  (white: no ground truth)",
+            m.d1,
+            m.abs_rel,
+            m.rmse,
+            m.silog,
+            s.valid.iter().filter(|v| **v).count()
+        ),
+    ];
+    Ok(visualize::side_by_side(&panels, &footer))
+}

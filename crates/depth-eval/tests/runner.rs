@@ -1,0 +1,345 @@
+//! The benchmark runner on generated scenes (perfect and affinely distorted predictions score
+//! exactly), on the real RGB-D fixture frames (the report equals direct depth-eval calls),
+//! failures that are listed, and DA-2K pairwise accuracy.
+
+use depth_data::synth::{PhotoBank, SceneConfig, SynthDataset};
+use depth_data::{Dataset, Sample, TargetKind};
+use depth_eval::runner::{Runner, score};
+use depth_eval::{
+    Aggregate, Alignment, BenchmarkSpec, Crop, EvalConfig, Metrics, Mode, PairwiseSpec, PredDir, Prediction,
+    Predictor, Report, align,
+};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A predictor computed from each sample by a closure.
+struct FromSample<F: FnMut(&Sample) -> Prediction>(&'static str, F);
+
+impl<F: FnMut(&Sample) -> Prediction> Predictor for FromSample<F> {
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn predict(&mut self, s: &Sample) -> depth_eval::Result<Prediction> {
+        Ok((self.1)(s))
+    }
+}
+
+fn fixtures() -> std::path::PathBuf {
+    depth_core::fixtures::fixtures_dir().unwrap()
+}
+
+fn scenes(count: usize) -> SynthDataset {
+    SynthDataset {
+        config: SceneConfig { width: 64, height: 48, ..Default::default() },
+        bank: Arc::new(PhotoBank::from_dir(&fixtures().join("unlabeled")).unwrap()),
+        seed: 99,
+        count,
+    }
+}
+
+fn spec(mode: Mode, max_depth: f64) -> BenchmarkSpec {
+    BenchmarkSpec {
+        name: "gen".into(),
+        dataset: None,
+        synth: None,
+        mode,
+        min_depth: 1e-3,
+        max_depth,
+        crop: Crop::None,
+        limit: None,
+    }
+}
+
+fn map_gt(s: &Sample, kind: TargetKind, f: impl Fn(f32) -> f32) -> Prediction {
+    let t = s.target.as_ref().unwrap();
+    // invalid pixels (sky) get a value far from the rest: they must not matter
+    let values = t.values.iter().zip(&t.valid).map(|(&v, &ok)| if ok { f(v) } else { 1e6 }).collect();
+    Prediction { width: t.width, height: t.height, kind, values }
+}
+
+const PERFECT: [f64; 9] = [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+
+fn assert_perfect(m: &Metrics, tol: f64, what: &str) {
+    for (v, want) in m.values().iter().zip(PERFECT) {
+        assert!((v - want).abs() <= tol, "{what}: {:?}", m.values());
+    }
+}
+
+#[test]
+fn perfect_and_affinely_distorted_predictions_score_exactly() {
+    let data = scenes(3);
+    let mut runner = Runner {
+        predictors: vec![
+            Box::new(FromSample("exact_depth", |s: &Sample| map_gt(s, TargetKind::Depth, |d| d))),
+            Box::new(FromSample("affine_disparity", |s: &Sample| {
+                map_gt(s, TargetKind::Disparity, |d| 2.5 / d + 0.75)
+            })),
+            Box::new(FromSample("scaled_depth", |s: &Sample| map_gt(s, TargetKind::Depth, |d| 0.25 * d))),
+        ],
+        out: None,
+        visualize: 0,
+    };
+    // metric protocol: the exact depth scores exactly, with nothing aligned
+    let metric = runner.run_benchmark(&spec(Mode::Metric, 1e4), &data, &|| {});
+    let exact = &metric.models[0];
+    assert_eq!(exact.items.len(), 3);
+    for it in &exact.items {
+        assert_eq!(it.metrics.values(), PERFECT, "{}", it.id);
+        assert_eq!((it.scale, it.shift), (1.0, 0.0));
+    }
+    assert_eq!(exact.mean.unwrap().values(), PERFECT);
+    // disparity is refused by the metric protocol, and the refusal is listed per item
+    assert_eq!(metric.models[1].failed.len(), 3);
+    assert!(metric.models[1].failed[0].error.contains("metric depth"), "{:?}", metric.models[1].failed);
+
+    // relative protocol: depth / 4 (exact in f32) is disparity 4/d, aligned back with scale 1/4;
+    // disparity a/d + b is recovered (scale 1/a, shift −b/a) up to its float32 rounding (~1e-7
+    // relative; rmse is in metres over scenes up to 300 m deep)
+    let rel = runner.run_benchmark(&spec(Mode::Relative, 1e4), &data, &|| {});
+    for (m, tol) in rel.models.iter().zip([1e-9, 1e-4, 1e-9]) {
+        assert!(m.failed.is_empty(), "{}: {:?}", m.model, m.failed);
+        assert_perfect(&m.mean.unwrap(), tol, &m.model);
+    }
+    for it in &rel.models[1].items {
+        assert!((it.scale - 1.0 / 2.5).abs() < 1e-6 && (it.shift + 0.75 / 2.5).abs() < 1e-6, "{it:?}");
+    }
+    for it in &rel.models[2].items {
+        assert!((it.scale - 0.25).abs() < 1e-12 && it.shift.abs() < 1e-12, "{it:?}");
+    }
+    // a distortion the protocol cannot undo (depth² as depth) is caught
+    let mut wrong = Runner {
+        predictors: vec![Box::new(FromSample("squared", |s: &Sample| {
+            map_gt(s, TargetKind::Depth, |d| d * d)
+        }))],
+        out: None,
+        visualize: 0,
+    };
+    let r = wrong.run_benchmark(&spec(Mode::Relative, 1e4), &data, &|| {});
+    assert!(r.models[0].mean.unwrap().abs_rel > 0.01);
+}
+
+/// A deterministic, imperfect disparity: brighter is closer, plus a gradient.
+fn luminance_disparity(img: &image::RgbImage) -> Vec<f32> {
+    img.enumerate_pixels()
+        .map(|(x, y, p)| {
+            0.3 + (p.0[0] as f32 + 2.0 * p.0[1] as f32 + p.0[2] as f32) / 1020.0 + (x + y) as f32 * 1e-3
+        })
+        .collect()
+}
+
+#[test]
+fn report_on_real_frames_equals_direct_calls() {
+    let cfg =
+        EvalConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/eval.toml")).unwrap();
+    let names: Vec<String> =
+        ["nyu_frames", "kitti_frames", "redwood_frames", "middlebury_frames"].map(String::from).into();
+    let (benches, _) = cfg.select(&names).unwrap();
+    assert_eq!(benches.len(), 4);
+    let dir = tempfile::tempdir().unwrap();
+    let preds = dir.path().join("preds");
+    std::fs::create_dir(&preds).unwrap();
+    let mut results = Vec::new();
+    let mut runner_preds = PredDir::new(&preds, TargetKind::Disparity).unwrap();
+    for b in &benches {
+        let data = cfg.open(b).unwrap();
+        for i in 0..data.len() {
+            let s = data.load(i).unwrap();
+            let (w, h) = s.image.dimensions();
+            let mut bytes = Vec::new();
+            depth_data::npy::write_f32(&mut bytes, &[h as u64, w as u64], &luminance_disparity(&s.image))
+                .unwrap();
+            std::fs::write(runner_preds.path_for(&s.id), bytes).unwrap();
+        }
+        let mut runner = Runner {
+            predictors: vec![Box::new(&mut runner_preds)],
+            out: Some(dir.path().into()),
+            visualize: 1,
+        };
+        results.push(runner.run_benchmark(b, data.as_ref(), &|| {}));
+    }
+    let report = Report {
+        config: "eval.toml".into(),
+        models: vec!["preds".into()],
+        benchmarks: results,
+        pairwise: vec![],
+        unavailable: vec![],
+    };
+    report.write(dir.path()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+
+    for (bi, b) in benches.iter().enumerate() {
+        // the protocol by hand: caps and crop, affine fit in disparity, metrics, mean
+        let data = cfg.open(b).unwrap();
+        let settings = b.settings();
+        let mut agg = Aggregate::default();
+        for i in 0..data.len() {
+            let s = data.load(i).unwrap();
+            let t = s.target.unwrap();
+            let gt: Vec<f64> = t.values.iter().map(|&v| v as f64).collect();
+            let valid: Vec<bool> = settings
+                .valid_mask(&gt, t.height as usize, t.width as usize)
+                .iter()
+                .zip(&t.valid)
+                .map(|(a, b)| *a && *b)
+                .collect();
+            let pred: Vec<f64> = luminance_disparity(&s.image).iter().map(|&v| v as f64).collect();
+            let (depth, _) =
+                align(&pred, &gt, &valid, Alignment::DisparityAffine { max_depth: b.max_depth }).unwrap();
+            let m = Metrics::compute(&depth, &gt, &valid).unwrap();
+            let item = &json["benchmarks"][bi]["models"][0]["items"][i];
+            assert_eq!(item["id"], s.id.as_str());
+            for (k, name) in Metrics::NAMES.iter().enumerate() {
+                let got = item["metrics"][name].as_f64().unwrap();
+                assert!(
+                    (got - m.values()[k]).abs() <= 1e-9,
+                    "{} {} {name}: {got} vs {}",
+                    b.name,
+                    s.id,
+                    m.values()[k]
+                );
+            }
+            agg.push(s.id, m);
+        }
+        let mean = agg.mean().unwrap();
+        let got = &json["benchmarks"][bi]["models"][0]["mean"];
+        for (k, name) in Metrics::NAMES.iter().enumerate() {
+            assert!((got[name].as_f64().unwrap() - mean.values()[k]).abs() <= 1e-9, "{} mean {name}", b.name);
+        }
+        // one picture per benchmark, a PNG as wide as four panels
+        let pic = json["benchmarks"][bi]["models"][0]["pictures"][0].as_str().unwrap();
+        let img = image::open(dir.path().join(pic)).unwrap();
+        assert!(img.width() > 4 * 100, "{pic}");
+    }
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(md.contains("| preds | nyu_frames | relative | 3 | 0 |"), "{md}");
+    assert!(dir.path().join("abs_rel.png").exists() && dir.path().join("d1.png").exists());
+}
+
+/// A dataset whose second item cannot be loaded.
+struct Flaky(SynthDataset);
+
+impl Dataset for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn id(&self, i: usize) -> String {
+        self.0.id(i)
+    }
+    fn load(&self, i: usize) -> depth_data::Result<Sample> {
+        if i == 1 {
+            return Err(depth_data::DataError::format("broken.png", "PNG", "truncated"));
+        }
+        self.0.load(i)
+    }
+}
+
+#[test]
+fn failures_are_listed_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Flaky(scenes(3));
+    // predictions exist for item 0 only
+    let s0 = data.load(0).unwrap();
+    let mut pd = PredDir::new(dir.path(), TargetKind::Depth).unwrap();
+    let t = s0.target.as_ref().unwrap();
+    let mut bytes = Vec::new();
+    depth_data::npy::write_f32(&mut bytes, &[t.height as u64, t.width as u64], &t.values).unwrap();
+    std::fs::write(pd.path_for(&s0.id), bytes).unwrap();
+    let mut runner = Runner { predictors: vec![Box::new(&mut pd)], out: None, visualize: 0 };
+    let ticks = std::cell::Cell::new(0);
+    let r = runner.run_benchmark(&spec(Mode::Relative, 1e4), &data, &|| ticks.set(ticks.get() + 1));
+    assert_eq!(ticks.get(), 3);
+    assert_eq!(r.load_failures.len(), 1);
+    assert!(r.load_failures[0].error.contains("broken.png"));
+    let m = &r.models[0];
+    assert_eq!(m.items.len(), 1);
+    assert_eq!(m.failed.len(), 1);
+    assert!(m.failed[0].error.contains(".npy is missing"), "{:?}", m.failed);
+    let report = Report {
+        config: "x".into(),
+        models: vec!["p".into()],
+        benchmarks: vec![r],
+        pairwise: vec![],
+        unavailable: vec![],
+    };
+    assert_eq!(report.failures(), 2);
+    let md = report.to_markdown();
+    assert!(
+        md.contains("## Failed items") && md.contains("broken.png") && md.contains(".npy is missing"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_prediction_of_another_size_is_resized_before_scoring() {
+    let data = scenes(1);
+    let s = data.load(0).unwrap();
+    let t = s.target.as_ref().unwrap();
+    // a constant-scale disparity at half resolution: still a valid, finite score
+    let small = Prediction {
+        width: t.width / 2,
+        height: t.height / 2,
+        kind: TargetKind::Disparity,
+        values: vec![1.0; (t.width * t.height / 4) as usize],
+    };
+    let scored = score(small, t, &spec(Mode::Relative, 1e4).settings(), Mode::Relative).unwrap();
+    assert_eq!(scored.depth.len(), (t.width * t.height) as usize);
+    assert!(scored.metrics.values().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn pairwise_accuracy_counts_pairs_per_scene() {
+    let dir = tempfile::tempdir().unwrap();
+    for scene in ["indoor", "outdoor"] {
+        std::fs::create_dir_all(dir.path().join("images").join(scene)).unwrap();
+        image::RgbImage::new(8, 6).save(dir.path().join(format!("images/{scene}/a.png"))).unwrap();
+    }
+    let ann = r#"{
+      "images/indoor/a.png": [
+        {"point1": [1, 1], "point2": [4, 6], "closer_point": "point1"},
+        {"point1": [4, 6], "point2": [1, 1], "closer_point": "point2"},
+        {"point1": [0, 7], "point2": [5, 0], "closer_point": "point1"}],
+      "images/outdoor/a.png": [
+        {"point1": [5, 7], "point2": [0, 0], "closer_point": "point1"}]
+    }"#;
+    std::fs::write(dir.path().join("annotations.json"), ann).unwrap();
+    // disparity = row + column: (1,1)=2 < (4,6)=10, so the first two pairs are wrong for a
+    // disparity and right for a depth; (0,7)=7 > (5,0)=5; (5,7)=12 > (0,0)=0
+    let ramp = |kind| {
+        move |s: &Sample| Prediction {
+            width: s.image.width(),
+            height: s.image.height(),
+            kind,
+            values: (0..48).map(|i| ((i / 8) + (i % 8)) as f32).collect(),
+        }
+    };
+    let mut runner = Runner {
+        predictors: vec![
+            Box::new(FromSample("disp", ramp(TargetKind::Disparity))),
+            Box::new(FromSample("depth", ramp(TargetKind::Depth))),
+        ],
+        out: None,
+        visualize: 0,
+    };
+    let spec = PairwiseSpec {
+        name: "da2k".into(),
+        annotations: dir.path().join("annotations.json"),
+        images: dir.path().into(),
+    };
+    let r = runner.run_pairwise(&spec, &|| {}).unwrap();
+    assert_eq!((r[0].counts.pairs, r[0].counts.correct), (4, 2));
+    assert_eq!(r[0].accuracy, Some(0.5));
+    assert_eq!(r[0].counts.per_scene["indoor"], (3, 1));
+    assert_eq!(r[0].counts.per_scene["outdoor"], (1, 1));
+    assert_eq!((r[1].counts.correct, r[1].counts.per_scene["indoor"]), (2, (3, 2)));
+    // a point outside the image and a bad closer_point are reported
+    std::fs::write(dir.path().join("annotations.json"), ann.replace("[5, 7]", "[50, 7]")).unwrap();
+    let r = runner.run_pairwise(&spec, &|| {}).unwrap();
+    assert_eq!(r[0].failed.len(), 1);
+    assert!(r[0].failed[0].error.contains("outside"), "{:?}", r[0].failed);
+    std::fs::write(dir.path().join("annotations.json"), ann.replace("\"point2\"}", "\"both\"}")).unwrap();
+    assert!(runner.run_pairwise(&spec, &|| {}).unwrap_err().to_string().contains("closer_point"));
+}
