@@ -10,6 +10,8 @@ pub enum XtaskError {
     Core(#[from] depth_core::CoreError),
     #[error(transparent)]
     Data(#[from] depth_data::DataError),
+    #[error(transparent)]
+    Eval(#[from] depth_eval::EvalError),
     #[error("{0}")]
     Failed(String),
     #[error("cannot read {path}: {source}")]

@@ -2,10 +2,10 @@
 //! outputs, batching and device choice. A file that fails is reported and skipped; the run then
 //! ends non-zero. Outputs are written atomically.
 
-use crate::colormap::spectral_r;
 use crate::error::{Result, XtaskError};
 use crate::raw::RawFormat;
 use depth_core::atomic::write_atomic;
+use depth_eval::visualize::{Colormap, save_png};
 use depth_models::{DepthEstimator, DepthMap, Encoder, load_model, read_image};
 use image::{DynamicImage, RgbImage};
 use std::path::{Path, PathBuf};
@@ -30,7 +30,13 @@ pub struct InferArgs {
     /// Write only the depth picture, not the image beside it.
     #[arg(long)]
     pred_only: bool,
-    /// Grey depth pictures instead of the Spectral_r colour map.
+    /// Colour map of the depth pictures: spectral_r (the official demo's), turbo, inferno, gray.
+    #[arg(long, default_value = "spectral_r")]
+    cmap: Colormap,
+    /// Fixed colour range LO,HI of the network output instead of each image's min–max.
+    #[arg(long, value_delimiter = ',')]
+    range: Option<Vec<f32>>,
+    /// The official run.py flag: the same as --cmap gray.
     #[arg(long)]
     grayscale: bool,
     /// Also write the depth itself: npy/pfm (float32), png16 (min–max normalised 16-bit).
@@ -45,7 +51,7 @@ pub struct InferArgs {
 }
 
 /// The image paths an `--img-path` names.
-fn list_images(p: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn list_images(p: &Path) -> Result<Vec<PathBuf>> {
     let io = |source| XtaskError::Io { path: p.into(), source };
     let files = if p.is_dir() {
         let mut out = Vec::new();
@@ -71,12 +77,18 @@ fn list_images(p: &Path) -> Result<Vec<PathBuf>> {
 
 /// The official picture: depth min–max scaled to 0…255 (truncated), coloured, and unless
 /// `pred_only` the image, a 50-pixel white gap and the depth side by side.
-fn picture(img: &RgbImage, d: &DepthMap, grayscale: bool, pred_only: bool) -> RgbImage {
-    let (lo, hi) = d.min_max();
+fn picture(
+    img: &RgbImage,
+    d: &DepthMap,
+    cmap: Colormap,
+    range: Option<(f32, f32)>,
+    pred_only: bool,
+) -> RgbImage {
+    let (lo, hi) = range.unwrap_or_else(|| d.min_max());
     let span = if hi > lo { hi - lo } else { 1.0 };
     let colour = |v: f32| {
         let k = ((v - lo) / span * 255.0).clamp(0.0, 255.0) as u8;
-        if grayscale { [k; 3] } else { spectral_r(k) }
+        cmap.lut(k)
     };
     let depth = RgbImage::from_fn(d.width, d.height, |x, y| image::Rgb(colour(d.get(x, y))));
     if pred_only {
@@ -89,13 +101,6 @@ fn picture(img: &RgbImage, d: &DepthMap, grayscale: bool, pred_only: bool) -> Rg
     out
 }
 
-fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
-    let mut buf = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut buf, image::ImageFormat::Png)
-        .map_err(|e| XtaskError::Io { path: path.into(), source: std::io::Error::other(e) })?;
-    Ok(write_atomic(path, |w| w.write_all(buf.get_ref()))?)
-}
-
 struct Job<'a> {
     args: &'a InferArgs,
     est: DepthEstimator,
@@ -106,7 +111,9 @@ impl Job<'_> {
         let stem =
             src.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
         let a = self.args;
-        save_png(&picture(img, d, a.grayscale, a.pred_only), &a.outdir.join(format!("{stem}.png")))?;
+        let cmap = if a.grayscale { Colormap::Gray } else { a.cmap };
+        let range = a.range.as_deref().map(|r| (r[0], r[1]));
+        save_png(&picture(img, d, cmap, range, a.pred_only), &a.outdir.join(format!("{stem}.png")))?;
         if let Some(f) = a.save_raw {
             let name = match f {
                 RawFormat::Png16 => format!("{stem}_depth16.png"),
@@ -154,6 +161,11 @@ impl Job<'_> {
 }
 
 pub fn run(args: InferArgs) -> Result<()> {
+    if let Some(r) = &args.range
+        && (r.len() != 2 || r[1] <= r[0])
+    {
+        return Err(XtaskError::Failed(format!("--range takes LO,HI with LO < HI; got {r:?}")));
+    }
     let files = list_images(&args.img_path)?;
     let device = depth_core::parse_device(&args.device)?;
     let (repo, _) = args.encoder.hub_repo();
@@ -179,5 +191,25 @@ pub fn run(args: InferArgs) -> Result<()> {
         Ok(())
     } else {
         Err(XtaskError::SomeFailed { failed: failed.len(), total: files.len() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pictures_use_the_colour_map_and_range() {
+        let d = DepthMap { width: 3, height: 1, data: vec![1.0, 2.0, 3.0] };
+        let img = RgbImage::new(3, 1);
+        let own = picture(&img, &d, Colormap::Turbo, None, true);
+        assert_eq!(own.get_pixel(0, 0).0, Colormap::Turbo.lut(0));
+        assert_eq!(own.get_pixel(2, 0).0, Colormap::Turbo.lut(255));
+        // a fixed 0…4 range: 2 → byte 127, 3 → 191
+        let fixed = picture(&img, &d, Colormap::Inferno, Some((0.0, 4.0)), true);
+        assert_eq!(fixed.get_pixel(1, 0).0, Colormap::Inferno.lut(127));
+        assert_eq!(fixed.get_pixel(2, 0).0, Colormap::Inferno.lut(191));
+        // side by side: image, 50 white columns, depth
+        assert_eq!(picture(&img, &d, Colormap::Gray, None, false).width(), 56);
     }
 }

@@ -1,9 +1,10 @@
 //! xtask: `cargo xtask <phase>` runs the Depth Anything V2 pipeline. Each phase is a thin clap
 //! front over library calls; this crate holds no model or tensor logic of its own.
 
-mod colormap;
 mod data;
 mod error;
+mod eval;
+mod features;
 mod infer;
 mod progress;
 mod raw;
@@ -23,6 +24,10 @@ enum Phase {
     Infer(infer::InferArgs),
     /// Datasets: synthetic scenes, manifests, verification, validation, downloads.
     Data(data::DataArgs),
+    /// Benchmarks: metrics, reports and pictures for models or precomputed predictions.
+    Eval(eval::EvalArgs),
+    /// DINOv2 feature exploration: PCA, norms and similarity maps of intermediate layers.
+    Features(features::FeaturesArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,6 +40,8 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().phase {
         Phase::Infer(args) => infer::run(args),
         Phase::Data(args) => data::run(args),
+        Phase::Eval(args) => eval::run(args),
+        Phase::Features(args) => features::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -53,15 +53,12 @@ fn write_pfm(d: &DepthMap, w: &mut dyn Write) -> io::Result<()> {
 }
 
 fn write_png16(d: &DepthMap, w: &mut dyn Write) -> io::Result<()> {
-    let (lo, hi) = d.min_max();
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let px: Vec<u16> =
-        d.data.iter().map(|v| (((v - lo) / span).clamp(0.0, 1.0) * 65535.0).round() as u16).collect();
-    let img = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(d.width, d.height, px)
-        .ok_or_else(|| io::Error::other("depth map size does not match its data"))?;
-    let mut buf = io::Cursor::new(Vec::new());
-    img.write_to(&mut buf, image::ImageFormat::Png).map_err(io::Error::other)?;
-    w.write_all(buf.get_ref())
+    w.write_all(&depth_eval::export::png16(
+        &d.data,
+        d.width,
+        d.height,
+        depth_eval::export::Png16Scale::MinMax,
+    )?)
 }
 
 #[cfg(test)]

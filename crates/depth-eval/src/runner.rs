@@ -108,12 +108,16 @@ pub struct PairwiseResult {
     pub failed: Vec<Failure>,
 }
 
-/// What a run writes besides numbers: side-by-side pictures of the first `visualize` items.
+/// What a run writes besides numbers: side-by-side pictures (and point clouds) of the first
+/// `visualize` items.
 pub struct Runner<'a> {
     pub predictors: Vec<Box<dyn Predictor + 'a>>,
     /// The report folder (pictures go under `vis/`); None writes no pictures.
     pub out: Option<PathBuf>,
     pub visualize: usize,
+    /// Also write a coloured point cloud (`.ply`) of the aligned prediction beside each picture,
+    /// for items whose dataset knows the intrinsics.
+    pub ply: bool,
 }
 
 /// A short, file-name-safe form of a name.
@@ -187,7 +191,11 @@ impl Runner<'_> {
                                 let path = out.join(&rel);
                                 std::fs::create_dir_all(path.parent().expect("has a folder"))
                                     .map_err(|e| EvalError::io(&path, e))?;
-                                visualize::save_png(&img, &path)
+                                visualize::save_png(&img, &path)?;
+                                match sample.intrinsics.filter(|_| self.ply) {
+                                    Some(k) => write_cloud(&path.with_extension("ply"), &sample, &s, &k),
+                                    None => Ok(()),
+                                }
                             }) {
                                 Ok(()) => r.pictures.push(rel),
                                 Err(e) => r
@@ -254,6 +262,19 @@ impl Runner<'_> {
         results.iter_mut().for_each(|r| r.accuracy = r.counts.accuracy());
         Ok(results)
     }
+}
+
+/// The aligned prediction as a point cloud coloured by the image, atomically.
+fn write_cloud(
+    path: &std::path::Path,
+    sample: &Sample,
+    s: &Scored,
+    k: &depth_data::Intrinsics,
+) -> Result<()> {
+    let depth: Vec<f32> = s.depth.iter().map(|&d| d as f32).collect();
+    let mut buf = Vec::new();
+    crate::export::write_ply(&mut buf, &depth, None, sample.image.width(), k, Some(&sample.image))?;
+    Ok(depth_core::atomic::write_atomic(path, |w| w.write_all(&buf))?)
 }
 
 /// image | prediction | ground truth | abs-rel error, depth in one shared range (near = warm),

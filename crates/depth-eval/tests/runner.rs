@@ -78,6 +78,7 @@ fn perfect_and_affinely_distorted_predictions_score_exactly() {
         ],
         out: None,
         visualize: 0,
+        ply: false,
     };
     // metric protocol: the exact depth scores exactly, with nothing aligned
     let metric = runner.run_benchmark(&spec(Mode::Metric, 1e4), &data, &|| {});
@@ -113,6 +114,7 @@ fn perfect_and_affinely_distorted_predictions_score_exactly() {
         }))],
         out: None,
         visualize: 0,
+        ply: false,
     };
     let r = wrong.run_benchmark(&spec(Mode::Relative, 1e4), &data, &|| {});
     assert!(r.models[0].mean.unwrap().abs_rel > 0.01);
@@ -154,6 +156,7 @@ fn report_on_real_frames_equals_direct_calls() {
             predictors: vec![Box::new(&mut runner_preds)],
             out: Some(dir.path().into()),
             visualize: 1,
+            ply: true,
         };
         results.push(runner.run_benchmark(b, data.as_ref(), &|| {}));
     }
@@ -213,6 +216,11 @@ fn report_on_real_frames_equals_direct_calls() {
     }
     let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(md.contains("| preds | nyu_frames | relative | 3 | 0 |"), "{md}");
+    // NYU knows its intrinsics: the pictured frame also has a point cloud with one point per
+    // pixel (the aligned prediction is dense)
+    let pic = json["benchmarks"][0]["models"][0]["pictures"][0].as_str().unwrap();
+    let ply = std::fs::read(dir.path().join(pic).with_extension("ply")).unwrap();
+    assert!(String::from_utf8_lossy(&ply[..200]).contains("element vertex 307200"));
     assert!(dir.path().join("abs_rel.png").exists() && dir.path().join("d1.png").exists());
 }
 
@@ -248,7 +256,7 @@ fn failures_are_listed_not_dropped() {
     let mut bytes = Vec::new();
     depth_data::npy::write_f32(&mut bytes, &[t.height as u64, t.width as u64], &t.values).unwrap();
     std::fs::write(pd.path_for(&s0.id), bytes).unwrap();
-    let mut runner = Runner { predictors: vec![Box::new(&mut pd)], out: None, visualize: 0 };
+    let mut runner = Runner { predictors: vec![Box::new(&mut pd)], out: None, visualize: 0, ply: false };
     let ticks = std::cell::Cell::new(0);
     let r = runner.run_benchmark(&spec(Mode::Relative, 1e4), &data, &|| ticks.set(ticks.get() + 1));
     assert_eq!(ticks.get(), 3);
@@ -323,6 +331,7 @@ fn pairwise_accuracy_counts_pairs_per_scene() {
         ],
         out: None,
         visualize: 0,
+        ply: false,
     };
     let spec = PairwiseSpec {
         name: "da2k".into(),

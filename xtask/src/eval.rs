@@ -1,0 +1,211 @@
+//! `cargo xtask eval`: benchmarks from configs/eval.toml for one or more models, or for
+//! precomputed predictions (`--pred-dir`), into a markdown + JSON report with pictures. Items
+//! that fail are listed in the report and make the run end non-zero.
+
+use crate::error::{Result, XtaskError};
+use depth_data::TargetKind;
+use depth_eval::report::Unavailable;
+use depth_eval::{EvalConfig, Mode, ModelPredictor, PredDir, Predictor, Report, Runner};
+use depth_models::{DepthEstimator, Encoder, load_model};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    #[arg(long, default_value = "configs/eval.toml")]
+    config: PathBuf,
+    /// Benchmarks (or pairwise sets) to run; default: all in the config, skipping those whose
+    /// data is missing (listed in the report). A named benchmark that is missing is an error.
+    #[arg(long = "benchmark")]
+    benchmarks: Vec<String>,
+    /// A model as [NAME=]ENCODER[:WEIGHTS], e.g. `vits`, `student=vits:runs/student.safetensors`,
+    /// `vitl:depth-anything/Depth-Anything-V2-Large`. Repeat for several. Default (without
+    /// --pred-dir): the official vits checkpoint.
+    #[arg(long = "model")]
+    models: Vec<String>,
+    /// Precomputed predictions: DIR/<image stem>.npy, float32 (H, W).
+    #[arg(long)]
+    pred_dir: Option<PathBuf>,
+    /// What the .npy files in --pred-dir hold.
+    #[arg(long, value_enum, default_value = "disparity")]
+    pred_kind: PredKind,
+    /// Score every benchmark with this protocol instead of the config's (e.g. `metric` for a
+    /// metric-depth model on the standard benchmarks).
+    #[arg(long, value_enum)]
+    mode: Option<ModeArg>,
+    #[arg(long, default_value = "runs/eval")]
+    out: PathBuf,
+    /// Shorter side of the network input.
+    #[arg(long, default_value_t = 518)]
+    input_size: usize,
+    /// Side-by-side pictures per benchmark and model (default: the config's `visualize`).
+    #[arg(long)]
+    visualize: Option<usize>,
+    /// Also write a point cloud (.ply) of the aligned prediction beside each picture, where the
+    /// dataset knows the camera intrinsics.
+    #[arg(long)]
+    ply: bool,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ModeArg {
+    Relative,
+    Metric,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum PredKind {
+    Depth,
+    Disparity,
+}
+
+/// `[NAME=]ENCODER[:WEIGHTS]` → (name, encoder, weights).
+fn parse_model(spec: &str) -> Result<(String, Encoder, String)> {
+    let (name, rest) = match spec.split_once('=') {
+        Some((n, r)) => (Some(n.to_string()), r),
+        None => (None, spec),
+    };
+    let (enc, weights) = match rest.split_once(':') {
+        Some((e, w)) => (e, Some(w.to_string())),
+        None => (rest, None),
+    };
+    let encoder: Encoder = enc.parse().map_err(|e| XtaskError::Failed(format!("--model {spec}: {e}")))?;
+    let weights = weights.unwrap_or_else(|| encoder.hub_repo().0.to_string());
+    let name = name.unwrap_or_else(|| {
+        let file = std::path::Path::new(&weights).file_stem().map(|s| s.to_string_lossy().into_owned());
+        match file {
+            Some(f) if std::path::Path::new(&weights).exists() => format!("{}-{f}", encoder.name()),
+            _ => encoder.name().to_string(),
+        }
+    });
+    Ok((name, encoder, weights))
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let mut cfg = EvalConfig::load(&args.config)?;
+    if let Some(m) = args.mode {
+        let mode = match m {
+            ModeArg::Relative => Mode::Relative,
+            ModeArg::Metric => Mode::Metric,
+        };
+        cfg.benchmarks.iter_mut().for_each(|b| b.mode = mode);
+    }
+    let (benchmarks, pairwise) = cfg.select(&args.benchmarks)?;
+    let device = depth_core::parse_device(&args.device)?;
+    let mut predictors: Vec<Box<dyn Predictor>> = Vec::new();
+    let mut specs = args.models.clone();
+    if specs.is_empty() && args.pred_dir.is_none() {
+        specs.push("vits".into());
+    }
+    for spec in &specs {
+        let (name, encoder, weights) = parse_model(spec)?;
+        if predictors.iter().any(|p| p.name() == name) {
+            return Err(XtaskError::Failed(format!("two models are named '{name}'; name them with NAME=")));
+        }
+        tracing::info!("loading {name}: {weights} ({}) on {}", encoder.name(), args.device);
+        let model = load_model(&weights, encoder, &device)?;
+        let estimator = DepthEstimator::new(model, device.clone()).with_input_size(args.input_size);
+        predictors.push(Box::new(ModelPredictor { name, estimator }));
+    }
+    if let Some(dir) = &args.pred_dir {
+        let kind = match args.pred_kind {
+            PredKind::Depth => TargetKind::Depth,
+            PredKind::Disparity => TargetKind::Disparity,
+        };
+        predictors.push(Box::new(PredDir::new(dir, kind)?));
+    }
+    let models: Vec<String> = predictors.iter().map(|p| p.name().to_string()).collect();
+
+    let mut unavailable = Vec::new();
+    let mut opened = Vec::new();
+    for b in benchmarks {
+        match cfg.open(b) {
+            Ok(d) => opened.push((b, d)),
+            Err(e) => unavailable.push(Unavailable { name: b.name.clone(), reason: e.to_string() }),
+        }
+    }
+    for p in &pairwise {
+        if !p.annotations.exists() {
+            let reason =
+                format!("{} is missing; see the da2k entry in configs/data.toml", p.annotations.display());
+            unavailable.push(Unavailable { name: p.name.clone(), reason });
+        }
+    }
+    let pairwise: Vec<_> = pairwise.into_iter().filter(|p| p.annotations.exists()).collect();
+    let total: usize =
+        opened.iter().map(|(b, d)| depth_eval::runner::item_count(b, d.as_ref())).sum::<usize>()
+            * predictors.len();
+    let bar = crate::progress::bar(total as u64, "eval");
+    let mut runner = Runner {
+        predictors,
+        out: Some(args.out.clone()),
+        visualize: args.visualize.unwrap_or(cfg.visualize),
+        ply: args.ply,
+    };
+    let mut results = Vec::new();
+    for (b, data) in &opened {
+        bar.set_message(b.name.clone());
+        results.push(runner.run_benchmark(b, data.as_ref(), &|| bar.inc(1)));
+    }
+    let mut pair_results = Vec::new();
+    for p in pairwise {
+        pair_results.extend(runner.run_pairwise(p, &|| {})?);
+    }
+    bar.finish();
+    let report = Report {
+        config: args.config.display().to_string(),
+        models,
+        benchmarks: results,
+        pairwise: pair_results,
+        unavailable,
+    };
+    report.write(&args.out)?;
+    for b in &report.benchmarks {
+        for m in &b.models {
+            let (d1, abs_rel) = m.mean.map_or((f64::NAN, f64::NAN), |x| (x.d1, x.abs_rel));
+            println!(
+                "{:<20} {:<16} d1 {d1:.4}  abs_rel {abs_rel:.4}  ({} images)",
+                b.name,
+                m.model,
+                m.items.len()
+            );
+        }
+    }
+    for p in &report.pairwise {
+        println!(
+            "{:<20} {:<16} accuracy {:.4} ({} pairs)",
+            p.name,
+            p.model,
+            p.accuracy.unwrap_or(f64::NAN),
+            p.counts.pairs
+        );
+    }
+    for u in &report.unavailable {
+        println!("not run: {}", u.name);
+    }
+    println!("report: {}", args.out.join("report.md").display());
+    let missing: Vec<&str> = report
+        .unavailable
+        .iter()
+        .filter(|u| args.benchmarks.contains(&u.name))
+        .map(|u| u.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        let reasons: Vec<String> =
+            report.unavailable.iter().map(|u| format!("{}: {}", u.name, u.reason)).collect();
+        return Err(XtaskError::Failed(format!(
+            "benchmarks not available: {}\n{}",
+            missing.join(", "),
+            reasons.join("\n")
+        )));
+    }
+    match report.failures() {
+        0 => Ok(()),
+        n => Err(XtaskError::Failed(format!(
+            "{n} items failed; they are listed in {}",
+            args.out.join("report.md").display()
+        ))),
+    }
+}
