@@ -5,7 +5,7 @@
 use crate::error::{Result, XtaskError};
 use crate::infer::list_images;
 use depth_eval::features::{PatchGrid, cosine_to, extract, norms, pca_rgb};
-use depth_eval::visualize::{self, Colormap, Panel, Range, Scale, draw};
+use depth_eval::visualize::{self, Bar, Colormap, Panel, Range, Scale, draw};
 use depth_models::{DepthEstimator, Encoder, load_model, read_image};
 use image::{RgbImage, imageops};
 use std::fmt::Write as _;
@@ -148,12 +148,12 @@ fn write_layers(args: &FeaturesArgs, layers: &[usize], items: &[Item], p: usize)
                         w,
                         h,
                     )),
-                    bar: Some((ns, "norm".into())),
+                    bar: Some(Bar::new(ns, "norm")),
                 },
                 Panel {
                     title: format!("cos to patch ({}, {})", it.selected.0, it.selected.1),
                     image: fit(cos_img),
-                    bar: Some((cs, "cos".into())),
+                    bar: Some(Bar::new(cs, "cos")),
                 },
             ];
             rows.push(visualize::side_by_side(&panels, &[]));

@@ -7,7 +7,7 @@ use crate::benchmark::{BenchmarkSpec, Mode, PairwiseSpec};
 use crate::error::{EvalError, Result};
 use crate::pairwise::{PairCounts, judge, read_annotations};
 use crate::predict::{Prediction, Predictor, stem};
-use crate::visualize::{self, Colormap, Panel, Range, Scale};
+use crate::visualize::{self, Bar, Colormap, Panel, Range, Scale, draw};
 use crate::{Aggregate, Alignment, EvalSettings, Metrics, align};
 use depth_data::{Dataset, Sample, Target, TargetKind};
 use std::path::PathBuf;
@@ -277,13 +277,25 @@ fn write_cloud(
     Ok(depth_core::atomic::write_atomic(path, |w| w.write_all(&buf))?)
 }
 
-/// image | prediction | ground truth | abs-rel error, depth in one shared range (near = warm),
-/// with colour bars and the item's main metrics underneath.
+/// image | prediction | ground truth | abs-rel error. Depth is coloured by inverse depth (as the
+/// official disparity pictures: near = red, and near structure stays visible in scenes hundreds
+/// of metres deep) over the ground truth's valid range, shared by prediction and ground truth;
+/// the error is inferno over 0…0.5. Colour bars and the item's main metrics go underneath.
 pub fn picture(sample: &Sample, s: &Scored, model: &str, mode: Mode) -> Result<image::RgbImage> {
     let (w, h) = sample.image.dimensions();
-    let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-    let (gt, depth) = (f32s(&s.gt), f32s(&s.depth));
-    let depth_scale = Scale::new(Colormap::SpectralR, Range::PerImage, &gt, Some(&s.valid)).reversed();
+    let inv = |v: &[f64]| v.iter().map(|&x| (1.0 / x) as f32).collect::<Vec<f32>>();
+    let (gt_inv, depth_inv) = (inv(&s.gt), inv(&s.depth));
+    let (near, far) =
+        s.gt.iter()
+            .zip(&s.valid)
+            .filter(|(_, v)| **v)
+            .fold((f64::INFINITY, 0.0f64), |(a, b), (&g, _)| (a.min(g), b.max(g)));
+    let depth_scale = Scale::new(Colormap::SpectralR, Range::Fixed(1.0 / far, 1.0 / near), &[], None);
+    let depth_bar = Bar {
+        scale: depth_scale,
+        title: "depth m (1/d)".into(),
+        ends: (draw::number(far), draw::number(near)),
+    };
     let err: Vec<f32> = s.depth.iter().zip(&s.gt).map(|(p, g)| ((p - g).abs() / g) as f32).collect();
     let err_scale = Scale::new(Colormap::Inferno, Range::Fixed(0.0, 0.5), &[], None);
     const MAX_W: u32 = 480;
@@ -296,25 +308,25 @@ pub fn picture(sample: &Sample, s: &Scored, model: &str, mode: Mode) -> Result<i
         Panel { title: "image".into(), image: fit(sample.image.clone()), bar: None },
         Panel {
             title: aligned.into(),
-            image: fit(visualize::colorize(&depth, None, w, h, &depth_scale)),
-            bar: Some((depth_scale, "depth m".into())),
+            image: fit(visualize::colorize(&depth_inv, None, w, h, &depth_scale)),
+            bar: Some(depth_bar.clone()),
         },
         Panel {
             title: "ground truth".into(),
-            image: fit(visualize::colorize(&gt, Some(&s.valid), w, h, &depth_scale)),
-            bar: Some((depth_scale, "depth m".into())),
+            image: fit(visualize::colorize(&gt_inv, Some(&s.valid), w, h, &depth_scale)),
+            bar: Some(depth_bar),
         },
         Panel {
             title: "abs rel error".into(),
             image: fit(visualize::colorize(&err, Some(&s.valid), w, h, &err_scale)),
-            bar: Some((err_scale, "|d-gt|/gt".into())),
+            bar: Some(Bar::new(err_scale, "|d-gt|/gt")),
         },
     ];
     let m = &s.metrics;
     let footer = [
         format!("{}  |  {model}", sample.id),
         format!(
-            "d1 {:.3}  abs_rel {:.4}  rmse {:.3}  silog {:.3}  valid px {}  (white: no ground truth)",
+            "d1 {:.3}  abs_rel {:.4}  rmse {:.3}  silog {:.3}  valid px {}  (grey: no ground truth)",
             m.d1,
             m.abs_rel,
             m.rmse,

@@ -12,8 +12,9 @@ use draw::{BLACK, WHITE};
 use image::{Rgb, RgbImage};
 use std::path::Path;
 
-/// Colour for pixels without a value (invalid ground truth, masked error).
-pub const NO_VALUE: [u8; 3] = [255, 255, 255];
+/// Colour for pixels without a value (invalid ground truth, masked error): a neutral grey that
+/// none of the colour maps contains.
+pub const NO_VALUE: [u8; 3] = [170, 170, 170];
 
 /// `values` (row-major, `width`×`height`) through `scale`; pixels that are not `valid` or not
 /// finite get [`NO_VALUE`].
@@ -25,8 +26,25 @@ pub fn colorize(values: &[f32], valid: Option<&[bool]>, width: u32, height: u32,
     })
 }
 
-/// A horizontal colour bar `width` wide with the range's ends and `title` written under it.
-pub fn colorbar(scale: &Scale, width: u32, title: &str) -> RgbImage {
+/// A colour bar: its scale, a title, and the labels at its two ends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bar {
+    pub scale: Scale,
+    pub title: String,
+    pub ends: (String, String),
+}
+
+impl Bar {
+    /// Ends labelled with the scale's range.
+    pub fn new(scale: Scale, title: impl Into<String>) -> Bar {
+        let (lo, hi) = (draw::number(scale.lo), draw::number(scale.hi));
+        Bar { ends: if scale.reversed { (hi, lo) } else { (lo, hi) }, scale, title: title.into() }
+    }
+}
+
+/// A horizontal colour bar `width` wide with its end labels and title written under it.
+pub fn colorbar(bar: &Bar, width: u32) -> RgbImage {
+    let (scale, title) = (&bar.scale, bar.title.as_str());
     let (bar_h, th) = (12, draw::text_height(1));
     let mut img = RgbImage::from_pixel(width, bar_h + 4 + th, Rgb(WHITE));
     for x in 0..width {
@@ -36,10 +54,10 @@ pub fn colorbar(scale: &Scale, width: u32, title: &str) -> RgbImage {
     }
     draw::frame(&mut img, 0, 0, width, bar_h, BLACK);
     let y = (bar_h + 3) as i64;
-    let (left, right) = (draw::number(scale.lo), draw::number(scale.hi));
-    draw::text(&mut img, 0, y, &left, 1, BLACK);
-    draw::text(&mut img, width as i64 - draw::text_width(&right, 1) as i64, y, &right, 1, BLACK);
-    let free = width.saturating_sub(draw::text_width(&left, 1) + draw::text_width(&right, 1) + 16);
+    let (left, right) = (bar.ends.0.as_str(), bar.ends.1.as_str());
+    draw::text(&mut img, 0, y, left, 1, BLACK);
+    draw::text(&mut img, width as i64 - draw::text_width(right, 1) as i64, y, right, 1, BLACK);
+    let free = width.saturating_sub(draw::text_width(left, 1) + draw::text_width(right, 1) + 16);
     let title: String = title.chars().take((free / 8) as usize).collect();
     let tx = (width as i64 - draw::text_width(&title, 1) as i64) / 2;
     draw::text(&mut img, tx, y, &title, 1, BLACK);
@@ -50,7 +68,7 @@ pub fn colorbar(scale: &Scale, width: u32, title: &str) -> RgbImage {
 pub struct Panel {
     pub title: String,
     pub image: RgbImage,
-    pub bar: Option<(Scale, String)>,
+    pub bar: Option<Bar>,
 }
 
 /// Panels left to right on white, 8 px apart, each titled, bars under those that have one, and
@@ -59,7 +77,7 @@ pub fn side_by_side(panels: &[Panel], footer: &[String]) -> RgbImage {
     let (gap, th) = (8u32, draw::text_height(1));
     let img_h = panels.iter().map(|p| p.image.height()).max().unwrap_or(0);
     let bars: Vec<Option<RgbImage>> =
-        panels.iter().map(|p| p.bar.as_ref().map(|(s, t)| colorbar(s, p.image.width(), t))).collect();
+        panels.iter().map(|p| p.bar.as_ref().map(|b| colorbar(b, p.image.width()))).collect();
     let bar_h = bars.iter().flatten().map(|b| b.height() + gap / 2).max().unwrap_or(0);
     let width = panels.iter().map(|p| p.image.width() + gap).sum::<u32>() + gap;
     let height = gap + th + 4 + img_h + gap / 2 + bar_h + footer.len() as u32 * (th + 4) + gap;
@@ -144,11 +162,13 @@ mod tests {
         let s = Scale::new(Colormap::Turbo, Range::Fixed(0.0, 5.0), &[], None);
         let panels = [
             Panel { title: "image".into(), image: a.clone(), bar: None },
-            Panel { title: "depth".into(), image: a.clone(), bar: Some((s, "m".into())) },
+            Panel { title: "depth".into(), image: a.clone(), bar: Some(Bar::new(s, "m")) },
         ];
         let fig = side_by_side(&panels, &["footer".into()]);
         assert_eq!(fig.width(), 8 + 68 + 68);
         // both pictures are pasted unchanged; the bar runs from turbo(0) to turbo(255)
+        assert_eq!(Bar::new(s, "m").ends, ("0".to_string(), "5".to_string()));
+        assert_eq!(Bar::new(s.reversed(), "m").ends, ("5".to_string(), "0".to_string()));
         let green = fig.pixels().filter(|p| p.0 == [10, 200, 10]).count();
         assert_eq!(green, 2 * 60 * 40);
         let bar_y = 8 + 8 + 4 + 40 + 4 + 5;
