@@ -126,14 +126,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
             Err(e) => unavailable.push(Unavailable { name: b.name.clone(), reason: e.to_string() }),
         }
     }
-    for p in &pairwise {
-        if !p.annotations.exists() {
-            let reason =
-                format!("{} is missing; see the da2k entry in configs/data.toml", p.annotations.display());
-            unavailable.push(Unavailable { name: p.name.clone(), reason });
-        }
+    let (pairwise, missing_pairs): (Vec<_>, Vec<_>) =
+        pairwise.into_iter().partition(|p| p.annotations.exists());
+    for p in missing_pairs {
+        let reason =
+            format!("{} is missing; see the da2k entry in configs/data.toml", p.annotations.display());
+        unavailable.push(Unavailable { name: p.name.clone(), reason });
     }
-    let pairwise: Vec<_> = pairwise.into_iter().filter(|p| p.annotations.exists()).collect();
     let total: usize =
         opened.iter().map(|(b, d)| depth_eval::runner::item_count(b, d.as_ref())).sum::<usize>()
             * predictors.len();

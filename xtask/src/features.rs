@@ -43,8 +43,6 @@ struct Item {
     name: String,
     /// The image at the network's input size (what the patches see).
     view: RgbImage,
-    /// Per layer.
-    grids: Vec<PatchGrid>,
     /// Selected patch (row, col).
     selected: (usize, usize),
 }
@@ -54,6 +52,11 @@ fn upscale(img: &RgbImage, w: u32, h: u32) -> RgbImage {
 }
 
 pub fn run(args: FeaturesArgs) -> Result<()> {
+    if let Some(v) = args.select.as_deref()
+        && v.len() != 2
+    {
+        return Err(XtaskError::Failed(format!("--select takes X,Y; got {v:?}")));
+    }
     let files = list_images(&args.img_path)?;
     let device = depth_core::parse_device(&args.device)?;
     let weights = args.weights.clone().unwrap_or_else(|| args.encoder.hub_repo().0.to_string());
@@ -63,6 +66,8 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
     let est = DepthEstimator::new(model, device.clone()).with_input_size(args.input_size);
     let bar = crate::progress::bar(files.len() as u64, "features");
     let mut items = Vec::new();
+    // patch grids, layer-major: by_layer[l][image]
+    let mut by_layer: Vec<Vec<PatchGrid>> = layers.iter().map(|_| Vec::new()).collect();
     for f in &files {
         let img = read_image(f)?;
         let x = est.preprocess(&img)?.to_device(&device).map_err(depth_models::ModelError::from)?;
@@ -70,8 +75,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         let (rows, cols) = (grids[0].rows, grids[0].cols);
         let (sx, sy) = match args.select.as_deref() {
             Some(&[x, y]) => (x, y),
-            Some(v) => return Err(XtaskError::Failed(format!("--select takes X,Y; got {v:?}"))),
-            None => (img.width() as f64 / 2.0, img.height() as f64 / 2.0),
+            _ => (img.width() as f64 / 2.0, img.height() as f64 / 2.0),
         };
         if sx < 0.0 || sy < 0.0 || sx >= img.width() as f64 || sy >= img.height() as f64 {
             return Err(XtaskError::Failed(format!(
@@ -88,18 +92,25 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         let view =
             imageops::resize(&img, (cols * p) as u32, (rows * p) as u32, imageops::FilterType::Triangle);
         let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        items.push(Item { name, view, grids, selected });
+        items.push(Item { name, view, selected });
+        by_layer.iter_mut().zip(grids).for_each(|(l, g)| l.push(g));
         bar.inc(1);
     }
     bar.finish();
     std::fs::create_dir_all(&args.out).map_err(|source| XtaskError::Io { path: args.out.clone(), source })?;
-    let md = write_layers(&args, &layers, &items, p)?;
+    let md = write_layers(&args, &layers, &items, &by_layer, p)?;
     depth_core::atomic::write_atomic(&args.out.join("features.md"), |w| w.write_all(md.as_bytes()))?;
     println!("{} images, layers {layers:?}: {}", items.len(), args.out.join("features.md").display());
     Ok(())
 }
 
-fn write_layers(args: &FeaturesArgs, layers: &[usize], items: &[Item], p: usize) -> Result<String> {
+fn write_layers(
+    args: &FeaturesArgs,
+    layers: &[usize],
+    items: &[Item],
+    by_layer: &[Vec<PatchGrid>],
+    p: usize,
+) -> Result<String> {
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -119,15 +130,15 @@ fn write_layers(args: &FeaturesArgs, layers: &[usize], items: &[Item], p: usize)
         "| layer | explained variance (PC1, PC2, PC3) | foreground | mean norm | norm std | picture |\n|---:|---|---:|---:|---:|---|"
     );
     for (li, layer) in layers.iter().enumerate() {
-        let grids: Vec<PatchGrid> = items.iter().map(|it| it.grids[li].clone()).collect();
-        let pics = pca_rgb(&grids, args.fg_threshold)?;
+        let grids = &by_layer[li];
+        let pics = pca_rgb(grids, args.fg_threshold)?;
         let all_norms: Vec<f32> = grids.iter().flat_map(norms).collect();
         let mean = all_norms.iter().map(|&v| v as f64).sum::<f64>() / all_norms.len() as f64;
         let std = (all_norms.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()
             / all_norms.len() as f64)
             .sqrt();
         let mut rows = Vec::new();
-        for ((it, g), pca) in items.iter().zip(&grids).zip(&pics.images) {
+        for ((it, g), pca) in items.iter().zip(grids).zip(&pics.images) {
             let (w, h) = (it.view.width(), it.view.height());
             let n = norms(g);
             let ns = Scale::new(Colormap::Inferno, Range::PerImage, &n, None);

@@ -93,7 +93,13 @@ impl PredDir {
 
 /// A file-name-safe stem for an item id (its image's file stem).
 pub fn stem(id: &str) -> String {
-    let s = Path::new(id).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| id.into());
+    safe_name(
+        &Path::new(id).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| id.into()),
+    )
+}
+
+/// `s` with every character other than ASCII letters, digits, `-`, `_` and `.` replaced by `_`.
+pub fn safe_name(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
 }
 

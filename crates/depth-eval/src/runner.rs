@@ -6,7 +6,7 @@
 use crate::benchmark::{BenchmarkSpec, Mode, PairwiseSpec};
 use crate::error::{EvalError, Result};
 use crate::pairwise::{PairCounts, judge, read_annotations};
-use crate::predict::{Prediction, Predictor, stem};
+use crate::predict::{Prediction, Predictor, safe_name, stem};
 use crate::visualize::{self, Bar, Colormap, Panel, Range, Scale, draw};
 use crate::{Aggregate, Alignment, EvalSettings, Metrics, align};
 use depth_data::{Dataset, Sample, Target, TargetKind};
@@ -120,11 +120,6 @@ pub struct Runner<'a> {
     pub ply: bool,
 }
 
-/// A short, file-name-safe form of a name.
-fn slug(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
-}
-
 /// How many items a benchmark has after its limit.
 pub fn item_count(spec: &BenchmarkSpec, data: &dyn Dataset) -> usize {
     spec.limit.map_or(data.len(), |l| l.min(data.len()))
@@ -155,13 +150,11 @@ impl Runner<'_> {
         for i in 0..n {
             let sample = match data.load(i).and_then(Sample::checked) {
                 Ok(s) if s.target.is_some() => s,
-                Ok(s) => {
-                    load_failures.push(Failure { id: s.id, error: "no depth ground truth".into() });
-                    self.predictors.iter().for_each(|_| tick());
-                    continue;
-                }
-                Err(e) => {
-                    load_failures.push(Failure { id: data.id(i), error: e.to_string() });
+                unusable => {
+                    load_failures.push(match unusable {
+                        Ok(s) => Failure { id: s.id, error: "no depth ground truth".into() },
+                        Err(e) => Failure { id: data.id(i), error: e.to_string() },
+                    });
                     self.predictors.iter().for_each(|_| tick());
                     continue;
                 }
@@ -181,23 +174,8 @@ impl Runner<'_> {
                         if let Some(out) = &self.out
                             && r.pictures.len() < self.visualize
                         {
-                            let rel = format!(
-                                "vis/{}/{}/{}.png",
-                                slug(&spec.name),
-                                slug(p.name()),
-                                stem(&sample.id)
-                            );
-                            match picture(&sample, &s, p.name(), spec.mode).and_then(|img| {
-                                let path = out.join(&rel);
-                                std::fs::create_dir_all(path.parent().expect("has a folder"))
-                                    .map_err(|e| EvalError::io(&path, e))?;
-                                visualize::save_png(&img, &path)?;
-                                match sample.intrinsics.filter(|_| self.ply) {
-                                    Some(k) => write_cloud(&path.with_extension("ply"), &sample, &s, &k),
-                                    None => Ok(()),
-                                }
-                            }) {
-                                Ok(()) => r.pictures.push(rel),
+                            match write_picture(out, self.ply, &spec.name, p.name(), spec.mode, &sample, &s) {
+                                Ok(rel) => r.pictures.push(rel),
                                 Err(e) => r
                                     .failed
                                     .push(Failure { id: sample.id.clone(), error: format!("picture: {e}") }),
@@ -262,6 +240,27 @@ impl Runner<'_> {
         results.iter_mut().for_each(|r| r.accuracy = r.counts.accuracy());
         Ok(results)
     }
+}
+
+/// Writes `vis/<benchmark>/<model>/<stem>.png` under the report folder `out` (and `.ply` beside
+/// it when asked and the intrinsics are known); returns the picture's path relative to `out`.
+fn write_picture(
+    out: &std::path::Path,
+    ply: bool,
+    bench: &str,
+    model: &str,
+    mode: Mode,
+    sample: &Sample,
+    s: &Scored,
+) -> Result<String> {
+    let rel = format!("vis/{}/{}/{}.png", safe_name(bench), safe_name(model), stem(&sample.id));
+    let path = out.join(&rel);
+    std::fs::create_dir_all(path.parent().expect("has a folder")).map_err(|e| EvalError::io(&path, e))?;
+    visualize::save_png(&picture(sample, s, model, mode)?, &path)?;
+    if let Some(k) = sample.intrinsics.filter(|_| ply) {
+        write_cloud(&path.with_extension("ply"), sample, s, &k)?;
+    }
+    Ok(rel)
 }
 
 /// The aligned prediction as a point cloud coloured by the image, atomically.
