@@ -126,16 +126,24 @@ pub fn run(args: EvalArgs) -> Result<()> {
             Err(e) => unavailable.push(Unavailable { name: b.name.clone(), reason: e.to_string() }),
         }
     }
-    let (pairwise, missing_pairs): (Vec<_>, Vec<_>) =
-        pairwise.into_iter().partition(|p| p.annotations.exists());
-    for p in missing_pairs {
-        let reason =
-            format!("{} is missing; see the da2k entry in configs/data.toml", p.annotations.display());
-        unavailable.push(Unavailable { name: p.name.clone(), reason });
+    // pairwise sets whose annotations are missing or unreadable are listed, not fatal
+    let mut pair_sets = Vec::new();
+    for p in pairwise {
+        if !p.annotations.exists() {
+            let reason =
+                format!("{} is missing; see the da2k entry in configs/data.toml", p.annotations.display());
+            unavailable.push(Unavailable { name: p.name.clone(), reason });
+            continue;
+        }
+        match depth_eval::pairwise::read_annotations(&p.annotations) {
+            Ok(ann) => pair_sets.push((p, ann)),
+            Err(e) => unavailable.push(Unavailable { name: p.name.clone(), reason: e.to_string() }),
+        }
     }
-    let total: usize =
+    let items: usize =
         opened.iter().map(|(b, d)| depth_eval::runner::item_count(b, d.as_ref())).sum::<usize>()
-            * predictors.len();
+            + pair_sets.iter().map(|(_, ann)| ann.len()).sum::<usize>();
+    let total = items * predictors.len();
     let bar = crate::progress::bar(total as u64, "eval");
     let mut runner = Runner {
         predictors,
@@ -149,8 +157,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         results.push(runner.run_benchmark(b, data.as_ref(), &|| bar.inc(1)));
     }
     let mut pair_results = Vec::new();
-    for p in pairwise {
-        pair_results.extend(runner.run_pairwise(p, &|| {})?);
+    for (p, ann) in &pair_sets {
+        bar.set_message(p.name.clone());
+        pair_results.extend(runner.run_pairwise(p, ann, &|| bar.inc(1)));
     }
     bar.finish();
     let report = Report {

@@ -235,3 +235,62 @@ fn features_writes_pca_grids_and_a_summary() {
     ]);
     assert!(!o.status.success() && text(&o).contains("layer 12"), "{}", text(&o));
 }
+
+#[test]
+fn pairwise_sets_score_precomputed_predictions_and_list_unreadable_annotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, preds) = (dir.path().join("da2k"), dir.path().join("preds"));
+    for (scene, stem) in [("indoor", "a"), ("outdoor", "b")] {
+        std::fs::create_dir_all(root.join("images").join(scene)).unwrap();
+        image::RgbImage::new(8, 6).save(root.join(format!("images/{scene}/{stem}.png"))).unwrap();
+    }
+    // disparity = row + column for both images
+    std::fs::create_dir(&preds).unwrap();
+    let ramp: Vec<f32> = (0..48).map(|i| ((i / 8) + (i % 8)) as f32).collect();
+    for stem in ["a", "b"] {
+        let mut bytes = Vec::new();
+        depth_data::npy::write_f32(&mut bytes, &[6, 8], &ramp).unwrap();
+        std::fs::write(preds.join(format!("{stem}.npy")), bytes).unwrap();
+    }
+    // indoor: (4,6)=10 > (1,1)=2 right, (0,0)=0 < (5,7)=12 wrong; outdoor: (5,0)=5 > (0,1)=1 right
+    std::fs::write(
+        root.join("annotations.json"),
+        r#"{"images/indoor/a.png": [
+              {"point1": [4, 6], "point2": [1, 1], "closer_point": "point1"},
+              {"point1": [0, 0], "point2": [5, 7], "closer_point": "point1"}],
+            "images/outdoor/b.png": [
+              {"point1": [0, 1], "point2": [5, 0], "closer_point": "point2"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(root.join("broken.json"), "{\"images/indoor/a.png\": [{\"point1\": [0, 0]}]}").unwrap();
+    let data_cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/data.toml");
+    let cfg = dir.path().join("eval.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data = {:?}\n\n[[pairwise]]\nname = \"mini\"\nannotations = \"da2k/annotations.json\"\n\
+             images = \"da2k\"\n\n[[pairwise]]\nname = \"broken\"\nannotations = \"da2k/broken.json\"\n\
+             images = \"da2k\"\n",
+            s(&data_cfg)
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("report");
+    let args = ["eval", "--config", s(&cfg), "--pred-dir", s(&preds), "--out", s(&out)];
+    let o = xtask(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let p = &json["pairwise"][0];
+    assert_eq!((p["name"].as_str(), p["model"].as_str()), (Some("mini"), Some("preds")));
+    assert_eq!((p["counts"]["pairs"].as_u64(), p["counts"]["correct"].as_u64()), (Some(3), Some(2)));
+    assert!((p["accuracy"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    assert_eq!(p["counts"]["per_scene"]["indoor"], serde_json::json!([2, 1]));
+    assert_eq!(p["counts"]["per_scene"]["outdoor"], serde_json::json!([1, 1]));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| preds | mini | 3 | 0.6667 | indoor: 1/2, outdoor: 1/1 |"), "{md}");
+    // the unreadable set is listed with the reason, and naming it makes the run fail
+    assert!(md.contains("**broken**") && md.contains("closer_point"), "{md}");
+    let o = xtask(&[&args[..], &["--benchmark", "broken"]].concat());
+    assert!(!o.status.success() && text(&o).contains("broken"), "{}", text(&o));
+}

@@ -18,16 +18,16 @@ pub struct PairAnnotation {
     pub closer_point: String,
 }
 
-/// Reads a DA-2K `annotations.json`, keyed by image path (sorted, so runs are deterministic).
-pub fn read_annotations(path: &Path) -> Result<BTreeMap<String, Vec<PairAnnotation>>> {
+/// A DA-2K annotations file: image path → its pairs, sorted by path (so runs are deterministic).
+pub type Annotations = BTreeMap<String, Vec<PairAnnotation>>;
+
+/// Reads and checks a DA-2K `annotations.json`.
+pub fn read_annotations(path: &Path) -> Result<Annotations> {
     let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
-    let ann: BTreeMap<String, Vec<PairAnnotation>> =
-        serde_json::from_str(&text).map_err(|e| EvalError::Config {
-            path: path.into(),
-            reason: format!(
-                "not a DA-2K annotations file ({{image: [{{point1, point2, closer_point}}]}}): {e}"
-            ),
-        })?;
+    let ann: Annotations = serde_json::from_str(&text).map_err(|e| EvalError::Config {
+        path: path.into(),
+        reason: format!("not a DA-2K annotations file ({{image: [{{point1, point2, closer_point}}]}}): {e}"),
+    })?;
     for (img, pairs) in &ann {
         if let Some(p) = pairs.iter().find(|p| p.closer_point != "point1" && p.closer_point != "point2") {
             return Err(EvalError::Config {

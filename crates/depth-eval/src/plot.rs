@@ -205,16 +205,32 @@ pub struct BarChart {
     pub series: Vec<Series>,
 }
 
+/// Left margin and right padding of the bar chart's plot area, in pixels.
+const BAR_LEFT: f64 = 64.0;
+const BAR_PAD: f64 = 12.0;
+
+/// How many characters of a category label fit under a group `group` pixels wide.
+fn label_chars(group: f64) -> usize {
+    (group / draw::text_width("m", 1) as f64 - 1.0).max(1.0) as usize
+}
+
 impl BarChart {
+    /// The smallest width, at least `min`, at which no category label is cut.
+    pub fn fitting_width(&self, min: u32) -> u32 {
+        let longest = self.categories.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+        let group = ((longest + 1) * draw::text_width("m", 1) as usize) as f64;
+        min.max((BAR_LEFT + BAR_PAD + group * self.categories.len() as f64).ceil() as u32)
+    }
+
     pub fn render(&self, width: u32, height: u32) -> RgbImage {
         let mut img = canvas(width, height, &self.title, "", &self.y_label);
         let vals = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|v| v.is_finite());
         let (lo, hi) = vals.fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
         let hi = if hi > lo { hi } else { lo + 1.0 };
         let ax = Axes {
-            left: 64.0,
+            left: BAR_LEFT,
             top: 24.0,
-            width: width as f64 - 76.0,
+            width: width as f64 - BAR_LEFT - BAR_PAD,
             height: height as f64 - 60.0,
             x: (0.0, self.categories.len().max(1) as f64),
             y: (lo, hi + 0.1 * (hi - lo)),
@@ -227,7 +243,7 @@ impl BarChart {
         let bar = group * 0.8 / n;
         for (c, name) in self.categories.iter().enumerate() {
             let gx = ax.left + c as f64 * group;
-            let label: String = name.chars().take((group / 8.0 - 1.0).max(1.0) as usize).collect();
+            let label: String = name.chars().take(label_chars(group)).collect();
             let lx = (gx + group / 2.0) as i64 - draw::text_width(&label, 1) as i64 / 2;
             draw::text(&mut img, lx, (ax.top + ax.height) as i64 + 6, &label, 1, BLACK);
             for (s, series) in self.series.iter().enumerate() {
@@ -302,5 +318,23 @@ mod tests {
         let group = 236.0 / 2.0;
         let (a, b) = (height_at((64.0 + group * 0.5) as u32), height_at((64.0 + group * 1.5) as u32));
         assert!(a > 10.0 && (b / a - 2.0).abs() < 0.05, "{a} {b}");
+    }
+
+    #[test]
+    fn the_fitting_width_leaves_every_label_whole() {
+        let names = ["nyu", "kitti_frames", "middlebury_frames", "synth_heldout", "redwood_frames"];
+        let chart = BarChart { categories: names.map(String::from).into(), ..Default::default() };
+        assert_eq!(chart.fitting_width(2000), 2000);
+        let w = chart.fitting_width(100);
+        let group = (w as f64 - BAR_LEFT - BAR_PAD) / names.len() as f64;
+        assert!(label_chars(group) >= "middlebury_frames".len(), "{w}");
+        // one pixel narrower and the longest label is cut
+        let narrower = (w as f64 - 1.0 - BAR_LEFT - BAR_PAD) / names.len() as f64;
+        assert!(label_chars(narrower) < "middlebury_frames".len(), "{w}");
+        // the last label ("redwood_frames", 14 × 8 px) is drawn whole: ink right of its centre
+        let img = chart.render(w, 200);
+        let centre = (BAR_LEFT + group * 4.5) as u32;
+        let ink = |x0: u32, x1: u32| (x0..x1).any(|x| (166..182).any(|y| img.get_pixel(x, y).0 == BLACK));
+        assert!(ink(centre + 40, centre + 56) && !ink(centre + 57, w));
     }
 }

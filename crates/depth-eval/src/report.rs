@@ -204,7 +204,8 @@ impl Report {
         depth_core::atomic::write_atomic(&out.join("report.md"), |w| w.write_all(md.as_bytes()))?;
         if !self.benchmarks.is_empty() {
             for (k, name) in [(0, "d1"), (3, "abs_rel")] {
-                save_png(&self.metric_chart(k).render(640, 360), &out.join(format!("{name}.png")))?;
+                let chart = self.metric_chart(k);
+                save_png(&chart.render(chart.fitting_width(640), 360), &out.join(format!("{name}.png")))?;
             }
         }
         Ok(())

@@ -5,7 +5,7 @@
 
 use crate::benchmark::{BenchmarkSpec, Mode, PairwiseSpec};
 use crate::error::{EvalError, Result};
-use crate::pairwise::{PairCounts, judge, read_annotations};
+use crate::pairwise::{Annotations, PairCounts, judge};
 use crate::predict::{Prediction, Predictor, safe_name, stem};
 use crate::visualize::{self, Bar, Colormap, Panel, Range, Scale, draw};
 use crate::{Aggregate, Alignment, EvalSettings, Metrics, align};
@@ -202,9 +202,15 @@ impl Runner<'_> {
         }
     }
 
-    /// DA-2K style pairwise accuracy of every predictor; `tick` is called once per (image, model).
-    pub fn run_pairwise(&mut self, spec: &PairwiseSpec, tick: &dyn Fn()) -> Result<Vec<PairwiseResult>> {
-        let ann = read_annotations(&spec.annotations)?;
+    /// DA-2K style pairwise accuracy of every predictor on the set `spec` whose annotations
+    /// (`pairwise::read_annotations`) are `ann`; `tick` is called once per (image, model). An
+    /// image that cannot be read or predicted, or whose points fall outside it, is listed.
+    pub fn run_pairwise(
+        &mut self,
+        spec: &PairwiseSpec,
+        ann: &Annotations,
+        tick: &dyn Fn(),
+    ) -> Vec<PairwiseResult> {
         let mut results: Vec<PairwiseResult> = self
             .predictors
             .iter()
@@ -216,7 +222,7 @@ impl Runner<'_> {
                 failed: Vec::new(),
             })
             .collect();
-        for (image, pairs) in &ann {
+        for (image, pairs) in ann {
             let path = spec.images.join(image);
             let sample = depth_data::sample::read_rgb(&path).map(|img| Sample {
                 id: path.to_string_lossy().into_owned(),
@@ -238,7 +244,7 @@ impl Runner<'_> {
             }
         }
         results.iter_mut().for_each(|r| r.accuracy = r.counts.accuracy());
-        Ok(results)
+        results
     }
 }
 

@@ -338,7 +338,10 @@ fn pairwise_accuracy_counts_pairs_per_scene() {
         annotations: dir.path().join("annotations.json"),
         images: dir.path().into(),
     };
-    let r = runner.run_pairwise(&spec, &|| {}).unwrap();
+    let pairs = |spec: &PairwiseSpec| depth_eval::pairwise::read_annotations(&spec.annotations);
+    let ticks = std::cell::Cell::new(0);
+    let r = runner.run_pairwise(&spec, &pairs(&spec).unwrap(), &|| ticks.set(ticks.get() + 1));
+    assert_eq!(ticks.get(), 2 * 2, "one tick per (image, model)");
     assert_eq!((r[0].counts.pairs, r[0].counts.correct), (4, 2));
     assert_eq!(r[0].accuracy, Some(0.5));
     assert_eq!(r[0].counts.per_scene["indoor"], (3, 1));
@@ -346,9 +349,9 @@ fn pairwise_accuracy_counts_pairs_per_scene() {
     assert_eq!((r[1].counts.correct, r[1].counts.per_scene["indoor"]), (2, (3, 2)));
     // a point outside the image and a bad closer_point are reported
     std::fs::write(dir.path().join("annotations.json"), ann.replace("[5, 7]", "[50, 7]")).unwrap();
-    let r = runner.run_pairwise(&spec, &|| {}).unwrap();
+    let r = runner.run_pairwise(&spec, &pairs(&spec).unwrap(), &|| {});
     assert_eq!(r[0].failed.len(), 1);
     assert!(r[0].failed[0].error.contains("outside"), "{:?}", r[0].failed);
     std::fs::write(dir.path().join("annotations.json"), ann.replace("\"point2\"}", "\"both\"}")).unwrap();
-    assert!(runner.run_pairwise(&spec, &|| {}).unwrap_err().to_string().contains("closer_point"));
+    assert!(pairs(&spec).unwrap_err().to_string().contains("closer_point"));
 }
