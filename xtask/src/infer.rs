@@ -75,6 +75,40 @@ pub(crate) fn list_images(p: &Path) -> Result<Vec<PathBuf>> {
     if files.is_empty() { Err(XtaskError::NoImages(p.into())) } else { Ok(files) }
 }
 
+/// Where each input's outputs go, relative to `--outdir` and without extension: its path
+/// relative to the deepest folder holding all inputs, so images of the same name in different
+/// folders (KITTI's drives, Sintel's scenes) keep apart; a folder of images gives their stems,
+/// as the official run.py. Two inputs that differ only in extension are refused up front.
+pub(crate) fn output_names(files: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let parent = |f: &PathBuf| f.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut base = files.first().map(parent).unwrap_or_default();
+    for f in files {
+        while !f.starts_with(&base) {
+            base = base.parent().map(Path::to_path_buf).unwrap_or_default();
+        }
+    }
+    let names: Vec<PathBuf> = files
+        .iter()
+        .map(|f| {
+            // only plain components, so no name climbs out of --outdir
+            let rel = f.strip_prefix(&base).unwrap_or(f).with_extension("");
+            rel.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect()
+        })
+        .collect();
+    let mut seen = std::collections::HashMap::new();
+    for (f, n) in files.iter().zip(&names) {
+        if let Some(other) = seen.insert(n, f) {
+            return Err(XtaskError::Failed(format!(
+                "{} and {} would write the same outputs ({}.*); rename one or run them separately",
+                other.display(),
+                f.display(),
+                n.display()
+            )));
+        }
+    }
+    Ok(names)
+}
+
 /// The official picture: depth min–max scaled to 0…255 (truncated), coloured, and unless
 /// `pred_only` the image, a 50-pixel white gap and the depth side by side.
 fn picture(
@@ -107,30 +141,42 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    fn write_outputs(&self, src: &Path, img: &RgbImage, d: &DepthMap) -> Result<()> {
-        let stem =
-            src.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    /// Writes the picture (and raw depth) of the input whose output name is `name`.
+    fn write_outputs(&self, name: &Path, img: &RgbImage, d: &DepthMap) -> Result<()> {
         let a = self.args;
+        let base = a.outdir.join(name);
+        if let Some(dir) = base.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| XtaskError::Io { path: dir.into(), source })?;
+        }
+        let with = |suffix: &str| {
+            let mut p = base.clone().into_os_string();
+            p.push(suffix);
+            PathBuf::from(p)
+        };
         let cmap = if a.grayscale { Colormap::Gray } else { a.cmap };
         let range = a.range.as_deref().map(|r| (r[0], r[1]));
-        save_png(&picture(img, d, cmap, range, a.pred_only), &a.outdir.join(format!("{stem}.png")))?;
+        save_png(&picture(img, d, cmap, range, a.pred_only), &with(".png"))?;
         if let Some(f) = a.save_raw {
-            let name = match f {
-                RawFormat::Png16 => format!("{stem}_depth16.png"),
-                _ => format!("{stem}.{}", f.extension()),
+            let path = match f {
+                RawFormat::Png16 => with("_depth16.png"),
+                _ => with(&format!(".{}", f.extension())),
             };
-            write_atomic(&a.outdir.join(name), |w| f.write(d, w))?;
+            write_atomic(&path, |w| f.write(d, w))?;
         }
         Ok(())
     }
 
-    /// Runs one chunk of paths; returns the failures as (path, message).
-    fn run_chunk(&self, paths: &[PathBuf], bar: &indicatif::ProgressBar) -> Vec<(PathBuf, String)> {
+    /// Runs one chunk of (path, output name); returns the failures as (path, message).
+    fn run_chunk(
+        &self,
+        paths: &[(PathBuf, PathBuf)],
+        bar: &indicatif::ProgressBar,
+    ) -> Vec<(PathBuf, String)> {
         let mut failed = Vec::new();
-        let mut decoded: Vec<(&PathBuf, RgbImage)> = Vec::new();
-        for p in paths {
+        let mut decoded: Vec<(&PathBuf, &PathBuf, RgbImage)> = Vec::new();
+        for (p, name) in paths {
             match read_image(p) {
-                Ok(img) => decoded.push((p, img)),
+                Ok(img) => decoded.push((p, name, img)),
                 Err(e) => {
                     failed.push((p.clone(), e.to_string()));
                     bar.inc(1);
@@ -138,21 +184,21 @@ impl Job<'_> {
             }
         }
         while !decoded.is_empty() {
-            let dims = decoded[0].1.dimensions();
+            let dims = decoded[0].2.dimensions();
             let (group, rest): (Vec<_>, Vec<_>) =
-                decoded.into_iter().partition(|(_, i)| i.dimensions() == dims);
+                decoded.into_iter().partition(|(_, _, i)| i.dimensions() == dims);
             decoded = rest;
             let imgs: Vec<DynamicImage> =
-                group.iter().map(|(_, i)| DynamicImage::ImageRgb8(i.clone())).collect();
+                group.iter().map(|(_, _, i)| DynamicImage::ImageRgb8(i.clone())).collect();
             match self.est.infer_batch(&imgs) {
                 Ok(depths) => {
-                    for ((p, img), d) in group.iter().zip(&depths) {
-                        if let Err(e) = self.write_outputs(p, img, d) {
+                    for ((p, name, img), d) in group.iter().zip(&depths) {
+                        if let Err(e) = self.write_outputs(name, img, d) {
                             failed.push(((*p).clone(), e.to_string()));
                         }
                     }
                 }
-                Err(e) => failed.extend(group.iter().map(|(p, _)| ((*p).clone(), e.to_string()))),
+                Err(e) => failed.extend(group.iter().map(|(p, _, _)| ((*p).clone(), e.to_string()))),
             }
             bar.inc(group.len() as u64);
         }
@@ -167,6 +213,7 @@ pub fn run(args: InferArgs) -> Result<()> {
         return Err(XtaskError::Failed(format!("--range takes LO,HI with LO < HI; got {r:?}")));
     }
     let files = list_images(&args.img_path)?;
+    let jobs: Vec<(PathBuf, PathBuf)> = files.iter().cloned().zip(output_names(&files)?).collect();
     let device = depth_core::parse_device(&args.device)?;
     let (repo, _) = args.encoder.hub_repo();
     let weights = args.weights.clone().unwrap_or_else(|| repo.to_string());
@@ -176,7 +223,7 @@ pub fn run(args: InferArgs) -> Result<()> {
         .map_err(|source| XtaskError::Io { path: args.outdir.clone(), source })?;
     let job = Job { est: DepthEstimator::new(model, device).with_input_size(args.input_size), args: &args };
     let bar = crate::progress::bar(files.len() as u64, "infer");
-    let failed: Vec<_> = files.chunks(args.batch_size.max(1)).flat_map(|c| job.run_chunk(c, &bar)).collect();
+    let failed: Vec<_> = jobs.chunks(args.batch_size.max(1)).flat_map(|c| job.run_chunk(c, &bar)).collect();
     bar.finish();
     for (p, e) in &failed {
         // model and IO errors already name the file
@@ -211,5 +258,27 @@ mod tests {
         assert_eq!(fixed.get_pixel(2, 0).0, Colormap::Inferno.lut(191));
         // side by side: image, 50 white columns, depth
         assert_eq!(picture(&img, &d, Colormap::Gray, None, false).width(), 56);
+    }
+
+    #[test]
+    fn output_names_keep_same_named_images_apart() {
+        let names = |files: &[&str]| {
+            output_names(&files.iter().map(PathBuf::from).collect::<Vec<_>>())
+                .map(|v| v.iter().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>())
+        };
+        // a folder of images: their stems, as the official run.py
+        assert_eq!(names(&["d/a.png", "d/b.jpg"]).unwrap(), ["a", "b"]);
+        assert_eq!(names(&["/x/y/photo.jpg"]).unwrap(), ["photo"]);
+        // same names in different folders: the folders are kept below the common one
+        assert_eq!(
+            names(&["k/drive1/image_02/0005.png", "k/drive2/image_02/0005.png", "k/top.png"]).unwrap(),
+            ["drive1/image_02/0005", "drive2/image_02/0005", "top"]
+        );
+        assert_eq!(names(&["s/alley_1/f1.png", "s/bamboo_1/f1.png"]).unwrap(), ["alley_1/f1", "bamboo_1/f1"]);
+        // a list mixing absolute and relative paths stays inside --outdir
+        assert_eq!(names(&["/abs/a.png", "../rel/b.png"]).unwrap(), ["abs/a", "rel/b"]);
+        // names that differ only in the extension would overwrite each other
+        let err = names(&["d/a.png", "d/a.jpg"]).unwrap_err().to_string();
+        assert!(err.contains("d/a.png") && err.contains("d/a.jpg"), "{err}");
     }
 }

@@ -294,3 +294,68 @@ fn pairwise_sets_score_precomputed_predictions_and_list_unreadable_annotations()
     let o = xtask(&[&args[..], &["--benchmark", "broken"]].concat());
     assert!(!o.status.success() && text(&o).contains("broken"), "{}", text(&o));
 }
+
+#[test]
+fn infer_outputs_in_folders_score_as_the_model_itself() {
+    // infer writes <folders below rgbd/>/<stem>.npy for frames of two datasets; eval finds them
+    // by their path tails, and scores them exactly as running the model inside eval does
+    let dir = tempfile::tempdir().unwrap();
+    let rgbd = fixtures().join("rgbd");
+    let list: Vec<String> = ["kitti_depth/rgb/0000000005.png", "nyu_bts/rgb/rgb_00000.jpg"]
+        .iter()
+        .map(|p| rgbd.join(p).to_string_lossy().into_owned())
+        .collect();
+    std::fs::write(dir.path().join("list.txt"), list.join("\n")).unwrap();
+    let (preds, weights) = (dir.path().join("preds"), fixtures().join("weights/da2_vits_random.pth"));
+    let common = ["--input-size", "140"];
+    let o = xtask(
+        &[
+            &[
+                "infer",
+                "--weights",
+                s(&weights),
+                "--img-path",
+                s(&dir.path().join("list.txt")),
+                "--outdir",
+                s(&preds),
+                "--save-raw",
+                "npy",
+            ][..],
+            &common,
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        preds.join("kitti_depth/rgb/0000000005.npy").is_file()
+            && preds.join("nyu_bts/rgb/rgb_00000.npy").is_file()
+    );
+    // both frames' benchmarks in one report; the other frames have no file and are listed as
+    // failed, so the run ends non-zero after writing the report
+    let report = |args: &[&str]| -> serde_json::Value {
+        let out = dir.path().join(format!("report{}", args.len()));
+        let fixed = ["--benchmark", "kitti_frames", "--benchmark", "nyu_frames", "--visualize", "0"];
+        let o = eval(&[&fixed[..], &["--out", s(&out)], args].concat());
+        assert!(out.join("report.json").is_file(), "{}", text(&o));
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
+    };
+    let from_files = report(&["--pred-dir", s(&preds)]);
+    let model = format!("rand=vits:{}", s(&weights));
+    let from_model = report(&[&["--model", model.as_str()][..], &common].concat());
+    let bench = |report: &serde_json::Value, name: &str| -> serde_json::Value {
+        let all = report["benchmarks"].as_array().unwrap();
+        all.iter().find(|b| b["name"] == name).unwrap()["models"][0].clone()
+    };
+    for (b, id) in [("kitti_frames", "0000000005.png"), ("nyu_frames", "rgb_00000.jpg")] {
+        let files = bench(&from_files, b);
+        let item =
+            files["items"].as_array().unwrap().iter().find(|i| i["id"].as_str().unwrap().ends_with(id));
+        let item = item.unwrap_or_else(|| panic!("{id} scored from files: {files}"));
+        let model_items = bench(&from_model, b);
+        let direct = model_items["items"].as_array().unwrap().iter().find(|i| i["id"] == item["id"]).unwrap();
+        for name in Metrics::NAMES {
+            let (a, m) = (item["metrics"][name].as_f64().unwrap(), direct["metrics"][name].as_f64().unwrap());
+            assert_eq!(a, m, "{id} {name}");
+        }
+    }
+}

@@ -5,6 +5,7 @@ use crate::error::{EvalError, Result};
 use candle_core::{Device, Tensor};
 use depth_data::{Sample, TargetKind};
 use depth_models::DepthEstimator;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// A dense prediction, row-major: relative disparity (larger is closer) or depth.
@@ -64,12 +65,17 @@ impl Predictor for ModelPredictor {
     }
 }
 
-/// Precomputed maps: `<dir>/<stem>.npy` for an item whose image is `<...>/<stem>.<ext>`, shape
-/// (H, W) or (1, H, W).
+/// Precomputed maps, one `.npy` per image, shape (H, W) or (1, H, W): `<dir>/<tail>.npy` where
+/// `<tail>` is the image's path without extension, or any tail of it down to the bare file stem
+/// (`<dir>/<stem>.npy`). The longest that exists is taken, so images of the same name in
+/// different folders (KITTI drives, Sintel scenes) can keep apart as `xtask infer` writes them;
+/// one file claimed by two different images is an error, not a silent reuse.
 pub struct PredDir {
     pub name: String,
     pub dir: PathBuf,
     pub kind: TargetKind,
+    /// Which item each file was read for.
+    claimed: HashMap<PathBuf, String>,
 }
 
 impl PredDir {
@@ -82,12 +88,34 @@ impl PredDir {
         }
         let name =
             dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "predictions".into());
-        Ok(PredDir { name, dir: dir.into(), kind })
+        Ok(PredDir { name, dir: dir.into(), kind, claimed: HashMap::new() })
     }
 
-    /// The file that holds the prediction for item `id`.
+    /// The files that may hold item `id`'s prediction, longest tail first; the last is
+    /// `<dir>/<stem>.npy`.
+    pub fn candidates(&self, id: &str) -> Vec<PathBuf> {
+        // the image's folders, `..` resolved lexically
+        let mut parts: Vec<String> = Vec::new();
+        for c in Path::new(id).parent().map(Path::components).into_iter().flatten() {
+            match c {
+                std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+                std::path::Component::ParentDir => {
+                    parts.pop();
+                }
+                _ => {}
+            }
+        }
+        let file = format!("{}.npy", stem(id));
+        (0..=parts.len())
+            .map(|k| parts[k..].iter().fold(self.dir.clone(), |p, c| p.join(c)).join(&file))
+            .collect()
+    }
+
+    /// Where item `id`'s prediction is read from: the longest candidate that exists, else the
+    /// flat `<dir>/<stem>.npy`.
     pub fn path_for(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{}.npy", stem(id)))
+        let all = self.candidates(id);
+        all.iter().find(|p| p.is_file()).unwrap_or(all.last().expect("at least the stem")).clone()
     }
 }
 
@@ -110,14 +138,34 @@ impl Predictor for PredDir {
 
     fn predict(&mut self, sample: &Sample) -> Result<Prediction> {
         let path = self.path_for(&sample.id);
-        if !path.exists() {
+        let what = || format!("prediction for {}", sample.id);
+        if !path.is_file() {
+            let longest = self.candidates(&sample.id).remove(0);
             return Err(EvalError::bad(
-                format!("prediction for {}", sample.id),
+                what(),
                 format!(
-                    "{} is missing (expected one .npy per image, named by its file stem)",
-                    path.display()
+                    "{} is missing (expected one .npy per image, named by its file stem, or by its \
+                     path as deep as {})",
+                    path.display(),
+                    longest.display()
                 ),
             ));
+        }
+        match self.claimed.get(&path) {
+            Some(other) if other != &sample.id => {
+                return Err(EvalError::bad(
+                    what(),
+                    format!(
+                        "{} was already read for {other}; images of the same name need their \
+                         folders in --pred-dir (as `xtask infer --save-raw npy` writes them)",
+                        path.display()
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.claimed.insert(path.clone(), sample.id.clone());
+            }
         }
         let (shape, values) = depth_data::npy::read_f32(&path)?;
         let (h, w) = match shape[..] {

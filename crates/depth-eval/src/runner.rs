@@ -174,7 +174,8 @@ impl Runner<'_> {
                         if let Some(out) = &self.out
                             && r.pictures.len() < self.visualize
                         {
-                            match write_picture(out, self.ply, &spec.name, p.name(), spec.mode, &sample, &s) {
+                            let rel = picture_path(&spec.name, p.name(), i, &sample.id);
+                            match write_picture(out, self.ply, &rel, p.name(), spec.mode, &sample, &s) {
                                 Ok(rel) => r.pictures.push(rel),
                                 Err(e) => r
                                     .failed
@@ -248,25 +249,30 @@ impl Runner<'_> {
     }
 }
 
-/// Writes `vis/<benchmark>/<model>/<stem>.png` under the report folder `out` (and `.ply` beside
-/// it when asked and the intrinsics are known); returns the picture's path relative to `out`.
+/// `vis/<benchmark>/<model>/<index>_<stem>.png`: the item's index keeps images of the same name
+/// apart and the files in dataset order.
+pub fn picture_path(bench: &str, model: &str, index: usize, id: &str) -> String {
+    format!("vis/{}/{}/{index:04}_{}.png", safe_name(bench), safe_name(model), stem(id))
+}
+
+/// Writes the picture `rel` under the report folder `out` (and `.ply` beside it when asked and
+/// the intrinsics are known); returns `rel`.
 fn write_picture(
     out: &std::path::Path,
     ply: bool,
-    bench: &str,
+    rel: &str,
     model: &str,
     mode: Mode,
     sample: &Sample,
     s: &Scored,
 ) -> Result<String> {
-    let rel = format!("vis/{}/{}/{}.png", safe_name(bench), safe_name(model), stem(&sample.id));
-    let path = out.join(&rel);
+    let path = out.join(rel);
     std::fs::create_dir_all(path.parent().expect("has a folder")).map_err(|e| EvalError::io(&path, e))?;
     visualize::save_png(&picture(sample, s, model, mode)?, &path)?;
     if let Some(k) = sample.intrinsics.filter(|_| ply) {
         write_cloud(&path.with_extension("ply"), sample, s, &k)?;
     }
-    Ok(rel)
+    Ok(rel.to_string())
 }
 
 /// The aligned prediction as a point cloud coloured by the image, atomically.

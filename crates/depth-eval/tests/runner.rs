@@ -355,3 +355,70 @@ fn pairwise_accuracy_counts_pairs_per_scene() {
     std::fs::write(dir.path().join("annotations.json"), ann.replace("\"point2\"}", "\"both\"}")).unwrap();
     assert!(pairs(&spec).unwrap_err().to_string().contains("closer_point"));
 }
+
+/// Generated scenes whose images are `<folder>/frame.png`: the same name in every folder.
+struct SameNames(SynthDataset, [&'static str; 2]);
+
+impl Dataset for SameNames {
+    fn name(&self) -> &str {
+        "same_names"
+    }
+    fn len(&self) -> usize {
+        2
+    }
+    fn id(&self, i: usize) -> String {
+        format!("/data/scenes/{}/frame.png", self.1[i])
+    }
+    fn load(&self, i: usize) -> depth_data::Result<Sample> {
+        Ok(Sample { id: self.id(i), ..self.0.load(i)? })
+    }
+}
+
+fn write_npy(path: &Path, t: &depth_data::Target, f: impl Fn(f32) -> f32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let values: Vec<f32> = t.values.iter().map(|&v| f(v)).collect();
+    let mut bytes = Vec::new();
+    depth_data::npy::write_f32(&mut bytes, &[t.height as u64, t.width as u64], &values).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn same_named_images_in_different_folders_keep_their_predictions_apart() {
+    let data = SameNames(scenes(2), ["alley_1", "bamboo_1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut pd = PredDir::new(dir.path(), TargetKind::Depth).unwrap();
+    let id0 = data.id(0);
+    let want: Vec<std::path::PathBuf> =
+        ["data/scenes/alley_1/frame.npy", "scenes/alley_1/frame.npy", "alley_1/frame.npy", "frame.npy"]
+            .iter()
+            .map(|p| dir.path().join(p))
+            .collect();
+    assert_eq!(pd.candidates(&id0), want);
+    let (t0, t1) = (data.load(0).unwrap().target.unwrap(), data.load(1).unwrap().target.unwrap());
+
+    // one flat file for both: the first image reads it, the second is refused, not rescored
+    write_npy(&dir.path().join("frame.npy"), &t0, |d| d);
+    let mut runner = Runner { predictors: vec![Box::new(&mut pd)], out: None, visualize: 0, ply: false };
+    let r = runner.run_benchmark(&spec(Mode::Metric, 1e4), &data, &|| {});
+    assert_eq!(r.models[0].items.len(), 1);
+    assert!(r.models[0].failed[0].error.contains("already read for /data/scenes/alley_1/frame.png"));
+
+    // with their folders each image gets its own file: the exact depth of the first scores
+    // perfectly, the squared depth of the second does not; the longest tail wins over the flat file
+    write_npy(&dir.path().join("alley_1/frame.npy"), &t0, |d| d);
+    write_npy(&dir.path().join("scenes/bamboo_1/frame.npy"), &t1, |d| d * d);
+    let mut pd = PredDir::new(dir.path(), TargetKind::Depth).unwrap();
+    assert_eq!(pd.path_for(&data.id(1)), dir.path().join("scenes/bamboo_1/frame.npy"));
+    let mut runner = Runner { predictors: vec![Box::new(&mut pd)], out: None, visualize: 0, ply: false };
+    let r = runner.run_benchmark(&spec(Mode::Metric, 1e4), &data, &|| {});
+    let m = &r.models[0];
+    assert!(m.failed.is_empty(), "{:?}", m.failed);
+    assert_eq!(m.items[0].metrics.values(), PERFECT);
+    assert!(m.items[1].metrics.abs_rel > 0.5, "{:?}", m.items[1].metrics);
+    // a missing prediction names the flat file and the deepest form it could take
+    std::fs::create_dir(dir.path().join("none")).unwrap();
+    let mut empty = PredDir::new(&dir.path().join("none"), TargetKind::Depth).unwrap();
+    let Err(err) = empty.predict(&data.load(1).unwrap()) else { panic!("no file, no prediction") };
+    let err = err.to_string();
+    assert!(err.contains("frame.npy is missing") && err.contains("data/scenes/bamboo_1/frame.npy"), "{err}");
+}
