@@ -332,16 +332,16 @@ fn infer_outputs_in_folders_score_as_the_model_itself() {
     );
     // both frames' benchmarks in one report; the other frames have no file and are listed as
     // failed, so the run ends non-zero after writing the report
-    let report = |args: &[&str]| -> serde_json::Value {
-        let out = dir.path().join(format!("report{}", args.len()));
+    let report = |folder: &str, args: &[&str]| -> serde_json::Value {
+        let out = dir.path().join(folder);
         let fixed = ["--benchmark", "kitti_frames", "--benchmark", "nyu_frames", "--visualize", "0"];
         let o = eval(&[&fixed[..], &["--out", s(&out)], args].concat());
         assert!(out.join("report.json").is_file(), "{}", text(&o));
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
     };
-    let from_files = report(&["--pred-dir", s(&preds)]);
+    let from_files = report("from_files", &["--pred-dir", s(&preds)]);
     let model = format!("rand=vits:{}", s(&weights));
-    let from_model = report(&[&["--model", model.as_str()][..], &common].concat());
+    let from_model = report("from_model", &[&["--model", model.as_str()][..], &common].concat());
     let bench = |report: &serde_json::Value, name: &str| -> serde_json::Value {
         let all = report["benchmarks"].as_array().unwrap();
         all.iter().find(|b| b["name"] == name).unwrap()["models"][0].clone()

@@ -151,21 +151,16 @@ impl Predictor for PredDir {
                 ),
             ));
         }
-        match self.claimed.get(&path) {
-            Some(other) if other != &sample.id => {
-                return Err(EvalError::bad(
-                    what(),
-                    format!(
-                        "{} was already read for {other}; images of the same name need their \
-                         folders in --pred-dir (as `xtask infer --save-raw npy` writes them)",
-                        path.display()
-                    ),
-                ));
-            }
-            Some(_) => {}
-            None => {
-                self.claimed.insert(path.clone(), sample.id.clone());
-            }
+        let owner = self.claimed.entry(path.clone()).or_insert_with(|| sample.id.clone());
+        if owner != &sample.id {
+            return Err(EvalError::bad(
+                what(),
+                format!(
+                    "{} was already read for {owner}; images of the same name need their \
+                     folders in --pred-dir (as `xtask infer --save-raw npy` writes them)",
+                    path.display()
+                ),
+            ));
         }
         let (shape, values) = depth_data::npy::read_f32(&path)?;
         let (h, w) = match shape[..] {

@@ -176,7 +176,7 @@ impl Runner<'_> {
                         {
                             let rel = picture_path(&spec.name, p.name(), i, &sample.id);
                             match write_picture(out, self.ply, &rel, p.name(), spec.mode, &sample, &s) {
-                                Ok(rel) => r.pictures.push(rel),
+                                Ok(()) => r.pictures.push(rel),
                                 Err(e) => r
                                     .failed
                                     .push(Failure { id: sample.id.clone(), error: format!("picture: {e}") }),
@@ -256,7 +256,7 @@ pub fn picture_path(bench: &str, model: &str, index: usize, id: &str) -> String 
 }
 
 /// Writes the picture `rel` under the report folder `out` (and `.ply` beside it when asked and
-/// the intrinsics are known); returns `rel`.
+/// the intrinsics are known).
 fn write_picture(
     out: &std::path::Path,
     ply: bool,
@@ -265,14 +265,14 @@ fn write_picture(
     mode: Mode,
     sample: &Sample,
     s: &Scored,
-) -> Result<String> {
+) -> Result<()> {
     let path = out.join(rel);
     std::fs::create_dir_all(path.parent().expect("has a folder")).map_err(|e| EvalError::io(&path, e))?;
     visualize::save_png(&picture(sample, s, model, mode)?, &path)?;
     if let Some(k) = sample.intrinsics.filter(|_| ply) {
         write_cloud(&path.with_extension("ply"), sample, s, &k)?;
     }
-    Ok(rel.to_string())
+    Ok(())
 }
 
 /// The aligned prediction as a point cloud coloured by the image, atomically.

@@ -252,10 +252,7 @@ fn failures_are_listed_not_dropped() {
     // predictions exist for item 0 only
     let s0 = data.load(0).unwrap();
     let mut pd = PredDir::new(dir.path(), TargetKind::Depth).unwrap();
-    let t = s0.target.as_ref().unwrap();
-    let mut bytes = Vec::new();
-    depth_data::npy::write_f32(&mut bytes, &[t.height as u64, t.width as u64], &t.values).unwrap();
-    std::fs::write(pd.path_for(&s0.id), bytes).unwrap();
+    write_npy(&pd.path_for(&s0.id), s0.target.as_ref().unwrap(), |d| d);
     let mut runner = Runner { predictors: vec![Box::new(&mut pd)], out: None, visualize: 0, ply: false };
     let ticks = std::cell::Cell::new(0);
     let r = runner.run_benchmark(&spec(Mode::Relative, 1e4), &data, &|| ticks.set(ticks.get() + 1));
