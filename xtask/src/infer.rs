@@ -80,20 +80,15 @@ pub(crate) fn list_images(p: &Path) -> Result<Vec<PathBuf>> {
 /// folders (KITTI's drives, Sintel's scenes) keep apart; a folder of images gives their stems,
 /// as the official run.py. Two inputs that differ only in extension are refused up front.
 pub(crate) fn output_names(files: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let parent = |f: &PathBuf| f.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut base = files.first().map(parent).unwrap_or_default();
-    for f in files {
-        while !f.starts_with(&base) {
-            base = base.parent().map(Path::to_path_buf).unwrap_or_default();
-        }
-    }
+    // folders as PredDir reads them (`..` resolved, so no name climbs out of --outdir)
+    let dirs: Vec<Vec<String>> = files.iter().map(|f| depth_eval::predict::folders(f)).collect();
+    let first = dirs.first().cloned().unwrap_or_default();
+    let common =
+        dirs.iter().fold(first.len(), |n, d| n.min(d.iter().zip(&first).take_while(|(a, b)| a == b).count()));
     let names: Vec<PathBuf> = files
         .iter()
-        .map(|f| {
-            // only plain components, so no name climbs out of --outdir
-            let rel = f.strip_prefix(&base).unwrap_or(f).with_extension("");
-            rel.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect()
-        })
+        .zip(&dirs)
+        .map(|(f, d)| d[common..].iter().collect::<PathBuf>().join(f.file_stem().unwrap_or("image".as_ref())))
         .collect();
     let mut seen = std::collections::HashMap::new();
     for (f, n) in files.iter().zip(&names) {
@@ -275,8 +270,10 @@ mod tests {
             ["drive1/image_02/0005", "drive2/image_02/0005", "top"]
         );
         assert_eq!(names(&["s/alley_1/f1.png", "s/bamboo_1/f1.png"]).unwrap(), ["alley_1/f1", "bamboo_1/f1"]);
-        // a list mixing absolute and relative paths stays inside --outdir
+        // a list mixing absolute and relative paths stays inside --outdir; `..` is resolved as
+        // eval's --pred-dir resolves it
         assert_eq!(names(&["/abs/a.png", "../rel/b.png"]).unwrap(), ["abs/a", "rel/b"]);
+        assert_eq!(names(&["q/a/../b/x.png", "q/c/y.png"]).unwrap(), ["b/x", "c/y"]);
         // names that differ only in the extension would overwrite each other
         let err = names(&["d/a.png", "d/a.jpg"]).unwrap_err().to_string();
         assert!(err.contains("d/a.png") && err.contains("d/a.jpg"), "{err}");

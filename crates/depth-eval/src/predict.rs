@@ -94,17 +94,7 @@ impl PredDir {
     /// The files that may hold item `id`'s prediction, longest tail first; the last is
     /// `<dir>/<stem>.npy`.
     pub fn candidates(&self, id: &str) -> Vec<PathBuf> {
-        // the image's folders, `..` resolved lexically
-        let mut parts: Vec<String> = Vec::new();
-        for c in Path::new(id).parent().map(Path::components).into_iter().flatten() {
-            match c {
-                std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
-                std::path::Component::ParentDir => {
-                    parts.pop();
-                }
-                _ => {}
-            }
-        }
+        let parts = folders(Path::new(id));
         let file = format!("{}.npy", stem(id));
         (0..=parts.len())
             .map(|k| parts[k..].iter().fold(self.dir.clone(), |p, c| p.join(c)).join(&file))
@@ -117,6 +107,22 @@ impl PredDir {
         let all = self.candidates(id);
         all.iter().find(|p| p.is_file()).unwrap_or(all.last().expect("at least the stem")).clone()
     }
+}
+
+/// The folders above a file, `..` resolved lexically, the root and `.` left out: the path
+/// parts that `xtask infer` keeps in its output names and `PredDir` matches by tail.
+pub fn folders(file: &Path) -> Vec<String> {
+    let mut parts = Vec::new();
+    for c in file.parent().map(Path::components).into_iter().flatten() {
+        match c {
+            std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    parts
 }
 
 /// A file-name-safe stem for an item id (its image's file stem).
