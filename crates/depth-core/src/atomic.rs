@@ -1,5 +1,7 @@
 //! Writing files so that a reader never sees a partial one: write a temp file in the target's
-//! folder, then rename it over the target. On any error nothing is left behind.
+//! folder, flush it to the disk (fsync), then rename it over the target and sync the folder, so
+//! that after a crash or power loss the name holds either the old file or the complete new one.
+//! On any error nothing is left behind.
 
 use crate::error::{CoreError, Result};
 use std::io::Write;
@@ -21,7 +23,13 @@ pub fn write_atomic(path: &Path, f: impl FnOnce(&mut dyn Write) -> std::io::Resu
         use std::os::unix::fs::PermissionsExt;
         tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io)?;
     }
+    tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
+    // the rename itself is durable once the folder is synced (best effort: not every
+    // filesystem lets a folder be opened for it)
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(())
 }
 

@@ -28,6 +28,8 @@ pub enum CoreError {
     UnknownDevice(String),
     #[error("{path}: not a decodable image ({reason})")]
     ImageDecode { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Config { path: PathBuf, reason: String },
     #[error("{op}: {reason}")]
     BadArgument { op: &'static str, reason: String },
     #[error(transparent)]

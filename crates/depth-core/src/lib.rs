@@ -3,12 +3,13 @@
 //! It owns the ops candle lacks or gets wrong — differentiable bilinear/bicubic resampling with
 //! PyTorch's exact semantics, OpenCV-exact `INTER_CUBIC`, fused *and* differentiable LayerNorm
 //! and softmax — plus weight IO (`.pth`, safetensors, the Hub) with strict loading, device
-//! choice and the shared error type. It knows nothing about depth, models or datasets and must
+//! choice, the one TOML config reader of the pipeline, and the shared error type. It knows nothing about depth, models or datasets and must
 //! never depend on another depth-* crate.
 
 pub mod abs;
 pub mod atomic;
 pub mod attention;
+pub mod config;
 pub mod conv;
 pub mod device;
 pub mod error;

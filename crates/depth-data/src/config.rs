@@ -6,6 +6,7 @@
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::formats::{self, folder::ImageFolder, nyu::NyuLabeled, pseudo::PseudoLabeled};
+use depth_core::config::{base_dir, check_unique, expand, read_toml};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -94,12 +95,10 @@ pub struct DataConfig {
 }
 
 impl DataConfig {
-    /// Reads a config and resolves its paths.
+    /// Reads a config (through depth-core's one config reader) and resolves its paths.
     pub fn load(path: &Path) -> Result<DataConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        let mut cfg: DataConfig = toml::from_str(&text)
-            .map_err(|e| DataError::Config { path: path.into(), reason: e.to_string() })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        let mut cfg: DataConfig = read_toml(path, &[])?;
+        let base = base_dir(path);
         for d in &mut cfg.datasets {
             let resolve = |p: &Path| expand(p, base);
             d.root = resolve(&d.root)?;
@@ -107,14 +106,8 @@ impl DataConfig {
             d.store = d.store.as_deref().map(resolve).transpose()?;
             d.manifest = d.manifest.as_deref().map(resolve).transpose()?;
         }
-        let mut names: Vec<&str> = cfg.datasets.iter().map(|d| d.name.as_str()).collect();
-        names.sort();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(DataError::Config {
-                path: path.into(),
-                reason: format!("dataset '{}' is declared twice", w[0]),
-            });
-        }
+        check_unique(cfg.datasets.iter().map(|d| d.name.as_str()), "dataset")
+            .map_err(|reason| DataError::Config { path: path.into(), reason })?;
         Ok(cfg)
     }
 
@@ -127,16 +120,6 @@ impl DataConfig {
             ),
         })
     }
-}
-
-/// `${DEPTH_FIXTURES}` → the fixtures folder; relative → under `base`. Other configs that name
-/// files (the eval config) resolve their paths the same way.
-pub fn expand(p: &Path, base: &Path) -> Result<PathBuf> {
-    let s = p.to_string_lossy();
-    if let Some(rest) = s.strip_prefix("${DEPTH_FIXTURES}") {
-        return Ok(depth_core::fixtures::fixtures_dir()?.join(rest.trim_start_matches('/')));
-    }
-    Ok(if p.is_absolute() { p.into() } else { base.join(p) })
 }
 
 impl DatasetSpec {

@@ -4,6 +4,7 @@
 
 use crate::error::{EvalError, Result};
 use crate::protocol::{Crop, EvalSettings};
+use depth_core::config::{base_dir, check_unique, expand, read_toml};
 use depth_data::Dataset;
 use depth_data::config::DataConfig;
 use std::path::{Path, PathBuf};
@@ -29,16 +30,7 @@ impl std::fmt::Display for Mode {
     }
 }
 
-/// Held-out procedural scenes: seeds the training data never uses.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SynthSpec {
-    pub seed: u64,
-    pub count: usize,
-    /// Photos cropped for textures (default: the fixtures' unlabeled photos).
-    #[serde(default)]
-    pub textures: Option<PathBuf>,
-}
+pub use depth_data::synth::SynthSpec;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,16 +88,11 @@ fn default_visualize() -> usize {
     4
 }
 
-fn expand(p: &Path, base: &Path) -> Result<PathBuf> {
-    Ok(depth_data::config::expand(p, base)?)
-}
-
 impl EvalConfig {
     pub fn load(path: &Path) -> Result<EvalConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
         let bad = |reason: String| EvalError::Config { path: path.into(), reason };
-        let mut cfg: EvalConfig = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        let mut cfg: EvalConfig = read_toml(path, &[])?;
+        let base = base_dir(path);
         cfg.data = expand(&cfg.data, base)?;
         for b in &mut cfg.benchmarks {
             if b.dataset.is_some() == b.synth.is_some() {
@@ -118,23 +105,19 @@ impl EvalConfig {
                 return Err(bad(format!("benchmark '{}' needs 0 < min_depth < max_depth", b.name)));
             }
             if let Some(s) = &mut b.synth {
-                s.textures = s.textures.as_deref().map(|t| expand(t, base)).transpose()?;
+                s.resolve(base)?;
             }
         }
         for p in &mut cfg.pairwise {
             p.annotations = expand(&p.annotations, base)?;
             p.images = expand(&p.images, base)?;
         }
-        let mut names: Vec<&str> = cfg
+        let names = cfg
             .benchmarks
             .iter()
             .map(|b| b.name.as_str())
-            .chain(cfg.pairwise.iter().map(|p| p.name.as_str()))
-            .collect();
-        names.sort();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(bad(format!("benchmark '{}' is declared twice", w[0])));
-        }
+            .chain(cfg.pairwise.iter().map(|p| p.name.as_str()));
+        check_unique(names, "benchmark").map_err(bad)?;
         Ok(cfg)
     }
 
@@ -162,16 +145,7 @@ impl EvalConfig {
     /// Opens a benchmark's dataset (the error says how to get it when it is missing).
     pub fn open(&self, b: &BenchmarkSpec) -> Result<Arc<dyn Dataset>> {
         if let Some(s) = &b.synth {
-            let textures = match &s.textures {
-                Some(t) => t.clone(),
-                None => depth_core::fixtures::fixtures_dir()?.join("unlabeled"),
-            };
-            return Ok(Arc::new(depth_data::synth::SynthDataset {
-                config: Default::default(),
-                bank: Arc::new(depth_data::synth::PhotoBank::from_dir(&textures)?),
-                seed: s.seed,
-                count: s.count,
-            }));
+            return Ok(Arc::new(s.open()?));
         }
         let data = DataConfig::load(&self.data)?;
         Ok(data.get(b.dataset.as_deref().unwrap_or_default())?.open()?)

@@ -80,6 +80,9 @@ pub struct VitConfig {
     /// The pretraining image size: the position-embedding grid is img_size / patch_size.
     pub img_size: usize,
     pub layer_scale: bool,
+    /// LayerScale's initial gamma for a freshly built model (1.0 in Depth Anything V2's DINOv2).
+    #[serde(default = "one")]
+    pub layer_scale_init: f64,
     pub ln_eps: f64,
     pub pos_embed_resize: PosEmbedResize,
 }
@@ -95,6 +98,7 @@ impl VitConfig {
             patch_size: 14,
             img_size: 518,
             layer_scale: true,
+            layer_scale_init: 1.0,
             ln_eps: 1e-6,
             pos_embed_resize: PosEmbedResize::ScaleFactor { offset: 0.1 },
         }
@@ -135,6 +139,10 @@ pub struct DptConfig {
     pub head_hidden: usize,
 }
 
+fn one() -> f64 {
+    1.0
+}
+
 /// Encoder, head and the encoder layers the head reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,7 +150,17 @@ pub struct ModelConfig {
     pub vit: VitConfig,
     pub head: DptConfig,
     pub layers: [usize; 4],
+    /// The metric head of the official `metric_depth/` (sigmoid × max_depth, metres) instead of
+    /// the relative one (ReLU, affine-invariant disparity).
+    #[serde(default)]
+    pub max_depth: Option<f64>,
 }
+
+/// The safetensors metadata keys of a checkpoint written by [`crate::save_model`].
+pub const META_FORMAT: &str = "format";
+pub const META_CONFIG: &str = "depth_anything_v2.config";
+/// The value of [`META_FORMAT`].
+pub const CHECKPOINT_FORMAT: &str = "depth-anything-v2/1";
 
 impl ModelConfig {
     /// The official Depth Anything V2 configuration of an encoder.
@@ -157,7 +175,60 @@ impl ModelConfig {
             vit: VitConfig::for_encoder(e),
             head: DptConfig { features, out_channels, use_clstoken: false, head_hidden: 32 },
             layers,
+            max_depth: None,
         }
+    }
+
+    /// A custom size with the official conventions: a ViT of `embed_dim` × `depth` blocks and
+    /// `num_heads` heads (MLP FFN), a head of `features` channels, reading the blocks at the
+    /// quarter points (`[d/4 − 1, d/2 − 1, 3d/4 − 1, d − 1]` as the official small models do),
+    /// projecting them to `features · [1/2, 1, 2, 4]`-ish channels scaled as vits does.
+    pub fn custom(embed_dim: usize, depth: usize, num_heads: usize, features: usize) -> Self {
+        let q = |k: usize| (depth * k / 4).max(1) - 1;
+        let layers = [q(1), q(2), q(3), depth - 1];
+        let out_channels = [embed_dim / 8, embed_dim / 4, embed_dim / 2, embed_dim].map(|c| c.max(1));
+        Self {
+            vit: VitConfig::custom(embed_dim, depth, num_heads, Ffn::Mlp),
+            head: DptConfig { features, out_channels, use_clstoken: false, head_hidden: 32.min(features) },
+            layers,
+            max_depth: None,
+        }
+    }
+
+    /// The official encoder size this configuration has, if any (the official code can then
+    /// load a checkpoint of it).
+    pub fn official_encoder(&self) -> Option<Encoder> {
+        [Encoder::Vits, Encoder::Vitb, Encoder::Vitl, Encoder::Vitg].into_iter().find(|&e| {
+            let o = Self::official(e);
+            o.vit == self.vit && o.head == self.head && o.layers == self.layers
+        })
+    }
+
+    /// Checks that the sizes fit together (heads divide the width, layers exist, …).
+    pub fn validate(&self) -> Result<(), String> {
+        let v = &self.vit;
+        if v.embed_dim == 0 || v.num_heads == 0 || !v.embed_dim.is_multiple_of(v.num_heads) {
+            return Err(format!("embed_dim {} is not a multiple of num_heads {}", v.embed_dim, v.num_heads));
+        }
+        if v.depth == 0 || self.layers.iter().any(|&l| l >= v.depth) {
+            return Err(format!("layers {:?} must be blocks of the {} the ViT has", self.layers, v.depth));
+        }
+        if v.patch_size == 0 || !v.img_size.is_multiple_of(v.patch_size) {
+            return Err(format!("img_size {} is not a multiple of patch_size {}", v.img_size, v.patch_size));
+        }
+        let h = &self.head;
+        if h.features < 2 || h.out_channels.contains(&0) || h.head_hidden == 0 {
+            return Err(format!(
+                "head sizes must be positive (features {} ≥ 2, out_channels {:?}, head_hidden {})",
+                h.features, h.out_channels, h.head_hidden
+            ));
+        }
+        if let Some(m) = self.max_depth
+            && !(m > 0.0 && m.is_finite())
+        {
+            return Err(format!("max_depth {m} must be positive"));
+        }
+        Ok(())
     }
 }
 
@@ -170,5 +241,21 @@ mod tests {
         assert_eq!(VitConfig::custom(64, 4, 4, Ffn::SwiGlu).ffn_hidden(), 176);
         assert_eq!(VitConfig::for_encoder(Encoder::Vitg).ffn_hidden(), 4096);
         assert_eq!(VitConfig::for_encoder(Encoder::Vits).ffn_hidden(), 1536);
+    }
+
+    #[test]
+    fn custom_sizes_validate_and_official_ones_are_recognised() {
+        let c = ModelConfig::custom(96, 6, 3, 32);
+        assert_eq!(c.layers, [0, 2, 3, 5]);
+        assert_eq!(c.head.out_channels, [12, 24, 48, 96]);
+        c.validate().unwrap();
+        assert_eq!(c.official_encoder(), None);
+        assert!(ModelConfig::custom(96, 6, 5, 32).validate().unwrap_err().contains("num_heads"));
+        for e in [Encoder::Vits, Encoder::Vitb, Encoder::Vitl, Encoder::Vitg] {
+            assert_eq!(ModelConfig::official(e).official_encoder(), Some(e));
+            ModelConfig::official(e).validate().unwrap();
+        }
+        // vits read at the same quarter points as custom(384, 12, 6, 64)
+        assert_eq!(ModelConfig::custom(384, 12, 6, 64).layers, ModelConfig::official(Encoder::Vits).layers);
     }
 }

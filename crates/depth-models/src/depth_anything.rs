@@ -1,5 +1,6 @@
 //! Depth Anything V2 = DINOv2 encoder (`pretrained.*`) + DPT head (`depth_head.*`), returning
-//! relative depth (disparity-like, larger = closer) at the input resolution.
+//! relative depth (disparity-like, larger = closer) at the input resolution, or with the metric
+//! head of the official `metric_depth/` (`max_depth` set) metric depth in metres.
 
 use crate::config::ModelConfig;
 use crate::dinov2::{DinoVisionTransformer, LayerOutput};
@@ -38,9 +39,20 @@ impl DepthAnythingV2 {
 
     /// (B, 3, H, W) normalised images, H and W multiples of the patch size → (B, H, W) depth.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_from(&self.features(x)?, x)
+    }
+
+    /// The head on features already computed for `x` (training reuses them for feature
+    /// alignment).
+    pub fn forward_from(&self, features: &[LayerOutput], x: &Tensor) -> Result<Tensor> {
         let p = self.cfg.vit.patch_size;
         let (_, _, h, w) = x.dims4()?;
-        let depth = self.depth_head.forward(&self.features(x)?, h / p, w / p, p)?;
-        depth.relu()?.squeeze(1)
+        let out = self.depth_head.forward(features, h / p, w / p, p)?;
+        // relative: the head's ReLU and the model's (the same); metric: sigmoid × max_depth
+        let depth = match self.cfg.max_depth {
+            None => out.relu()?,
+            Some(m) => (candle_nn::ops::sigmoid(&out)? * m)?,
+        };
+        depth.squeeze(1)
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::config::{Ffn, PosEmbedResize, VitConfig};
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::{Init, Linear, VarBuilder};
 use depth_core::conv::Conv2d;
 
 /// LayerNorm over the last dim (differentiable, fused).
@@ -16,9 +16,24 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// Fresh: weight 1, bias 0 (PyTorch's `nn.LayerNorm`).
     pub fn new(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { weight: vb.get(dim, "weight")?, bias: vb.get(dim, "bias")?, eps })
+        Ok(Self {
+            weight: vb.get_with_hints(dim, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(dim, "bias", Init::Const(0.0))?,
+            eps,
+        })
     }
+}
+
+/// DINOv2's `init_weights_vit_timm`: std 0.02, bias 0. PyTorch's `trunc_normal_` cuts at ±2
+/// (absolute), i.e. 100 standard deviations here, so a plain normal is the same distribution.
+const VIT_STD: f64 = 0.02;
+
+fn linear(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Linear> {
+    let w = vb.get_with_hints((c_out, c_in), "weight", Init::Randn { mean: 0.0, stdev: VIT_STD })?;
+    let b = vb.get_with_hints(c_out, "bias", Init::Const(0.0))?;
+    Ok(Linear::new(w, Some(b)))
 }
 
 impl Module for LayerNorm {
@@ -106,7 +121,9 @@ pub struct Block {
 impl Block {
     pub fn new(cfg: &VitConfig, vb: VarBuilder) -> Result<Self> {
         let dim = cfg.embed_dim;
-        let ls = |name: &str| cfg.layer_scale.then(|| vb.pp(name).get(dim, "gamma")).transpose();
+        let init = Init::Const(cfg.layer_scale_init);
+        let ls =
+            |name: &str| cfg.layer_scale.then(|| vb.pp(name).get_with_hints(dim, "gamma", init)).transpose();
         Ok(Self {
             norm1: LayerNorm::new(dim, cfg.ln_eps, vb.pp("norm1"))?,
             attn: Attention::new(dim, cfg.num_heads, vb.pp("attn"))?,
@@ -156,13 +173,16 @@ pub struct LayerOutput {
 }
 
 impl DinoVisionTransformer {
+    /// Fresh tensors as the official `init_weights`: position embeddings N(0, 0.02), class token
+    /// N(0, 1e-6), mask token 0, linears as [`VIT_STD`], patch embedding PyTorch's default conv.
     pub fn new(cfg: &VitConfig, vb: VarBuilder) -> Result<Self> {
         let (dim, p) = (cfg.embed_dim, cfg.patch_size);
         let grid = cfg.img_size / p;
+        let normal = |stdev| Init::Randn { mean: 0.0, stdev };
         Ok(Self {
-            cls_token: vb.get((1, 1, dim), "cls_token")?,
-            pos_embed: vb.get((1, grid * grid + 1, dim), "pos_embed")?,
-            mask_token: vb.get((1, dim), "mask_token")?,
+            cls_token: vb.get_with_hints((1, 1, dim), "cls_token", normal(1e-6))?,
+            pos_embed: vb.get_with_hints((1, grid * grid + 1, dim), "pos_embed", normal(VIT_STD))?,
+            mask_token: vb.get_with_hints((1, dim), "mask_token", Init::Const(0.0))?,
             patch_embed: Conv2d::new(3, dim, p, 0, p, true, vb.pp("patch_embed").pp("proj"))?,
             blocks: (0..cfg.depth).map(|i| Block::new(cfg, vb.pp("blocks").pp(i))).collect::<Result<_>>()?,
             norm: LayerNorm::new(dim, cfg.ln_eps, vb.pp("norm"))?,

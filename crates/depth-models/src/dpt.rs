@@ -6,12 +6,35 @@
 use crate::config::DptConfig;
 use crate::dinov2::LayerOutput;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, Linear, VarBuilder, conv_transpose2d, linear};
+use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, Init, Linear, VarBuilder};
 use depth_core::conv::Conv2d;
 
 /// A biased k×k conv, stride 1, "same" padding.
 fn conv(c_in: usize, c_out: usize, k: usize, vb: VarBuilder) -> Result<Conv2d> {
     Conv2d::new(c_in, c_out, k, k / 2, 1, true, vb)
+}
+
+/// PyTorch's default init of Linear/Conv/ConvTranspose (kaiming_uniform with a = √5): weight
+/// and bias uniform in ±1/√fan_in.
+fn torch_default(fan_in: usize) -> Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    Init::Uniform { lo: -bound, up: bound }
+}
+
+fn linear(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Linear> {
+    let init = torch_default(c_in);
+    Ok(Linear::new(
+        vb.get_with_hints((c_out, c_in), "weight", init)?,
+        Some(vb.get_with_hints(c_out, "bias", init)?),
+    ))
+}
+
+/// A k×k transposed conv with stride k (weight (in, out, k, k); PyTorch's fan_in is out·k²).
+fn conv_transpose(c: usize, k: usize, vb: VarBuilder) -> Result<ConvTranspose2d> {
+    let init = torch_default(c * k * k);
+    let cfg = ConvTranspose2dConfig { stride: k, padding: 0, output_padding: 0, dilation: 1 };
+    let w = vb.get_with_hints((c, c, k, k), "weight", init)?;
+    Ok(ConvTranspose2d::new(w, Some(vb.get_with_hints(c, "bias", init)?), cfg))
 }
 
 fn upsample(x: &Tensor, size: (usize, usize)) -> Result<Tensor> {
@@ -105,10 +128,7 @@ impl DptHead {
         let vp = vb.pp("projects");
         let projects = (0..4).map(|i| conv(in_channels, oc[i], 1, vp.pp(i))).collect::<Result<_>>()?;
         let vr = vb.pp("resize_layers");
-        let up = |i: usize, k: usize| {
-            let c = ConvTranspose2dConfig { stride: k, padding: 0, output_padding: 0, dilation: 1 };
-            conv_transpose2d(oc[i], oc[i], k, c, vr.pp(i)).map(Resize::Up)
-        };
+        let up = |i: usize, k: usize| conv_transpose(oc[i], k, vr.pp(i)).map(Resize::Up);
         let down = Conv2d::new(oc[3], oc[3], 3, 1, 2, true, vr.pp(3))?;
         let resize_layers = vec![up(0, 4)?, up(1, 2)?, Resize::Identity, Resize::Down(down)];
         let readout_projects = cfg
@@ -140,7 +160,8 @@ impl DptHead {
         })
     }
 
-    /// `features`: the four encoder layers; `(ph, pw)`: the patch grid. Returns (B, 1, 14·ph, 14·pw).
+    /// `features`: the four encoder layers; `(ph, pw)`: the patch grid. Returns (B, 1, 14·ph, 14·pw)
+    /// before the final activation (the model applies ReLU, or the metric sigmoid).
     pub fn forward(&self, features: &[LayerOutput], ph: usize, pw: usize, patch: usize) -> Result<Tensor> {
         let mut maps = Vec::with_capacity(4);
         for (i, feat) in features.iter().enumerate() {
@@ -163,6 +184,6 @@ impl DptHead {
         let path2 = r2.forward(&path3, Some(&maps[1]), Some(size(&maps[0])?))?;
         let path1 = r1.forward(&path2, Some(&maps[0]), None)?;
         let out = upsample(&self.output_conv1.forward(&path1)?, (ph * patch, pw * patch))?;
-        self.output_conv2b.forward(&self.output_conv2a.forward(&out)?.relu()?)?.relu()
+        self.output_conv2b.forward(&self.output_conv2a.forward(&out)?.relu()?)
     }
 }

@@ -34,6 +34,8 @@ struct HfConfig {
     reassemble_factors: [f64; 4],
     #[serde(default = "relative")]
     depth_estimation_type: String,
+    #[serde(default)]
+    max_depth: Option<f64>,
 }
 
 fn relative() -> String {
@@ -52,12 +54,12 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
             c.reassemble_factors
         )));
     }
-    if c.depth_estimation_type != "relative" {
-        return Err(bad(format!(
-            "depth_estimation_type '{}' (only relative is supported)",
-            c.depth_estimation_type
-        )));
-    }
+    let max_depth = match (c.depth_estimation_type.as_str(), c.max_depth) {
+        ("relative", _) => None,
+        ("metric", Some(m)) => Some(m),
+        ("metric", None) => return Err(bad("a metric model needs max_depth".into())),
+        (other, _) => return Err(bad(format!("depth_estimation_type '{other}' (relative or metric)"))),
+    };
     if b.num_register_tokens != 0 {
         return Err(bad("register tokens are not supported".into()));
     }
@@ -79,6 +81,7 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
             patch_size: b.patch_size,
             img_size: b.image_size,
             layer_scale: true,
+            layer_scale_init: 1.0,
             ln_eps: b.layer_norm_eps,
             pos_embed_resize: PosEmbedResize::Size,
         },
@@ -89,6 +92,7 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
             head_hidden: c.head_hidden_size,
         },
         layers,
+        max_depth,
     })
 }
 

@@ -7,7 +7,6 @@ use crate::depth_anything::DepthAnythingV2;
 use crate::error::{ModelError, Result};
 use crate::{hf, preprocess};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarMap;
 use depth_core::weights::{HubOptions, StrictWeights, TensorMap, hub_file, load_safetensors, load_weights};
 use image::{DynamicImage, RgbImage};
 use std::path::Path;
@@ -38,8 +37,9 @@ impl DepthMap {
     }
 }
 
-/// Where weights come from, resolved to tensors in the official layout and a configuration.
-fn resolve(weights: &str, encoder: Encoder) -> Result<(String, ModelConfig, TensorMap)> {
+/// Where weights come from, resolved to tensors in the official layout and a configuration:
+/// an HF folder's config.json, a checkpoint's own metadata (ours), else `encoder`'s official one.
+pub(crate) fn resolve(weights: &str, encoder: Encoder) -> Result<(String, ModelConfig, TensorMap)> {
     let path = Path::new(weights);
     if path.is_dir() {
         let cfg = hf::read_config(&path.join("config.json"))?;
@@ -55,7 +55,11 @@ fn resolve(weights: &str, encoder: Encoder) -> Result<(String, ModelConfig, Tens
             let cfg_path = path.with_file_name("config.json");
             return Ok((weights.into(), hf::read_config(&cfg_path)?, hf::to_official(tensors)?));
         }
-        return Ok((weights.into(), ModelConfig::official(encoder), tensors));
+        return Ok((
+            weights.into(),
+            stored_config(path)?.unwrap_or_else(|| ModelConfig::official(encoder)),
+            tensors,
+        ));
     }
     let (repo, file) = match weights.split_once(':') {
         Some((r, f)) => (r, Some(f)),
@@ -78,25 +82,32 @@ fn resolve(weights: &str, encoder: Encoder) -> Result<(String, ModelConfig, Tens
     Ok((weights.into(), ModelConfig::official(encoder), load_weights(&local)?))
 }
 
+/// The configuration a checkpoint written by [`crate::save_model`] carries, if any.
+fn stored_config(path: &Path) -> Result<Option<ModelConfig>> {
+    if matches!(path.extension().and_then(|e| e.to_str()), Some("pth" | "pt" | "bin" | "ckpt")) {
+        return Ok(None);
+    }
+    let meta = depth_core::weights::safetensors_metadata(path)?;
+    let Some(json) = meta.get(crate::config::META_CONFIG) else { return Ok(None) };
+    let cfg: ModelConfig = serde_json::from_str(json).map_err(|e| ModelError::BadInput {
+        what: "checkpoint",
+        reason: format!("{}: its model config does not parse: {e}", path.display()),
+    })?;
+    cfg.validate().map_err(|e| ModelError::BadInput {
+        what: "checkpoint",
+        reason: format!("{}: its model config is inconsistent: {e}", path.display()),
+    })?;
+    Ok(Some(cfg))
+}
+
 /// Loads a model strictly (every tensor present, used and of the right shape). `weights` is a
 /// `.pth`/safetensors file in the official layout, an HF folder (config.json + model.safetensors),
 /// or a Hub id (`owner/name`, optionally `:file`; `-hf` repos are read in the HF layout).
-/// `encoder` sets the configuration for official-layout weights.
+/// A checkpoint of ours brings its own configuration (any size, relative or metric); for other
+/// official-layout weights `encoder` sets it.
 pub fn load_model(weights: &str, encoder: Encoder, device: &Device) -> Result<DepthAnythingV2> {
     let (source, cfg, tensors) = resolve(weights, encoder)?;
     let strict = StrictWeights::new(source, tensors);
-    Ok(strict.build(DType::F32, device, |vb| DepthAnythingV2::new(&cfg, vb))?)
-}
-
-/// As [`load_model`], with every parameter registered as a trainable `Var` in `varmap`.
-pub fn load_model_trainable(
-    weights: &str,
-    encoder: Encoder,
-    device: &Device,
-    varmap: &VarMap,
-) -> Result<DepthAnythingV2> {
-    let (source, cfg, tensors) = resolve(weights, encoder)?;
-    let strict = StrictWeights::trainable(source, tensors, varmap);
     Ok(strict.build(DType::F32, device, |vb| DepthAnythingV2::new(&cfg, vb))?)
 }
 

@@ -108,16 +108,23 @@ fn dpt_head_gradients() {
 
 #[test]
 fn every_parameter_of_a_full_model_gets_a_gradient() {
-    let cfg = ModelConfig { vit: tiny_vit(Ffn::Mlp), head: tiny_head(), layers: [0, 1, 1, 1] };
-    let (model, vm) = random(|vb| DepthAnythingV2::new(&cfg, vb));
-    let x = Tensor::randn(0f64, 1.0, (2, 3, 42, 56), &Device::Cpu).unwrap();
-    let y = model.forward(&x).unwrap();
-    assert_eq!(y.dims(), [2, 42, 56]);
-    let grads = (y + 1.0).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
-    let used = vars_except(&vm, &UNUSED);
-    let without = used.iter().filter(|(_, v)| grads.get(v.as_tensor()).is_none()).count();
-    assert_eq!(without, 0, "{without} of {} parameters got no gradient", used.len());
-    assert_eq!(used.len() + 5, vm.all_vars().len(), "only mask_token and refinenet4.resConfUnit1 are unused");
+    // the relative head (ReLU) and the metric one (sigmoid × max_depth)
+    for max_depth in [None, Some(20.0)] {
+        let cfg = ModelConfig { vit: tiny_vit(Ffn::Mlp), head: tiny_head(), layers: [0, 1, 1, 1], max_depth };
+        let (model, vm) = random(|vb| DepthAnythingV2::new(&cfg, vb));
+        let x = Tensor::randn(0f64, 1.0, (2, 3, 42, 56), &Device::Cpu).unwrap();
+        let y = model.forward(&x).unwrap();
+        assert_eq!(y.dims(), [2, 42, 56]);
+        let grads = (y + 1.0).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let used = vars_except(&vm, &UNUSED);
+        let without = used.iter().filter(|(_, v)| grads.get(v.as_tensor()).is_none()).count();
+        assert_eq!(without, 0, "{without} of {} parameters got no gradient", used.len());
+        assert_eq!(
+            used.len() + 5,
+            vm.all_vars().len(),
+            "only mask_token and refinenet4.resConfUnit1 are unused"
+        );
+    }
 }
 
 #[test]

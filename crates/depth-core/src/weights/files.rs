@@ -52,12 +52,40 @@ pub fn load_weights(path: &Path) -> Result<TensorMap> {
     }
 }
 
-/// Writes tensors as safetensors, atomically.
-pub fn save_safetensors(tensors: &TensorMap, path: &Path) -> Result<()> {
-    let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), None).map_err(|e| {
+/// Writes tensors as safetensors with string metadata (may be empty), atomically.
+pub fn save_safetensors(tensors: &TensorMap, metadata: &Metadata, path: &Path) -> Result<()> {
+    let meta = (!metadata.is_empty()).then(|| metadata.clone());
+    let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), meta).map_err(|e| {
         CoreError::BadWeightFile { path: path.into(), format: "safetensors", reason: e.to_string() }
     })?;
     crate::atomic::write_atomic(path, |w| w.write_all(&bytes))
+}
+
+/// String metadata of a safetensors file (`__metadata__`).
+pub type Metadata = HashMap<String, String>;
+
+/// The largest safetensors header read (the format's own limit is 100 MB).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// The metadata of a safetensors file, read from its header alone (empty when it has none).
+/// The header's claimed length is checked against the file's size before anything is read.
+pub fn safetensors_metadata(path: &Path) -> Result<Metadata> {
+    use std::io::Read;
+    let io = |source| CoreError::Io { path: path.into(), source };
+    let bad = |reason: String| CoreError::BadWeightFile { path: path.into(), format: "safetensors", reason };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let size = f.metadata().map_err(io)?.len();
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|_| bad(format!("{size} bytes: too short for a header")))?;
+    let n = u64::from_le_bytes(len);
+    if n > MAX_HEADER || n > size - 8 {
+        return Err(bad(format!("header claims {n} bytes but the file has {size}")));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(io)?;
+    let json: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(format!("header: {e}")))?;
+    let Some(meta) = json.get("__metadata__") else { return Ok(Metadata::new()) };
+    serde_json::from_value(meta.clone()).map_err(|e| bad(format!("__metadata__: {e}")))
 }
 
 #[cfg(test)]
@@ -70,8 +98,10 @@ mod tests {
         let p = dir.path().join("w.safetensors");
         let t = Tensor::arange(0f32, 6.0, &Device::Cpu).unwrap().reshape((2, 3)).unwrap();
         let m: TensorMap = [("a.weight".to_string(), t.clone())].into();
-        save_safetensors(&m, &p).unwrap();
+        let meta: Metadata = [("config".to_string(), "{}".to_string())].into();
+        save_safetensors(&m, &meta, &p).unwrap();
         let back = load_weights(&p).unwrap();
+        assert_eq!(safetensors_metadata(&p).unwrap(), meta);
         assert_eq!(back["a.weight"].to_vec2::<f32>().unwrap(), t.to_vec2::<f32>().unwrap());
 
         let junk = dir.path().join("junk.pth");
@@ -80,5 +110,10 @@ mod tests {
         assert!(err.contains("junk.pth"), "{err}");
         let err = load_weights(&dir.path().join("missing.pth")).unwrap_err().to_string();
         assert!(err.contains("missing.pth"), "{err}");
+        // a header that claims more than the file holds is refused before any allocation
+        let lying = dir.path().join("lying.safetensors");
+        std::fs::write(&lying, [u64::MAX.to_le_bytes().as_slice(), b"{}"].concat()).unwrap();
+        let err = safetensors_metadata(&lying).unwrap_err().to_string();
+        assert!(err.contains("lying.safetensors") && err.contains("header claims"), "{err}");
     }
 }

@@ -6,6 +6,8 @@ mod files;
 mod hub;
 mod strict;
 
-pub use files::{TensorMap, load_pth, load_safetensors, load_weights, save_safetensors};
+pub use files::{
+    Metadata, TensorMap, load_pth, load_safetensors, load_weights, safetensors_metadata, save_safetensors,
+};
 pub use hub::{HubOptions, hub_file};
-pub use strict::StrictWeights;
+pub use strict::{LoadSummary, StrictWeights};

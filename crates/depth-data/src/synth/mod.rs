@@ -44,6 +44,47 @@ pub struct SynthDataset {
     pub count: usize,
 }
 
+/// Procedural scenes as a config names them (training sources, held-out benchmarks): the seed
+/// and count, and optionally the texture photos and the scene size.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynthSpec {
+    pub seed: u64,
+    pub count: usize,
+    /// Photos cropped for textures (default: the fixtures' unlabeled photos).
+    #[serde(default)]
+    pub textures: Option<PathBuf>,
+    /// Scene width and height in pixels (default 518).
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub height: Option<u32>,
+}
+
+impl SynthSpec {
+    /// Resolves `textures` against a config's folder.
+    pub fn resolve(&mut self, base: &Path) -> Result<()> {
+        self.textures = self.textures.as_deref().map(|t| depth_core::config::expand(t, base)).transpose()?;
+        Ok(())
+    }
+
+    pub fn open(&self) -> Result<SynthDataset> {
+        let textures = match &self.textures {
+            Some(t) => t.clone(),
+            None => depth_core::fixtures::fixtures_dir()?.join("unlabeled"),
+        };
+        let mut config = SceneConfig::default();
+        config.width = self.width.unwrap_or(config.width);
+        config.height = self.height.unwrap_or(config.height);
+        Ok(SynthDataset {
+            config,
+            bank: Arc::new(PhotoBank::from_dir(&textures)?),
+            seed: self.seed,
+            count: self.count,
+        })
+    }
+}
+
 impl SynthDataset {
     pub fn scene(&self, index: usize) -> Scene {
         Scene::random(item_seed(self.seed, index as u64), &self.config, &self.bank)

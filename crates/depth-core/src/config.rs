@@ -1,0 +1,157 @@
+//! The one way the pipeline reads a TOML configuration (data, eval and train configs alike):
+//! parse with serde (a config type with `deny_unknown_fields` turns a typo into an error that
+//! names the key), apply `--set key=value` overrides first, and resolve paths relative to the
+//! config file, with `${DEPTH_FIXTURES}` standing for the shared fixtures folder.
+
+use crate::error::{CoreError, Result};
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+
+/// Reads `path` as a `T`, after applying `overrides` (`key.sub=value`, see [`apply_override`]).
+pub fn read_toml<T: DeserializeOwned>(path: &Path, overrides: &[String]) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| CoreError::Io { path: path.into(), source })?;
+    parse_toml(&text, path, overrides)
+}
+
+/// As [`read_toml`] on text already read; `path` names it in errors.
+pub fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path, overrides: &[String]) -> Result<T> {
+    let bad = |reason: String| CoreError::Config { path: path.into(), reason };
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| bad(e.to_string()))?;
+    for o in overrides {
+        apply_override(&mut table, o).map_err(|e| bad(format!("--set {o}: {e}")))?;
+    }
+    T::deserialize(toml::Value::Table(table)).map_err(|e| bad(e.to_string()))
+}
+
+/// Sets `key.sub.…=value` in `table`. The value is read as TOML (`3`, `1e-4`, `true`,
+/// `[1, 2]`, `"text"`), or taken as a plain string when it is not TOML (`name=student`).
+/// Tables on the way are created; a number selects an element of an array of tables
+/// (`source.0.ratio=2`).
+pub fn apply_override(table: &mut toml::Table, assignment: &str) -> std::result::Result<(), String> {
+    let (key, raw) = assignment.split_once('=').ok_or("expected key=value")?;
+    let value = format!("v = {}", raw.trim())
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("'{key}' is not a dotted key"));
+    }
+    let (last, path) = parts.split_last().expect("split yields one part");
+    let mut node = table;
+    let mut i = 0;
+    while i < path.len() {
+        let part = path[i];
+        let mut entry =
+            node.entry(part.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
+        if let toml::Value::Array(items) = entry {
+            // a number after a list's name selects one of its tables
+            let idx: usize = path
+                .get(i + 1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| format!("'{part}' is a list: give an index ({part}.0.…)"))?;
+            let len = items.len();
+            entry = items.get_mut(idx).ok_or_else(|| format!("'{part}' has {len} entries, no {idx}"))?;
+            i += 1;
+        }
+        node = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(format!("'{part}' is not a table")),
+        };
+        i += 1;
+    }
+    node.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// `${DEPTH_FIXTURES}/…` → under the fixtures folder; relative → under `base` (the config's
+/// folder); absolute paths stay.
+pub fn expand(p: &Path, base: &Path) -> Result<PathBuf> {
+    let s = p.to_string_lossy();
+    if let Some(rest) = s.strip_prefix("${DEPTH_FIXTURES}") {
+        return Ok(crate::fixtures::fixtures_dir()?.join(rest.trim_start_matches('/')));
+    }
+    Ok(if p.is_absolute() { p.into() } else { base.join(p) })
+}
+
+/// The folder relative paths of the config at `path` are resolved against.
+pub fn base_dir(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// The first name declared twice, as an error message naming `what` (dataset, benchmark, …).
+pub fn check_unique<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    what: &str,
+) -> std::result::Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for n in names {
+        if !seen.insert(n) {
+            return Err(format!("{what} '{n}' is declared twice"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Optim {
+        lr: f64,
+        #[serde(default)]
+        betas: Option<(f64, f64)>,
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Source {
+        name: String,
+        ratio: f64,
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Cfg {
+        name: String,
+        optim: Optim,
+        #[serde(default)]
+        source: Vec<Source>,
+    }
+
+    const TEXT: &str = "name = \"a\"\n[optim]\nlr = 1e-4\n[[source]]\nname = \"s\"\nratio = 1.0\n";
+
+    #[test]
+    fn overrides_set_numbers_strings_lists_and_array_elements() {
+        let p = Path::new("train.toml");
+        let sets = ["optim.lr=5e-6", "name=student", "optim.betas=[0.9, 0.99]", "source.0.ratio=3"];
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let c: Cfg = parse_toml(TEXT, p, &sets).unwrap();
+        assert_eq!(c.optim, Optim { lr: 5e-6, betas: Some((0.9, 0.99)) });
+        assert_eq!(c.name, "student");
+        assert_eq!(c.source[0].ratio, 3.0);
+    }
+
+    #[test]
+    fn a_typo_names_the_file_and_the_key() {
+        let err = parse_toml::<Cfg>(&TEXT.replace("lr =", "lr_encoder ="), Path::new("x/train.toml"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("x/train.toml") && err.contains("lr_encoder"), "{err}");
+        let err = parse_toml::<Cfg>(TEXT, Path::new("t.toml"), &["optim.lrr=1".into()]).unwrap_err();
+        assert!(err.to_string().contains("lrr"), "{err}");
+        let err = parse_toml::<Cfg>(TEXT, Path::new("t.toml"), &["source.5.ratio=1".into()]).unwrap_err();
+        assert!(err.to_string().contains("has 1 entries"), "{err}");
+        let err = parse_toml::<Cfg>(TEXT, Path::new("t.toml"), &["nonsense".into()]).unwrap_err();
+        assert!(err.to_string().contains("key=value"), "{err}");
+    }
+
+    #[test]
+    fn duplicates_are_named() {
+        assert_eq!(check_unique(["a", "b", "a"], "dataset").unwrap_err(), "dataset 'a' is declared twice");
+        assert!(check_unique(["a", "b"], "dataset").is_ok());
+    }
+}

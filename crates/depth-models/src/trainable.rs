@@ -1,0 +1,115 @@
+//! Models to train. [`build_trainable`] makes every tensor a `Var` in a fresh VarMap, built
+//! from scratch as PyTorch builds the modules (seeded), or from a checkpoint — the whole model,
+//! or only the encoder under a freshly initialised head. [`save_model`] writes a checkpoint in
+//! the official key layout with the configuration in its safetensors metadata, which
+//! [`crate::load_model`] reads back for any size without flags.
+
+use crate::config::{CHECKPOINT_FORMAT, META_CONFIG, META_FORMAT, ModelConfig};
+use crate::depth_anything::DepthAnythingV2;
+use crate::error::{ModelError, Result};
+use crate::{hf, infer};
+use candle_core::{DType, Device};
+use candle_nn::VarMap;
+use depth_core::weights::{
+    HubOptions, LoadSummary, Metadata, StrictWeights, TensorMap, hub_file, save_safetensors,
+};
+use std::path::Path;
+
+/// Where a model's initial tensors come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WeightsInit {
+    /// Every tensor fresh: LayerNorm 1/0, ViT linears and position embedding N(0, 0.02), class
+    /// token N(0, 1e-6), LayerScale from the config, PyTorch's default convs in the head.
+    Scratch,
+    /// Every tensor from a checkpoint `load_model` reads (official `.pth`, ours, HF folder or id).
+    Full(String),
+    /// The encoder from a checkpoint, the head fresh. Read: DINOv2's original checkpoints
+    /// (`dinov2_vits14_pretrain.pth`: `blocks.*`, `cls_token`, …), transformers' Dinov2Model
+    /// (`facebook/dinov2-small`: `embeddings.*`, `encoder.layer.*`), or any Depth Anything V2
+    /// checkpoint (its `pretrained.*`; the head's tensors are ignored and listed). A Hub id
+    /// without `:file` reads `model.safetensors`.
+    Encoder(String),
+}
+
+/// A model whose parameters are the `Var`s of `varmap`, and what its build took.
+pub struct Trainable {
+    pub model: DepthAnythingV2,
+    pub varmap: VarMap,
+    pub summary: LoadSummary,
+}
+
+/// Builds `cfg` with every tensor trainable; fresh tensors are drawn from generators seeded by
+/// (`seed`, tensor name). Every missing, mis-shaped or unexpected tensor is one error.
+pub fn build_trainable(
+    cfg: &ModelConfig,
+    init: &WeightsInit,
+    seed: u64,
+    device: &Device,
+) -> Result<Trainable> {
+    cfg.validate().map_err(|reason| ModelError::BadInput { what: "model config", reason })?;
+    let varmap = VarMap::new();
+    let weights = match init {
+        WeightsInit::Scratch => {
+            StrictWeights::trainable("fresh", TensorMap::new(), &varmap).with_fresh(seed, |_| true)
+        }
+        WeightsInit::Full(w) => {
+            let (source, _, tensors) = infer::resolve(w, crate::Encoder::Vits)?;
+            StrictWeights::trainable(source, tensors, &varmap)
+        }
+        WeightsInit::Encoder(w) => StrictWeights::trainable(w.clone(), encoder_tensors(w)?, &varmap)
+            .with_fresh(seed, |k| !k.starts_with("pretrained.")),
+    };
+    let model = weights.build(DType::F32, device, |vb| DepthAnythingV2::new(cfg, vb))?;
+    Ok(Trainable { model, varmap, summary: weights.summary() })
+}
+
+/// A checkpoint's tensors in the official layout, whichever of the encoder layouts it has.
+fn encoder_tensors(spec: &str) -> Result<TensorMap> {
+    let path = Path::new(spec);
+    let raw = if path.exists() {
+        infer::resolve(spec, crate::Encoder::Vits)?.2
+    } else {
+        let (repo, file) = spec.split_once(':').unwrap_or((spec, "model.safetensors"));
+        depth_core::weights::load_weights(&hub_file(repo, file, &HubOptions::from_env())?)?
+    };
+    let has = |prefix: &str| raw.keys().any(|k| k.starts_with(prefix));
+    if has("pretrained.") {
+        Ok(raw)
+    } else if has("backbone.") {
+        hf::to_official(raw)
+    } else if has("embeddings.") || has("encoder.layer.") {
+        hf::to_official(raw.into_iter().map(|(k, v)| (format!("backbone.{k}"), v)).collect())
+    } else if has("blocks.") || raw.contains_key("cls_token") {
+        Ok(raw.into_iter().map(|(k, v)| (format!("pretrained.{k}"), v)).collect())
+    } else {
+        let mut keys: Vec<&String> = raw.keys().take(5).collect();
+        keys.sort();
+        Err(ModelError::BadInput {
+            what: "encoder checkpoint",
+            reason: format!(
+                "{spec}: no DINOv2 or Depth Anything V2 keys (first keys: {keys:?}); expected `blocks.*` (DINOv2), \
+                 `embeddings.*` (transformers Dinov2Model) or `pretrained.*` (Depth Anything V2)"
+            ),
+        })
+    }
+}
+
+/// The model's tensors in `varmap` as float32 on the CPU, by official key.
+pub fn model_tensors(varmap: &VarMap) -> Result<TensorMap> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| ModelError::BadInput { what: "varmap", reason: "lock poisoned".into() })?;
+    data.iter()
+        .map(|(k, v)| Ok((k.clone(), v.as_tensor().to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
+        .collect()
+}
+
+/// Writes `tensors` (a whole model, official keys) as safetensors, atomically, with `cfg` and
+/// `extra` in the metadata. Official sizes load in the official code with `strict=True`.
+pub fn save_model(tensors: &TensorMap, cfg: &ModelConfig, extra: &Metadata, path: &Path) -> Result<()> {
+    let mut meta = extra.clone();
+    meta.insert(META_FORMAT.into(), CHECKPOINT_FORMAT.into());
+    meta.insert(META_CONFIG.into(), serde_json::to_string(cfg).expect("a config serialises"));
+    Ok(save_safetensors(tensors, &meta, path)?)
+}
