@@ -12,6 +12,8 @@ pub enum XtaskError {
     Data(#[from] depth_data::DataError),
     #[error(transparent)]
     Eval(#[from] depth_eval::EvalError),
+    #[error(transparent)]
+    Train(#[from] depth_train::TrainError),
     #[error("{0}")]
     Failed(String),
     #[error("cannot read {path}: {source}")]

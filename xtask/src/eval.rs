@@ -18,7 +18,8 @@ pub struct EvalArgs {
     #[arg(long = "benchmark")]
     benchmarks: Vec<String>,
     /// A model as [NAME=]ENCODER[:WEIGHTS], e.g. `vits`, `student=vits:runs/student.safetensors`,
-    /// `vitl:depth-anything/Depth-Anything-V2-Large`. Repeat for several. Default (without
+    /// `vitl:depth-anything/Depth-Anything-V2-Large`, or [NAME=]PATH for a checkpoint written by
+    /// `train` (any size: its config is in the file). Repeat for several. Default (without
     /// --pred-dir): the official vits checkpoint.
     #[arg(long = "model")]
     models: Vec<String>,
@@ -61,12 +62,18 @@ enum PredKind {
     Disparity,
 }
 
-/// `[NAME=]ENCODER[:WEIGHTS]` → (name, encoder, weights).
+/// `[NAME=]ENCODER[:WEIGHTS]` → (name, encoder, weights). `[NAME=]PATH` of a checkpoint we
+/// wrote needs no encoder: its configuration (any size) is in the file.
 fn parse_model(spec: &str) -> Result<(String, Encoder, String)> {
     let (name, rest) = match spec.split_once('=') {
         Some((n, r)) => (Some(n.to_string()), r),
         None => (None, spec),
     };
+    let path = std::path::Path::new(rest);
+    if path.is_file() {
+        let stem = path.file_stem().map_or_else(|| rest.to_string(), |s| s.to_string_lossy().into_owned());
+        return Ok((name.unwrap_or(stem), Encoder::Vits, rest.to_string()));
+    }
     let (enc, weights) = match rest.split_once(':') {
         Some((e, w)) => (e, Some(w.to_string())),
         None => (rest, None),

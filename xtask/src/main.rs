@@ -8,6 +8,7 @@ mod features;
 mod infer;
 mod progress;
 mod raw;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,8 @@ enum Phase {
     Eval(eval::EvalArgs),
     /// DINOv2 feature exploration: PCA, norms and similarity maps of intermediate layers.
     Features(features::FeaturesArgs),
+    /// Training: relative distillation or metric fine-tuning from configs/train.toml; --resume.
+    Train(train::TrainArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Phase::Data(args) => data::run(args),
         Phase::Eval(args) => eval::run(args),
         Phase::Features(args) => features::run(args),
+        Phase::Train(args) => train::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

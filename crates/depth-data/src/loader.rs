@@ -40,7 +40,7 @@ pub enum OnError {
     Fail,
 }
 
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoaderConfig {
     pub batch_size: usize,

@@ -24,12 +24,22 @@ impl Default for Objective {
 impl Objective {
     /// `pseudo[b]`: whether sample b's target is a pseudo-label.
     pub fn loss(&self, pred: &Tensor, target: &Tensor, mask: &Tensor, pseudo: &[bool]) -> Result<Tensor> {
+        let (ssi, gm) = self.terms(pred, target, mask, pseudo)?;
+        Ok((ssi + (gm * self.gm_weight)?)?)
+    }
+
+    /// The two terms (L_ssi, L_gm) before weighting, for logging; `loss` = ssi + gm_weight · gm.
+    pub fn terms(
+        &self,
+        pred: &Tensor,
+        target: &Tensor,
+        mask: &Tensor,
+        pseudo: &[bool],
+    ) -> Result<(Tensor, Tensor)> {
         let trim: Vec<f64> = pseudo.iter().map(|&p| if p { self.trim_pseudo } else { 0.0 }).collect();
         // one normalisation (a sort per sample) serves both terms
         let norm = normalize_batch(pred, target, mask, "da2_objective")?;
-        let ssi = ssi_from(&norm, &trim, pred)?;
-        let gm = gm_from(&norm, pred, target, self.scales)?;
-        Ok((ssi + (gm * self.gm_weight)?)?)
+        Ok((ssi_from(&norm, &trim, pred)?, gm_from(&norm, pred, target, self.scales)?))
     }
 }
 

@@ -25,4 +25,6 @@ pub use depth_core::read_image;
 pub use error::{ModelError, Result};
 pub use infer::{DepthEstimator, DepthMap, load_model};
 pub use params::{Param, ParamKind, Part, parameters};
-pub use trainable::{Trainable, WeightsInit, build_trainable, model_tensors, save_model};
+pub use trainable::{
+    Trainable, WeightsInit, build_trainable, load_frozen_encoder, model_tensors, save_model,
+};

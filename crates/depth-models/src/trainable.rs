@@ -4,8 +4,9 @@
 //! the official key layout with the configuration in its safetensors metadata, which
 //! [`crate::load_model`] reads back for any size without flags.
 
-use crate::config::{CHECKPOINT_FORMAT, META_CONFIG, META_FORMAT, ModelConfig};
+use crate::config::{CHECKPOINT_FORMAT, META_CONFIG, META_FORMAT, ModelConfig, VitConfig};
 use crate::depth_anything::DepthAnythingV2;
+use crate::dinov2::DinoVisionTransformer;
 use crate::error::{ModelError, Result};
 use crate::{hf, infer};
 use candle_core::{DType, Device};
@@ -63,6 +64,14 @@ pub fn build_trainable(
     Ok(Trainable { model, varmap, summary: weights.summary() })
 }
 
+/// A frozen DINOv2 encoder (plain tensors, no `Var`: it never gets a gradient or optimiser
+/// state) from any checkpoint [`WeightsInit::Encoder`] reads, checked strictly against `vit`.
+pub fn load_frozen_encoder(spec: &str, vit: &VitConfig, device: &Device) -> Result<DinoVisionTransformer> {
+    let weights =
+        StrictWeights::new(spec, encoder_tensors(spec)?).with_fresh(0, |k| !k.starts_with("pretrained."));
+    Ok(weights.build(DType::F32, device, |vb| DinoVisionTransformer::new(vit, vb.pp("pretrained")))?)
+}
+
 /// A checkpoint's tensors in the official layout, whichever of the encoder layouts it has.
 fn encoder_tensors(spec: &str) -> Result<TensorMap> {
     let path = Path::new(spec);
@@ -94,14 +103,15 @@ fn encoder_tensors(spec: &str) -> Result<TensorMap> {
     }
 }
 
-/// The model's tensors in `varmap` as float32 on the CPU, by official key.
+/// A snapshot of the model's tensors in `varmap` (float32, CPU, by official key): copies, so
+/// later optimiser steps (which write into the variables in place) do not change them.
 pub fn model_tensors(varmap: &VarMap) -> Result<TensorMap> {
     let data = varmap
         .data()
         .lock()
         .map_err(|_| ModelError::BadInput { what: "varmap", reason: "lock poisoned".into() })?;
     data.iter()
-        .map(|(k, v)| Ok((k.clone(), v.as_tensor().to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
+        .map(|(k, v)| Ok((k.clone(), v.as_tensor().to_dtype(DType::F32)?.to_device(&Device::Cpu)?.copy()?)))
         .collect()
 }
 

@@ -1,0 +1,292 @@
+//! AdamW with parameter groups, step for step `torch.optim.AdamW` (decoupled weight decay,
+//! bias-corrected moments, per-parameter step counts, parameters without a gradient skipped),
+//! each group with its own learning rate, weight decay, betas and eps. Its state — the moments
+//! and step counts — is saved and restored exactly, so a resumed run continues bit for bit.
+//!
+//! Groups are built from depth-models' typed parameters ([`groups_for`]): encoder and decoder,
+//! each split into a decaying and a non-decaying group. A frozen part simply has no group, so it
+//! keeps no state.
+
+use crate::error::{Result, TrainError};
+use crate::grads::Grads;
+use candle_core::{Tensor, Var};
+use depth_core::weights::TensorMap;
+use depth_models::{Param, Part};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The hyper-parameters of one group (`lr` is the base rate; the schedule scales it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupSettings {
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+}
+
+/// Named parameters sharing settings.
+#[derive(Clone, Debug)]
+pub struct ParamGroup {
+    pub name: String,
+    pub settings: GroupSettings,
+    pub params: Vec<(String, Var)>,
+}
+
+/// The optimiser's settings for a Depth Anything V2 model: the paper's encoder rate, the
+/// decoder at `decoder_lr_mult` times it, AdamW's decay and betas.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// The encoder's learning rate (the paper: 5e-6).
+    pub lr: f64,
+    /// The decoder's rate is this times `lr` (the paper: 10).
+    pub decoder_lr_mult: f64,
+    pub weight_decay: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    /// Exempt norms, biases, tokens and LayerScale from weight decay (DINOv2's rule). The
+    /// official metric_depth/train.py decays every parameter: set false to do the same.
+    pub exempt_no_decay: bool,
+    /// Train the head only: the encoder gets no gradient and no optimiser state.
+    pub freeze_encoder: bool,
+    /// Clip the global gradient norm to this (None: no clipping, as the official loop).
+    pub grad_clip: Option<f64>,
+    /// Micro-batches whose gradients are summed (and averaged) per optimiser step.
+    pub accumulate: usize,
+    /// Keep an exponential moving average of the weights with this decay (e.g. 0.999).
+    pub ema: Option<f64>,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            lr: 5e-6,
+            decoder_lr_mult: 10.0,
+            weight_decay: 0.01,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            exempt_no_decay: true,
+            freeze_encoder: false,
+            grad_clip: None,
+            accumulate: 1,
+            ema: None,
+        }
+    }
+}
+
+impl OptimConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let (b1, b2) = self.betas;
+        if !(self.lr > 0.0 && self.decoder_lr_mult > 0.0) {
+            return Err(format!(
+                "lr {} and decoder_lr_mult {} must be positive",
+                self.lr, self.decoder_lr_mult
+            ));
+        }
+        if !((0.0..1.0).contains(&b1) && (0.0..1.0).contains(&b2)) {
+            return Err(format!("betas ({b1}, {b2}) must be in [0, 1)"));
+        }
+        if !(self.eps > 0.0 && self.weight_decay >= 0.0) {
+            return Err(format!(
+                "eps {} must be positive and weight_decay {} ≥ 0",
+                self.eps, self.weight_decay
+            ));
+        }
+        if self.accumulate == 0 {
+            return Err("accumulate must be at least 1".into());
+        }
+        if let Some(c) = self.grad_clip.filter(|c| c.is_nan() || *c <= 0.0) {
+            return Err(format!("grad_clip {c} must be positive"));
+        }
+        if let Some(d) = self.ema.filter(|d| !(0.0..1.0).contains(d)) {
+            return Err(format!("ema decay {d} must be in [0, 1)"));
+        }
+        Ok(())
+    }
+}
+
+/// The groups of a model's parameters: `encoder`, `encoder_no_decay`, `decoder`,
+/// `decoder_no_decay` (empty ones left out; the encoder's left out when frozen).
+pub fn groups_for(params: &[Param], cfg: &OptimConfig) -> Vec<ParamGroup> {
+    let mut groups = Vec::new();
+    for part in [Part::Encoder, Part::Decoder] {
+        if part == Part::Encoder && cfg.freeze_encoder {
+            continue;
+        }
+        let lr = if part == Part::Encoder { cfg.lr } else { cfg.lr * cfg.decoder_lr_mult };
+        let base = if part == Part::Encoder { "encoder" } else { "decoder" };
+        for decay in [true, false] {
+            let members: Vec<(String, Var)> = params
+                .iter()
+                .filter(|p| p.kind.part == part && (p.kind.decay || !cfg.exempt_no_decay) == decay)
+                .map(|p| (p.name.clone(), p.var.clone()))
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            let weight_decay = if decay { cfg.weight_decay } else { 0.0 };
+            groups.push(ParamGroup {
+                name: if decay { base.to_string() } else { format!("{base}_no_decay") },
+                settings: GroupSettings { lr, weight_decay, betas: cfg.betas, eps: cfg.eps },
+                params: members,
+            });
+        }
+    }
+    groups
+}
+
+struct Group {
+    name: String,
+    base_lr: f64,
+    settings: GroupSettings,
+    params: Vec<(String, Var)>,
+}
+
+/// One parameter's moments.
+struct Moments {
+    step: u64,
+    m: Tensor,
+    v: Tensor,
+}
+
+/// What the optimiser saves besides the moment tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimState {
+    /// Steps taken per parameter (PyTorch's `state[p]["step"]`).
+    pub steps: BTreeMap<String, u64>,
+    /// Current learning rate per group.
+    pub lrs: BTreeMap<String, f64>,
+}
+
+pub struct AdamW {
+    groups: Vec<Group>,
+    state: BTreeMap<String, Moments>,
+}
+
+impl AdamW {
+    /// A parameter may belong to one group only.
+    pub fn new(groups: Vec<ParamGroup>) -> Result<Self> {
+        let mut seen = std::collections::BTreeSet::new();
+        for g in &groups {
+            let s = &g.settings;
+            if !(s.lr >= 0.0 && s.eps > 0.0 && s.betas.0 < 1.0 && s.betas.1 < 1.0) {
+                return Err(TrainError::BadInput {
+                    what: "optimizer",
+                    reason: format!("group {}: {s:?}", g.name),
+                });
+            }
+            if let Some((p, _)) = g.params.iter().find(|(p, _)| !seen.insert(p.clone())) {
+                return Err(TrainError::BadInput {
+                    what: "optimizer",
+                    reason: format!("parameter {p} is in two groups"),
+                });
+            }
+        }
+        let groups = groups
+            .into_iter()
+            .map(|g| Group { name: g.name, base_lr: g.settings.lr, settings: g.settings, params: g.params })
+            .collect();
+        Ok(Self { groups, state: BTreeMap::new() })
+    }
+
+    /// (group name, current settings) in order.
+    pub fn groups(&self) -> impl Iterator<Item = (&str, &GroupSettings)> {
+        self.groups.iter().map(|g| (g.name.as_str(), &g.settings))
+    }
+
+    /// Every optimised parameter, by name.
+    pub fn params(&self) -> Vec<(String, Var)> {
+        self.groups.iter().flat_map(|g| g.params.iter().cloned()).collect()
+    }
+
+    /// Sets each group's rate to its base rate times `factor` (the schedule).
+    pub fn set_lr_factor(&mut self, factor: f64) {
+        for g in &mut self.groups {
+            g.settings.lr = g.base_lr * factor;
+        }
+    }
+
+    /// Sets one group's current rate.
+    pub fn set_lr(&mut self, group: usize, lr: f64) {
+        self.groups[group].settings.lr = lr;
+    }
+
+    /// Parameters with optimiser state (those that have had a gradient).
+    pub fn state_len(&self) -> usize {
+        self.state.len()
+    }
+
+    /// One AdamW step with `grads` (parameters without a gradient are skipped).
+    pub fn step(&mut self, grads: &Grads) -> Result<()> {
+        for g in &self.groups {
+            let GroupSettings { lr, weight_decay, betas: (b1, b2), eps } = g.settings;
+            for (name, var) in &g.params {
+                let Some(grad) = grads.get(name) else { continue };
+                let grad = grad.to_dtype(var.dtype())?;
+                let st = match self.state.remove(name) {
+                    Some(s) => s,
+                    None => Moments { step: 0, m: grad.zeros_like()?, v: grad.zeros_like()? },
+                };
+                let step = st.step + 1;
+                // decoupled weight decay, then the moments (lerp and addcmul as PyTorch)
+                let p = var.as_tensor().affine(1.0 - lr * weight_decay, 0.0)?;
+                let m = (&st.m + ((&grad - &st.m)? * (1.0 - b1))?)?;
+                let v = ((&st.v * b2)? + (grad.sqr()? * (1.0 - b2))?)?;
+                let bias1 = 1.0 - b1.powi(step as i32);
+                let bias2_sqrt = (1.0 - b2.powi(step as i32)).sqrt();
+                let denom = ((v.sqrt()? / bias2_sqrt)? + eps)?;
+                let p = (p - ((&m / denom)? * (lr / bias1))?)?;
+                var.set(&p)?;
+                self.state.insert(name.clone(), Moments { step, m, v });
+            }
+        }
+        Ok(())
+    }
+
+    /// The state to save: `m.<param>` and `v.<param>` tensors (CPU) and the step counts and rates.
+    pub fn state(&self) -> Result<(TensorMap, OptimState)> {
+        let mut tensors = TensorMap::new();
+        let mut steps = BTreeMap::new();
+        for (name, s) in &self.state {
+            tensors.insert(format!("m.{name}"), s.m.to_device(&candle_core::Device::Cpu)?);
+            tensors.insert(format!("v.{name}"), s.v.to_device(&candle_core::Device::Cpu)?);
+            steps.insert(name.clone(), s.step);
+        }
+        let lrs = self.groups.iter().map(|g| (g.name.clone(), g.settings.lr)).collect();
+        Ok((tensors, OptimState { steps, lrs }))
+    }
+
+    /// Restores [`state`](Self::state): every saved parameter must be one of ours with the same
+    /// shape, and every group must be known.
+    pub fn load_state(&mut self, tensors: &TensorMap, saved: &OptimState) -> Result<()> {
+        let bad = |reason: String| TrainError::BadInput { what: "optimizer state", reason };
+        let params: BTreeMap<&str, &Var> =
+            self.groups.iter().flat_map(|g| g.params.iter().map(|(n, v)| (n.as_str(), v))).collect();
+        let mut state = BTreeMap::new();
+        for (name, &step) in &saved.steps {
+            let var = params
+                .get(name.as_str())
+                .ok_or_else(|| bad(format!("{name} is not optimised by this run")))?;
+            let get = |which: &str| -> Result<Tensor> {
+                let t = tensors
+                    .get(&format!("{which}.{name}"))
+                    .ok_or_else(|| bad(format!("no {which}.{name}")))?;
+                if t.dims() != var.dims() {
+                    return Err(bad(format!(
+                        "{which}.{name} is {:?}, the parameter {:?}",
+                        t.dims(),
+                        var.dims()
+                    )));
+                }
+                Ok(t.to_dtype(var.dtype())?.to_device(var.device())?)
+            };
+            state.insert(name.clone(), Moments { step, m: get("m")?, v: get("v")? });
+        }
+        for g in &mut self.groups {
+            g.settings.lr =
+                *saved.lrs.get(&g.name).ok_or_else(|| bad(format!("no rate for group {}", g.name)))?;
+        }
+        self.state = state;
+        Ok(())
+    }
+}
