@@ -136,6 +136,36 @@ fn killed_runs_resume_to_the_uninterrupted_result() {
 }
 
 #[test]
+fn a_trained_student_of_any_size_is_evaluated_by_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let run_dir = dir.path().join("run");
+    run(xtask().args(["--config", cfg.to_str().unwrap(), "--set", "schedule.steps=2"]));
+    let student = run_dir.join("final.safetensors");
+    let report = dir.path().join("report");
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/eval.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "eval",
+            "--config",
+            configs.to_str().unwrap(),
+            "--benchmark",
+            "nyu_frames",
+            "--input-size",
+            "70",
+        ])
+        .args(["--model", &format!("student={}", student.display()), "--out", report.to_str().unwrap()])
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
+    let text = json.to_string();
+    assert!(text.contains("\"student\"") && text.contains("abs_rel"), "{text}");
+}
+
+#[test]
 fn flags_that_would_change_a_resumed_run_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out =
