@@ -101,12 +101,15 @@ impl Trainer {
     pub fn start(cfg: TrainConfig) -> Result<Trainer> {
         let run = cfg.out.clone();
         let ckpts = run.join("checkpoints");
-        if let Some(c) = checkpoint::latest(&ckpts).ok().flatten() {
+        if ckpts.join(checkpoint::POINTER).exists() {
+            let at = match checkpoint::latest(&ckpts) {
+                Ok(Some(c)) => format!("checkpoint at step {}", c.step),
+                _ => "a checkpoint that does not verify".to_string(),
+            };
             return Err(TrainError::Config {
                 path: run.clone(),
                 reason: format!(
-                    "already holds a run (checkpoint at step {}); continue it with --resume {}, or set another `out`",
-                    c.step,
+                    "already holds a run ({at}); continue it with --resume {}, or set another `out`",
                     run.display()
                 ),
             });
