@@ -20,6 +20,7 @@ pub mod gelu;
 mod gemm;
 pub mod image_io;
 pub mod norm;
+pub mod relu;
 pub mod resample;
 pub mod softmax;
 pub mod weights;
@@ -31,6 +32,7 @@ pub use error::{CoreError, Result};
 pub use gelu::gelu_erf;
 pub use image_io::{decode_image, read_image};
 pub use norm::layer_norm;
+pub use relu::relu;
 pub use resample::{
     Taps, bicubic, bicubic_scale, bilinear_align_corners, bilinear_align_corners_scale, cv_resize_cubic,
     lower_bound_size, resample,

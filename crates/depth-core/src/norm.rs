@@ -56,13 +56,16 @@ impl Kernel for LayerNormBwd {
         let d = g.len();
         let mut out = vec![T::zero(); x.len() + 2 * d];
         let (dx, _) = out.split_at_mut(x.len());
-        let sums = dx
-            .par_chunks_mut(d)
-            .zip(x.par_chunks(d).zip(dy.par_chunks(d)))
-            .with_min_len(16)
-            .fold(
-                || vec![0f64; 2 * d],
-                |mut acc, (dxr, (xr, dyr))| {
+        // dγ and dβ are sums over rows: each fixed group of ROWS rows is summed on one thread and
+        // the group sums are added in order, so the result never depends on thread scheduling
+        // (a resumed training run must repeat an uninterrupted one bit for bit)
+        const ROWS: usize = 16;
+        let partials: Vec<Vec<f64>> = dx
+            .par_chunks_mut(d * ROWS)
+            .zip(x.par_chunks(d * ROWS).zip(dy.par_chunks(d * ROWS)))
+            .map(|(dxg, (xg, dyg))| {
+                let mut acc = vec![0f64; 2 * d];
+                for (dxr, (xr, dyr)) in dxg.chunks_mut(d).zip(xg.chunks(d).zip(dyg.chunks(d))) {
                     let (mean, rstd) = moments(xr, self.eps);
                     let (mut m1, mut m2) = (0.0, 0.0);
                     for i in 0..d {
@@ -80,16 +83,14 @@ impl Kernel for LayerNormBwd {
                         let gg = dyr[i].to_f64() * g[i].to_f64();
                         dxr[i] = T::from_f64(rstd * (gg - m1 - xh * m2));
                     }
-                    acc
-                },
-            )
-            .reduce(
-                || vec![0f64; 2 * d],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
+                }
+                acc
+            })
+            .collect();
+        let mut sums = vec![0f64; 2 * d];
+        for p in &partials {
+            sums.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        }
         for (o, s) in out[x.len()..].iter_mut().zip(sums) {
             *o = T::from_f64(s);
         }

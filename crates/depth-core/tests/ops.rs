@@ -202,7 +202,63 @@ fn tiled_conv_matches_candle_and_has_exact_gradients() {
         let f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
         let y32 = depth_core::conv::conv2d(&f32(&x), &f32(&wt), None, p, 1).unwrap();
         assert!(rel_err(&y32, &theirs) < 1e-5);
+        // the bias is fused into the kernel: forward and its gradient
+        let b = randn(&[o]);
+        let ours = depth_core::conv::conv2d(&x, &wt, Some(&b), p, 1).unwrap();
+        let theirs = theirs.broadcast_add(&b.reshape((1, o, 1, 1)).unwrap()).unwrap();
+        assert!(rel_err(&ours, &theirs) < 1e-13, "biased forward c{c} o{o} k{k} p{p} {h}×{w}");
+        finite_difference_check(&b, |b| depth_core::conv::conv2d(&x, &wt, Some(b), p, 1).unwrap(), 1e-6);
+        finite_difference_check(&x, |x| depth_core::conv::conv2d(x, &wt, Some(&b), p, 1).unwrap(), 1e-6);
     }
+}
+
+/// The gradients of the ops that reduce over many rows or tiles (conv weights and bias,
+/// LayerNorm γ and β) are the same bits whatever the number of threads and however rayon
+/// splits the work: the partial sums are grouped and added in a fixed order (exact training
+/// resume depends on it).
+#[test]
+fn reduced_gradients_do_not_depend_on_thread_scheduling() {
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (4, 8, 60, 70), &dev).unwrap()).unwrap();
+    let w = Var::from_tensor(&Tensor::randn(0f32, 0.2, (8, 8, 3, 3), &dev).unwrap()).unwrap();
+    let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, 8, &dev).unwrap()).unwrap();
+    let t = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3000, 64), &dev).unwrap()).unwrap();
+    let (g, beta) = (Var::ones(64, DType::F32, &dev).unwrap(), Var::zeros(64, DType::F32, &dev).unwrap());
+    let dy = Tensor::randn(0f32, 1.0, (4, 8, 60, 70), &dev).unwrap();
+    let dn = Tensor::randn(0f32, 1.0, (3000, 64), &dev).unwrap();
+    let run = || {
+        let y = depth_core::conv::conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), 1, 1).unwrap();
+        let n = depth_core::layer_norm(t.as_tensor(), g.as_tensor(), beta.as_tensor(), 1e-6).unwrap();
+        let loss = ((y * &dy).unwrap().sum_all().unwrap() + (n * &dn).unwrap().sum_all().unwrap()).unwrap();
+        let grads = loss.backward().unwrap();
+        [w.as_tensor(), b.as_tensor(), g.as_tensor(), beta.as_tensor()]
+            .map(|v| grads.get(v).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+    };
+    let in_pool =
+        |threads: usize| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(run);
+    let first = in_pool(1);
+    for threads in [2, 3, 5, 8] {
+        let again = in_pool(threads);
+        for (k, (a, b)) in first.iter().zip(&again).enumerate() {
+            let same = a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "gradient {k} has other bits with {threads} threads than with 1");
+        }
+    }
+}
+
+#[test]
+fn relu_matches_candle_with_pytorchs_gradient() {
+    let x = Tensor::new(&[-2.0f64, 0.0, 3.0, -0.5, 7.0], &Device::Cpu).unwrap();
+    let v = Var::from_tensor(&x).unwrap();
+    let y = depth_core::relu(v.as_tensor()).unwrap();
+    assert_eq!(y.to_vec1::<f64>().unwrap(), [0.0, 0.0, 3.0, 0.0, 7.0]);
+    let g = (y * 2.0).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_eq!(g.get(v.as_tensor()).unwrap().to_vec1::<f64>().unwrap(), [0.0, 0.0, 2.0, 0.0, 2.0]);
+    let x = randn(&[4, 3, 50, 70]);
+    assert_eq!(rel_err(&depth_core::relu(&x).unwrap(), &x.relu().unwrap()), 0.0);
+    finite_difference_check(&x, |x| depth_core::relu(x).unwrap(), 1e-6);
+    let x32 = x.to_dtype(DType::F32).unwrap();
+    assert_eq!(rel_err(&depth_core::relu(&x32).unwrap(), &x32.relu().unwrap()), 0.0);
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub mod validate;
 pub use dataset::Dataset;
 pub use error::{DataError, Result};
 pub use formats::folder::ImageFolder;
-pub use formats::pseudo::{PseudoLabeled, read_pseudo_label, write_pseudo_label};
+pub use formats::pseudo::{PseudoLabeled, PseudoMeta, TeacherId, read_pseudo_label, write_pseudo_label};
 pub use formats::{PairItem, Pairs, read_split};
 pub use loader::{Batch, Cursor, Loader, LoaderConfig, OnError, Source};
 pub use sample::{Intrinsics, Sample, Target, TargetKind};

@@ -678,8 +678,9 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
     let mut t = Target::new(3, 2, TargetKind::Disparity, values, |_| true);
     t.valid[2] = false;
     t.values[2] = 0.0;
-    let p = pseudo::write_pseudo_label(&store, Path::new("web/a.jpg"), &t, "depth-anything-v2-large", 518)
-        .unwrap();
+    let teacher =
+        pseudo::TeacherId { name: "depth-anything-v2-large".into(), sha256: "ab12".into(), input_size: 518 };
+    let p = pseudo::write_pseudo_label(&store, Path::new("web/a.jpg"), &t, &teacher, "cd34").unwrap();
     assert_eq!(p, store.join("web/a.safetensors"));
     assert_eq!(fs::read_dir(store.join("web")).unwrap().count(), 1, "no temp file left");
     let (back, meta) = pseudo::read_pseudo_label(&p).unwrap();
@@ -688,8 +689,10 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
         meta,
         pseudo::PseudoMeta {
             teacher: "depth-anything-v2-large".into(),
+            teacher_sha256: "ab12".into(),
             input_size: 518,
-            image: "web/a.jpg".into()
+            image: "web/a.jpg".into(),
+            image_sha256: "cd34".into(),
         }
     );
     // the stored tensor itself: (H, W) float32 with NaN where invalid, and the metadata
@@ -718,7 +721,7 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
 
     // a label of the wrong size is rejected
     let small = Target::new(2, 2, TargetKind::Disparity, vec![1.0; 4], |_| true);
-    pseudo::write_pseudo_label(&store, Path::new("b.png"), &small, "t", 518).unwrap();
+    pseudo::write_pseudo_label(&store, Path::new("b.png"), &small, &teacher, "").unwrap();
     assert!(matches!(ds.load(0), Err(DataError::SizeMismatch { depth_w: 2, image_w: 3, .. })));
     // a file with another format tag is rejected
     let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 3], &[0u8; 24]).unwrap();
@@ -731,12 +734,12 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
     // bad arguments
     let depth = Target::depth(1, 1, vec![1.0]);
     assert!(matches!(
-        pseudo::write_pseudo_label(&store, Path::new("x.png"), &depth, "t", 1),
+        pseudo::write_pseudo_label(&store, Path::new("x.png"), &depth, &teacher, ""),
         Err(DataError::BadArgument { .. })
     ));
     for bad in ["../x.png", "/abs/x.png"] {
         assert!(matches!(
-            pseudo::write_pseudo_label(&store, Path::new(bad), &t, "t", 1),
+            pseudo::write_pseudo_label(&store, Path::new(bad), &t, &teacher, ""),
             Err(DataError::BadArgument { .. })
         ));
     }

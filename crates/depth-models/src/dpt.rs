@@ -37,6 +37,10 @@ fn conv_transpose(c: usize, k: usize, vb: VarBuilder) -> Result<ConvTranspose2d>
     Ok(ConvTranspose2d::new(w, Some(vb.get_with_hints(c, "bias", init)?), cfg))
 }
 
+fn relu(x: &Tensor) -> Result<Tensor> {
+    depth_core::relu(x).map_err(candle_core::Error::wrap)
+}
+
 fn upsample(x: &Tensor, size: (usize, usize)) -> Result<Tensor> {
     depth_core::bilinear_align_corners(x, size).map_err(candle_core::Error::wrap)
 }
@@ -74,7 +78,7 @@ impl ResidualConvUnit {
 
 impl Module for ResidualConvUnit {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let out = self.conv2.forward(&self.conv1.forward(&x.relu()?)?.relu()?)?;
+        let out = self.conv2.forward(&relu(&self.conv1.forward(&relu(x)?)?)?)?;
         out + x
     }
 }
@@ -184,6 +188,6 @@ impl DptHead {
         let path2 = r2.forward(&path3, Some(&maps[1]), Some(size(&maps[0])?))?;
         let path1 = r1.forward(&path2, Some(&maps[0]), None)?;
         let out = upsample(&self.output_conv1.forward(&path1)?, (ph * patch, pw * patch))?;
-        self.output_conv2b.forward(&self.output_conv2a.forward(&out)?.relu()?)
+        self.output_conv2b.forward(&relu(&self.output_conv2a.forward(&out)?)?)
     }
 }

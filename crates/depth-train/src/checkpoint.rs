@@ -11,7 +11,6 @@ use crate::error::{Result, TrainError};
 use depth_core::weights::{Metadata, TensorMap, load_safetensors, safetensors_metadata, save_safetensors};
 use depth_models::{ModelConfig, save_model};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -29,21 +28,8 @@ pub struct FileSum {
 
 impl FileSum {
     pub fn of(path: &Path) -> Result<FileSum> {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut bytes = 0u64;
-        loop {
-            let n = f.read(&mut buf).map_err(|e| TrainError::io(path, e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            bytes += n as u64;
-        }
-        let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        Ok(FileSum { bytes, sha256 })
+        let bytes = std::fs::metadata(path).map_err(|e| TrainError::io(path, e))?.len();
+        Ok(FileSum { bytes, sha256: depth_data::manifest::sha256_file(path)? })
     }
 }
 

@@ -337,7 +337,9 @@ fn feature_alignment_on_pseudo_labels_with_a_frozen_encoder() {
         let (w, h) = img.dimensions();
         let values: Vec<f32> = (0..w * h).map(|i| 1.0 + (i / w) as f32 / h as f32).collect();
         let target = depth_data::Target::new(w, h, depth_data::TargetKind::Disparity, values, |_| true);
-        depth_data::write_pseudo_label(&store, Path::new(&name), &target, "test-teacher", 518).unwrap();
+        let teacher =
+            depth_data::TeacherId { name: "test-teacher".into(), sha256: String::new(), input_size: 518 };
+        depth_data::write_pseudo_label(&store, Path::new(&name), &target, &teacher, "").unwrap();
     }
     std::fs::write(
         dir.path().join("data.toml"),

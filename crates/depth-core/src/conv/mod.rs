@@ -1,7 +1,7 @@
 //! 2-D convolution (PyTorch `Conv2d`, groups = 1) that is fast on the CPU and whose backward is
 //! right for every size.
 //! - Stride 1 on the CPU runs the tiled im2col + gemm kernel of `tiled.rs` (3–5× faster than
-//!   candle's conv2d at the DPT head's sizes), with its own exact backward.
+//!   candle's conv2d at the DPT head's sizes), bias included, with its own exact backward.
 //! - Stride > 1 (and other devices) use candle's conv2d. Its backward rebuilds the input gradient
 //!   with one `output_padding` for both dims, so when trailing input rows/columns go unread in
 //!   one dim but not the other (a 3×3 stride-2 conv on 37×56, the patch grid of a 518×784
@@ -23,9 +23,14 @@ pub fn conv2d(
 ) -> Result<Tensor> {
     let k = w.dim(2)?;
     let tiled = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && padding < k;
-    let y = if stride == 1 && tiled {
-        x.contiguous()?.apply_op2(&w.contiguous()?, tiled::TiledConv2d { padding })?
-    } else if stride == 1 {
+    if stride == 1 && tiled {
+        let b = match bias {
+            Some(b) => b.contiguous()?,
+            None => Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?,
+        };
+        return x.contiguous()?.apply_op3(&w.contiguous()?, &b, tiled::TiledConv2d { padding });
+    }
+    let y = if stride == 1 {
         x.conv2d(w, padding, 1, 1, 1)?
     } else {
         let mut x = x.clone();

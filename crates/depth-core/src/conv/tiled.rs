@@ -1,12 +1,16 @@
 //! A CPU stride-1 conv2d as tiled im2col + gemm: each tile of output rows builds its column
 //! matrix (C·k·k × positions, cache-sized) and multiplies it by the weights straight into the
 //! NCHW output, tiles in parallel. candle's im2col builds the whole column matrix at once
-//! (≈300 MB for 32 channels at 518²) and runs 3–5× slower. Backward: dx is the same conv of the
-//! gradient with the flipped, transposed kernel; dW accumulates gradient × columnsᵀ per tile.
+//! (≈300 MB for 32 channels at 518²) and runs 3–5× slower. The bias is part of the op: the
+//! output rows start at the bias and the gemm accumulates onto them (a separate broadcast add
+//! and the strided reduction of its backward cost more than the conv at the DPT head's sizes).
+//! Backward: dx is the same conv of the gradient with the flipped, transposed kernel; dW and db
+//! accumulate gradient × columnsᵀ and the gradient's sums per tile, in fixed groups of tiles
+//! added in order, so the result never depends on thread scheduling.
 
 use crate::float::{Float, Kernel, dispatch};
 use crate::gemm::{Mat, gemm_into, gemm_raw};
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 /// Output positions per tile: the column matrix stays within a few hundred KB.
@@ -97,16 +101,16 @@ impl<T> OutPtr<T> {
     }
 }
 
-/// The forward of one geometry, from (x, w).
+/// The forward of one geometry, from (x, w, bias).
 struct Forward(Geometry);
 
 impl Kernel for Forward {
     fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {
-        forward(self.0, xs[0], xs[1])
+        forward(self.0, xs[0], xs[1], xs[2])
     }
 }
 
-/// dW of one geometry, from (x, dy).
+/// dW (o × c·k·k) followed by db (o) of one geometry, from (x, dy).
 struct WeightGradKernel(Geometry);
 
 impl Kernel for WeightGradKernel {
@@ -115,7 +119,7 @@ impl Kernel for WeightGradKernel {
     }
 }
 
-fn forward<T: WithDType>(g: Geometry, x: &[T], wt: &[T]) -> Vec<T> {
+fn forward<T: WithDType>(g: Geometry, x: &[T], wt: &[T], bias: &[T]) -> Vec<T> {
     let plane = g.ho * g.wo;
     let mut y = vec![T::zero(); g.n * g.o * plane];
     let out = OutPtr(y.as_mut_ptr());
@@ -124,51 +128,65 @@ fn forward<T: WithDType>(g: Geometry, x: &[T], wt: &[T]) -> Vec<T> {
         let npos = rows * g.wo;
         col.resize(ckk * npos, T::zero());
         g.im2col(x, b, y0, rows, col);
-        // SAFETY: this tile writes rows y0..y0+rows of every output plane of image b, which
-        // no other tile writes; `y` outlives the parallel loop.
-        let dst = unsafe { out.at(b * g.o * plane + y0 * g.wo) };
-        // SAFETY: see above; dst rows are `npos` long at stride `plane`.
+        let first = b * g.o * plane + y0 * g.wo;
+        for (o, &bo) in bias.iter().enumerate() {
+            // SAFETY: this tile alone writes rows y0..y0+rows (npos values from `first`) of every
+            // output plane of image b; `y` outlives the parallel loop.
+            let row = unsafe { std::slice::from_raw_parts_mut(out.at(first + o * plane), npos) };
+            row.fill(bo);
+        }
+        // SAFETY: as above; dst rows are `npos` long at stride `plane`, accumulated onto the bias.
+        let dst = unsafe { out.at(first) };
         unsafe {
-            gemm_raw((g.o, npos, ckk), dst, plane, false, Mat::rows(wt, ckk), Mat::rows(col, npos), T::one())
+            gemm_raw((g.o, npos, ckk), dst, plane, true, Mat::rows(wt, ckk), Mat::rows(col, npos), T::one())
         };
     });
     y
 }
 
+/// Tiles per group of the weight-gradient sum (a constant: the grouping, and so the rounding,
+/// is the same on every run and thread count).
+const TILES_PER_GROUP: usize = 4;
+
 fn weight_grad<T: WithDType>(g: Geometry, x: &[T], dy: &[T]) -> Vec<T> {
     let (plane, ckk) = (g.ho * g.wo, g.ckk());
-    g.tiles()
-        .into_par_iter()
-        .fold(
-            || (vec![T::zero(); g.o * ckk], Vec::new()),
-            |(mut dw, mut col): (Vec<T>, Vec<T>), (b, y0, rows)| {
+    let tiles = g.tiles();
+    let partials: Vec<Vec<T>> = tiles
+        .par_chunks(TILES_PER_GROUP)
+        .map(|group| {
+            let mut acc = vec![T::zero(); g.o * ckk + g.o];
+            let mut col = Vec::new();
+            for &(b, y0, rows) in group {
                 let npos = rows * g.wo;
                 col.resize(ckk * npos, T::zero());
                 g.im2col(x, b, y0, rows, &mut col);
                 let grad = &dy[b * g.o * plane + y0 * g.wo..];
+                let (dw, db) = acc.split_at_mut(g.o * ckk);
+                for (o, s) in db.iter_mut().enumerate() {
+                    *s += grad[o * plane..][..npos].iter().fold(T::zero(), |a, &v| a + v);
+                }
                 // dW (o × ckk) += dy_tile (o × npos) · colᵀ (npos × ckk)
                 let grad = Mat { data: grad, rs: plane, cs: 1 };
-                gemm_into((g.o, ckk, npos), &mut dw, ckk, true, grad, Mat::transposed(&col, npos), T::one());
-                (dw, col)
-            },
-        )
-        .map(|(dw, _)| dw)
-        .reduce(
-            || vec![T::zero(); g.o * ckk],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                a
-            },
-        )
+                gemm_into((g.o, ckk, npos), dw, ckk, true, grad, Mat::transposed(&col, npos), T::one());
+            }
+            acc
+        })
+        .collect();
+    let mut sum = vec![T::zero(); g.o * ckk + g.o];
+    for p in partials {
+        sum.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+    }
+    sum
 }
 
-/// Stride-1 convolution (no bias) of contiguous NCHW `x` with OIHW `w`, zero padding `padding`.
+/// Stride-1 convolution of contiguous NCHW `x` with OIHW `w` plus a bias per output channel,
+/// zero padding `padding`.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct TiledConv2d {
     pub padding: usize,
 }
 
-impl CustomOp2 for TiledConv2d {
+impl CustomOp3 for TiledConv2d {
     fn name(&self) -> &'static str {
         "tiled-conv2d"
     }
@@ -179,9 +197,14 @@ impl CustomOp2 for TiledConv2d {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(l1, l2, self.padding)?;
-        let y = dispatch(self.name(), &Forward(g), &[(s1, l1), (s2, l2)])?;
+        if l3.dims() != [g.o] {
+            candle_core::bail!("{}: bias {:?} for {} output channels", self.name(), l3.dims(), g.o);
+        }
+        let y = dispatch(self.name(), &Forward(g), &[(s1, l1), (s2, l2), (s3, l3)])?;
         Ok((y, Shape::from((g.n, g.o, g.ho, g.wo))))
     }
 
@@ -189,22 +212,26 @@ impl CustomOp2 for TiledConv2d {
         &self,
         x: &Tensor,
         w: &Tensor,
+        _b: &Tensor,
         _y: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let k = w.dim(3)?;
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (o, c, k, _) = w.dims4()?;
         let dy = dy.contiguous()?;
         let rev: Vec<u32> = (0..k as u32).rev().collect();
         let rev = Tensor::new(rev.as_slice(), w.device())?;
         let flipped =
             w.transpose(0, 1)?.contiguous()?.index_select(&rev, 2)?.index_select(&rev, 3)?.contiguous()?;
-        let dx = dy.apply_op2(&flipped, TiledConv2d { padding: k - 1 - self.padding })?;
-        let dw = x.apply_op2_no_bwd(&dy, &WeightGrad { padding: self.padding, k })?;
-        Ok((Some(dx), Some(dw)))
+        let zero = Tensor::zeros(c, w.dtype(), w.device())?;
+        let dx = dy.apply_op3(&flipped, &zero, TiledConv2d { padding: k - 1 - self.padding })?;
+        let dwb = x.apply_op2_no_bwd(&dy, &WeightGrad { padding: self.padding, k })?;
+        let dw = dwb.narrow(0, 0, o * c * k * k)?.reshape((o, c, k, k))?;
+        let db = dwb.narrow(0, o * c * k * k, o)?;
+        Ok((Some(dx), Some(dw), Some(db)))
     }
 }
 
-/// dW of [`TiledConv2d`] from (x, dy).
+/// dW and db of [`TiledConv2d`] from (x, dy), flat: o·c·k·k weights then o biases.
 struct WeightGrad {
     padding: usize,
     k: usize,
@@ -234,7 +261,7 @@ impl CustomOp2 for WeightGrad {
                 l1.dims()
             );
         }
-        let dw = dispatch(self.name(), &WeightGradKernel(g), &[(s1, l1), (s2, l2)])?;
-        Ok((dw, Shape::from((o, c, k, k))))
+        let dwb = dispatch(self.name(), &WeightGradKernel(g), &[(s1, l1), (s2, l2)])?;
+        Ok((dwb, Shape::from(o * c * k * k + o)))
     }
 }

@@ -4,9 +4,11 @@
 //! replaced by .safetensors>`, holding one tensor `disparity`, float32, shape (H, W), at the image's
 //! original resolution: the teacher's relative inverse depth, stored losslessly. Invalid pixels are
 //! stored as NaN (so a mask needs no second tensor); every finite value is valid. String metadata:
-//! `format` = "depth-pseudo-label/1", `teacher` (model id), `input_size` (the teacher's input
-//! side), `image` (the relative image path), `kind` = "disparity". Files are written atomically,
-//! so a crashed labelling run never leaves a partial label behind.
+//! `format` = "depth-pseudo-label/1", `teacher` (model id), `teacher_sha256` (its weights),
+//! `input_size` (the teacher's input side), `image` (the relative image path), `image_sha256`
+//! (the image file's), `kind` = "disparity". The two hashes let a rerun tell a finished label from
+//! a stale one (another teacher, a changed image). Files are written atomically, so a crashed
+//! labelling run never leaves a partial label behind.
 
 use super::folder::ImageFolder;
 use crate::dataset::Dataset;
@@ -19,12 +21,22 @@ use std::path::{Component, Path, PathBuf};
 pub const PSEUDO_FORMAT: &str = "depth-pseudo-label/1";
 const FMT: &str = "pseudo-label safetensors";
 
-/// A label's metadata.
+/// Who made a label: the teacher's name, the SHA-256 of its weights and its input size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TeacherId {
+    pub name: String,
+    pub sha256: String,
+    pub input_size: usize,
+}
+
+/// A label's metadata (hashes are empty in labels written without them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PseudoMeta {
     pub teacher: String,
+    pub teacher_sha256: String,
     pub input_size: usize,
     pub image: String,
+    pub image_sha256: String,
 }
 
 /// Where the label of `image_rel` lives; `image_rel` must be relative and stay inside the root.
@@ -42,8 +54,8 @@ pub fn write_pseudo_label(
     store: &Path,
     image_rel: &Path,
     target: &Target,
-    teacher: &str,
-    input_size: usize,
+    teacher: &TeacherId,
+    image_sha256: &str,
 ) -> Result<PathBuf> {
     let n = target.width as usize * target.height as usize;
     if target.kind != TargetKind::Disparity || target.values.len() != n || target.valid.len() != n {
@@ -67,9 +79,11 @@ pub fn write_pseudo_label(
     let view = TensorView::new(Dtype::F32, shape, &bytes).map_err(|e| DataError::format(&path, FMT, e))?;
     let meta = HashMap::from([
         ("format".to_string(), PSEUDO_FORMAT.to_string()),
-        ("teacher".to_string(), teacher.to_string()),
-        ("input_size".to_string(), input_size.to_string()),
+        ("teacher".to_string(), teacher.name.clone()),
+        ("teacher_sha256".to_string(), teacher.sha256.clone()),
+        ("input_size".to_string(), teacher.input_size.to_string()),
         ("image".to_string(), image_rel.to_string_lossy().into_owned()),
+        ("image_sha256".to_string(), image_sha256.to_string()),
         ("kind".to_string(), "disparity".to_string()),
     ]);
     let file = safetensors::serialize([("disparity", view)], Some(meta))
@@ -110,7 +124,14 @@ pub fn read_pseudo_label(path: &Path) -> Result<(Target, PseudoMeta)> {
         return Err(bad(format!("{} values for {h}×{w}", values.len())));
     }
     let target = Target::new(w as u32, h as u32, TargetKind::Disparity, values, |_| true);
-    Ok((target, PseudoMeta { teacher: get("teacher"), input_size, image: get("image") }))
+    let meta = PseudoMeta {
+        teacher: get("teacher"),
+        teacher_sha256: get("teacher_sha256"),
+        input_size,
+        image: get("image"),
+        image_sha256: get("image_sha256"),
+    };
+    Ok((target, meta))
 }
 
 /// An image folder paired with its pseudo-label store.
