@@ -19,6 +19,7 @@ mod float;
 pub mod gelu;
 mod gemm;
 pub mod image_io;
+pub mod linear;
 pub mod norm;
 pub mod relu;
 pub mod resample;
@@ -31,6 +32,7 @@ pub use device::parse_device;
 pub use error::{CoreError, Result};
 pub use gelu::gelu_erf;
 pub use image_io::{decode_image, read_image};
+pub use linear::linear;
 pub use norm::layer_norm;
 pub use relu::relu;
 pub use resample::{

@@ -45,8 +45,8 @@ impl CustomOp1 for Relu {
     }
 }
 
-/// dx from (y, dy).
-struct ReluBwd;
+/// dx from (y, dy): dy where y > 0 (y may be the ReLU's input or output: same sign test).
+pub(crate) struct ReluBwd;
 
 impl Kernel for ReluBwd {
     fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {

@@ -209,11 +209,48 @@ fn tiled_conv_matches_candle_and_has_exact_gradients() {
         assert!(rel_err(&ours, &theirs) < 1e-13, "biased forward c{c} o{o} k{k} p{p} {h}×{w}");
         finite_difference_check(&b, |b| depth_core::conv::conv2d(&x, &wt, Some(b), p, 1).unwrap(), 1e-6);
         finite_difference_check(&x, |x| depth_core::conv::conv2d(x, &wt, Some(&b), p, 1).unwrap(), 1e-6);
+        // a ReLU fused in front: equal to rectifying first, with the gradient through it
+        let fused = |x: &Tensor| depth_core::conv::conv2d_relu_input(x, &wt, Some(&b), p, 1).unwrap();
+        let composed = depth_core::conv::conv2d(&x.relu().unwrap(), &wt, Some(&b), p, 1).unwrap();
+        assert!(rel_err(&fused(&x), &composed) < 1e-14, "relu-input forward c{c} o{o} k{k} p{p} {h}×{w}");
+        finite_difference_check(&x, fused, 1e-6);
+        finite_difference_check(
+            &wt,
+            |wt| depth_core::conv::conv2d_relu_input(&x, wt, Some(&b), p, 1).unwrap(),
+            1e-6,
+        );
     }
+    // off the tiled path (stride 2) the fused ReLU is applied first
+    let x = randn(&[1, 2, 9, 8]);
+    let (wt, b) = (randn(&[3, 2, 3, 3]), randn(&[3]));
+    let fused = depth_core::conv::conv2d_relu_input(&x, &wt, Some(&b), 1, 2).unwrap();
+    let composed = depth_core::conv::conv2d(&x.relu().unwrap(), &wt, Some(&b), 1, 2).unwrap();
+    assert!(rel_err(&fused, &composed) < 1e-14);
+}
+
+#[test]
+fn linear_matches_matmul_plus_bias_with_exact_gradients() {
+    for (lead, k, n) in [(vec![2, 70], 9, 5), (vec![300], 16, 33), (vec![1, 3, 4], 7, 1)] {
+        let mut shape = lead.clone();
+        shape.push(k);
+        let x = randn(&shape);
+        let (w, b) = (randn(&[n, k]), randn(&[n]));
+        let ours = depth_core::linear(&x, &w, Some(&b)).unwrap();
+        let theirs = x.broadcast_matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap();
+        assert!(rel_err(&ours, &theirs) < 1e-13, "{shape:?} × {n}");
+        finite_difference_check(&x, |x| depth_core::linear(x, &w, Some(&b)).unwrap(), 1e-6);
+        finite_difference_check(&w, |w| depth_core::linear(&x, w, Some(&b)).unwrap(), 1e-6);
+        finite_difference_check(&b, |b| depth_core::linear(&x, &w, Some(b)).unwrap(), 1e-6);
+        let no_bias = depth_core::linear(&x, &w, None).unwrap();
+        assert!(rel_err(&no_bias, &x.broadcast_matmul(&w.t().unwrap()).unwrap()) < 1e-13);
+        let f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+        assert!(rel_err(&depth_core::linear(&f32(&x), &f32(&w), Some(&f32(&b))).unwrap(), &theirs) < 1e-5);
+    }
+    assert!(depth_core::linear(&randn(&[2, 3]), &randn(&[4, 5]), None).is_err());
 }
 
 /// The gradients of the ops that reduce over many rows or tiles (conv weights and bias,
-/// LayerNorm γ and β) are the same bits whatever the number of threads and however rayon
+/// LayerNorm γ and β, linear weights and bias) are the same bits whatever the number of threads and however rayon
 /// splits the work: the partial sums are grouped and added in a fixed order (exact training
 /// resume depends on it).
 #[test]
@@ -226,12 +263,19 @@ fn reduced_gradients_do_not_depend_on_thread_scheduling() {
     let (g, beta) = (Var::ones(64, DType::F32, &dev).unwrap(), Var::zeros(64, DType::F32, &dev).unwrap());
     let dy = Tensor::randn(0f32, 1.0, (4, 8, 60, 70), &dev).unwrap();
     let dn = Tensor::randn(0f32, 1.0, (3000, 64), &dev).unwrap();
+    let (lw, lb) = (
+        Var::from_tensor(&Tensor::randn(0f32, 0.1, (48, 64), &dev).unwrap()).unwrap(),
+        Var::zeros(48, DType::F32, &dev).unwrap(),
+    );
+    let dl = Tensor::randn(0f32, 1.0, (3000, 48), &dev).unwrap();
     let run = || {
         let y = depth_core::conv::conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), 1, 1).unwrap();
         let n = depth_core::layer_norm(t.as_tensor(), g.as_tensor(), beta.as_tensor(), 1e-6).unwrap();
+        let l = depth_core::linear(t.as_tensor(), lw.as_tensor(), Some(lb.as_tensor())).unwrap();
         let loss = ((y * &dy).unwrap().sum_all().unwrap() + (n * &dn).unwrap().sum_all().unwrap()).unwrap();
+        let loss = (loss + (l * &dl).unwrap().sum_all().unwrap()).unwrap();
         let grads = loss.backward().unwrap();
-        [w.as_tensor(), b.as_tensor(), g.as_tensor(), beta.as_tensor()]
+        [w.as_tensor(), b.as_tensor(), g.as_tensor(), beta.as_tensor(), lw.as_tensor(), lb.as_tensor()]
             .map(|v| grads.get(v).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
     };
     let in_pool =

@@ -4,8 +4,9 @@
 
 use crate::config::{Ffn, PosEmbedResize, VitConfig};
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{Init, Linear, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 use depth_core::conv::Conv2d;
+use depth_core::linear::Linear;
 
 /// LayerNorm over the last dim (differentiable, fused).
 #[derive(Clone, Debug)]

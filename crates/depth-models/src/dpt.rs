@@ -6,8 +6,9 @@
 use crate::config::DptConfig;
 use crate::dinov2::LayerOutput;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, Init, Linear, VarBuilder};
+use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, Init, VarBuilder};
 use depth_core::conv::Conv2d;
+use depth_core::linear::Linear;
 
 /// A biased k×k conv, stride 1, "same" padding.
 fn conv(c_in: usize, c_out: usize, k: usize, vb: VarBuilder) -> Result<Conv2d> {
@@ -35,10 +36,6 @@ fn conv_transpose(c: usize, k: usize, vb: VarBuilder) -> Result<ConvTranspose2d>
     let cfg = ConvTranspose2dConfig { stride: k, padding: 0, output_padding: 0, dilation: 1 };
     let w = vb.get_with_hints((c, c, k, k), "weight", init)?;
     Ok(ConvTranspose2d::new(w, Some(vb.get_with_hints(c, "bias", init)?), cfg))
-}
-
-fn relu(x: &Tensor) -> Result<Tensor> {
-    depth_core::relu(x).map_err(candle_core::Error::wrap)
 }
 
 fn upsample(x: &Tensor, size: (usize, usize)) -> Result<Tensor> {
@@ -78,7 +75,7 @@ impl ResidualConvUnit {
 
 impl Module for ResidualConvUnit {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let out = self.conv2.forward(&relu(&self.conv1.forward(&relu(x)?)?)?)?;
+        let out = self.conv2.forward_relu_input(&self.conv1.forward_relu_input(x)?)?;
         out + x
     }
 }
@@ -188,6 +185,6 @@ impl DptHead {
         let path2 = r2.forward(&path3, Some(&maps[1]), Some(size(&maps[0])?))?;
         let path1 = r1.forward(&path2, Some(&maps[0]), None)?;
         let out = upsample(&self.output_conv1.forward(&path1)?, (ph * patch, pw * patch))?;
-        self.output_conv2b.forward(&relu(&self.output_conv2a.forward(&out)?)?)
+        self.output_conv2b.forward_relu_input(&self.output_conv2a.forward(&out)?)
     }
 }

@@ -21,6 +21,30 @@ pub fn conv2d(
     padding: usize,
     stride: usize,
 ) -> Result<Tensor> {
+    conv(x, w, bias, padding, stride, false)
+}
+
+/// `conv2d(relu(x), …)` in one op on the CPU: the ReLU is applied while the kernel gathers its
+/// input patches and in its backward, so the rectified tensor and its gradient never exist (the
+/// DPT head rectifies before every 3×3 conv of its residual units).
+pub fn conv2d_relu_input(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+    stride: usize,
+) -> Result<Tensor> {
+    conv(x, w, bias, padding, stride, true)
+}
+
+fn conv(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+    stride: usize,
+    relu_input: bool,
+) -> Result<Tensor> {
     let k = w.dim(2)?;
     let tiled = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && padding < k;
     if stride == 1 && tiled {
@@ -28,8 +52,9 @@ pub fn conv2d(
             Some(b) => b.contiguous()?,
             None => Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?,
         };
-        return x.contiguous()?.apply_op3(&w.contiguous()?, &b, tiled::TiledConv2d { padding });
+        return x.contiguous()?.apply_op3(&w.contiguous()?, &b, tiled::TiledConv2d { padding, relu_input });
     }
+    let x = &if relu_input { crate::relu::relu(x).map_err(candle_core::Error::wrap)? } else { x.clone() };
     let y = if stride == 1 {
         x.conv2d(w, padding, 1, 1, 1)?
     } else {
@@ -75,6 +100,13 @@ impl Conv2d {
         let weight = vb.get_with_hints((c_out, c_in, k, k), "weight", init)?;
         let bias = bias.then(|| vb.get_with_hints(c_out, "bias", init)).transpose()?;
         Ok(Self { weight, bias, padding, stride })
+    }
+}
+
+impl Conv2d {
+    /// The layer applied to relu(x), fused (see [`conv2d_relu_input`]).
+    pub fn forward_relu_input(&self, x: &Tensor) -> Result<Tensor> {
+        conv2d_relu_input(x, &self.weight, self.bias.as_ref(), self.padding, self.stride)
     }
 }
 

@@ -27,10 +27,12 @@ struct Geometry {
     p: usize,
     ho: usize,
     wo: usize,
+    /// Convolve max(x, 0) instead of x (a ReLU fused in front, see `conv2d_relu_input`).
+    relu: bool,
 }
 
 impl Geometry {
-    fn new(x: &Layout, w: &Layout, p: usize) -> Result<Self> {
+    fn new(x: &Layout, w: &Layout, p: usize, relu: bool) -> Result<Self> {
         let (n, c, h, wd) = x.shape().dims4()?;
         let (o, c2, k, k2) = w.shape().dims4()?;
         if c != c2 || k != k2 || p >= k || h + 2 * p < k || wd + 2 * p < k {
@@ -40,7 +42,7 @@ impl Geometry {
                 w.dims()
             );
         }
-        Ok(Self { n, c, h, w: wd, o, k, p, ho: h + 2 * p - k + 1, wo: wd + 2 * p - k + 1 })
+        Ok(Self { n, c, h, w: wd, o, k, p, ho: h + 2 * p - k + 1, wo: wd + 2 * p - k + 1, relu })
     }
 
     fn ckk(&self) -> usize {
@@ -76,7 +78,15 @@ impl Geometry {
                         }
                         let src = &plane[yi as usize * self.w..][..self.w];
                         dst[..lo].fill(T::zero());
-                        dst[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
+                        let src = &src[lo + kx - p..hi + kx - p];
+                        if self.relu {
+                            dst[lo..hi]
+                                .iter_mut()
+                                .zip(src)
+                                .for_each(|(d, &v)| *d = if v > T::zero() { v } else { T::zero() });
+                        } else {
+                            dst[lo..hi].copy_from_slice(src);
+                        }
                         dst[hi..].fill(T::zero());
                     }
                 }
@@ -179,11 +189,12 @@ fn weight_grad<T: WithDType>(g: Geometry, x: &[T], dy: &[T]) -> Vec<T> {
     sum
 }
 
-/// Stride-1 convolution of contiguous NCHW `x` with OIHW `w` plus a bias per output channel,
-/// zero padding `padding`.
+/// Stride-1 convolution of contiguous NCHW `x` (or of max(x, 0) with `relu_input`) with OIHW
+/// `w` plus a bias per output channel, zero padding `padding`.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct TiledConv2d {
     pub padding: usize,
+    pub relu_input: bool,
 }
 
 impl CustomOp3 for TiledConv2d {
@@ -200,7 +211,7 @@ impl CustomOp3 for TiledConv2d {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geometry::new(l1, l2, self.padding)?;
+        let g = Geometry::new(l1, l2, self.padding, self.relu_input)?;
         if l3.dims() != [g.o] {
             candle_core::bail!("{}: bias {:?} for {} output channels", self.name(), l3.dims(), g.o);
         }
@@ -223,8 +234,12 @@ impl CustomOp3 for TiledConv2d {
         let flipped =
             w.transpose(0, 1)?.contiguous()?.index_select(&rev, 2)?.index_select(&rev, 3)?.contiguous()?;
         let zero = Tensor::zeros(c, w.dtype(), w.device())?;
-        let dx = dy.apply_op3(&flipped, &zero, TiledConv2d { padding: k - 1 - self.padding })?;
-        let dwb = x.apply_op2_no_bwd(&dy, &WeightGrad { padding: self.padding, k })?;
+        let dx =
+            dy.apply_op3(&flipped, &zero, TiledConv2d { padding: k - 1 - self.padding, relu_input: false })?;
+        // through the fused ReLU: the gradient passes where x > 0
+        let dx = if self.relu_input { x.apply_op2_no_bwd(&dx, &crate::relu::ReluBwd)? } else { dx };
+        let dwb =
+            x.apply_op2_no_bwd(&dy, &WeightGrad { padding: self.padding, k, relu_input: self.relu_input })?;
         let dw = dwb.narrow(0, 0, o * c * k * k)?.reshape((o, c, k, k))?;
         let db = dwb.narrow(0, o * c * k * k, o)?;
         Ok((Some(dx), Some(dw), Some(db)))
@@ -235,6 +250,7 @@ impl CustomOp3 for TiledConv2d {
 struct WeightGrad {
     padding: usize,
     k: usize,
+    relu_input: bool,
 }
 
 impl CustomOp2 for WeightGrad {
@@ -252,7 +268,18 @@ impl CustomOp2 for WeightGrad {
         let (n, c, h, w) = l1.shape().dims4()?;
         let o = l2.shape().dims4()?.1;
         let (k, p) = (self.k, self.padding);
-        let g = Geometry { n, c, h, w, o, k, p, ho: h + 2 * p - k + 1, wo: w + 2 * p - k + 1 };
+        let g = Geometry {
+            n,
+            c,
+            h,
+            w,
+            o,
+            k,
+            p,
+            ho: h + 2 * p - k + 1,
+            wo: w + 2 * p - k + 1,
+            relu: self.relu_input,
+        };
         if l2.shape().dims4()? != (n, o, g.ho, g.wo) {
             candle_core::bail!(
                 "{}: gradient {:?} does not fit input {:?}",

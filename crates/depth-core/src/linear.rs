@@ -1,0 +1,265 @@
+//! PyTorch's `nn.Linear` (y = x·Wᵀ + b over the last dim) as one differentiable CPU op.
+//! candle_nn's Linear is a matmul plus a broadcast add: its backward reduces the bias gradient
+//! over every leading dim with a strided sum, and its autograd adds a zero tensor and a copy for
+//! each of the three gradients. Here the bias is part of the gemm (rows start at the bias) and
+//! the backward computes dx, dW and db directly: dx by independent row blocks, dW and db as
+//! sums over fixed groups of rows added in order, so they are the same bits on any thread count.
+//! Off the CPU: candle's matmul and broadcast add.
+
+use crate::error::Result;
+use crate::float::{Float, Kernel, dispatch};
+use crate::gemm::{Mat, gemm_into, gemm_raw};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// Rows per block of the forward and dx.
+const ROWS: usize = 64;
+/// Rows per partial sum of dW and db.
+const GROUP: usize = 256;
+
+/// x (…, K) · wᵀ (w: N × K) + b (N).
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let k = *dims.last().ok_or_else(|| crate::CoreError::BadArgument {
+        op: "linear",
+        reason: "the input has no dimensions".into(),
+    })?;
+    let (n, k2) = w.dims2()?;
+    if k != k2 || b.is_some_and(|b| b.dims() != [n]) {
+        return Err(crate::CoreError::BadArgument {
+            op: "linear",
+            reason: format!("input {dims:?}, weight {:?}, bias {:?}", w.dims(), b.map(|b| b.dims().to_vec())),
+        });
+    }
+    let cpu = x.device().is_cpu() && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64);
+    if !cpu {
+        let y = x.broadcast_matmul(&w.t()?)?;
+        return Ok(match b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        });
+    }
+    let m = x.elem_count() / k.max(1);
+    let bias = match b {
+        Some(b) => b.contiguous()?,
+        None => Tensor::zeros(n, w.dtype(), w.device())?,
+    };
+    let y = x.contiguous()?.reshape((m, k))?.apply_op3(&w.contiguous()?, &bias, LinearOp)?;
+    let mut out = dims;
+    *out.last_mut().expect("checked above") = n;
+    Ok(y.reshape(out)?)
+}
+
+struct LinearOp;
+
+/// A raw pointer shared by blocks writing disjoint rows.
+#[derive(Clone, Copy)]
+struct RowsPtr<T>(*mut T);
+// SAFETY: used only for writes to disjoint row blocks, see `rows_gemm`.
+unsafe impl<T> Send for RowsPtr<T> {}
+unsafe impl<T> Sync for RowsPtr<T> {}
+
+impl<T> RowsPtr<T> {
+    /// # Safety
+    /// `offset` must lie inside the allocation the pointer came from.
+    unsafe fn at(&self, offset: usize) -> *mut T {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// out (m × n) = [init +] lhs (m × kk) · rhs, by independent blocks of ROWS rows; `init(r)`
+/// gives the starting value of every row (the bias) or None for zero.
+fn rows_gemm<T: WithDType>(
+    m: usize,
+    n: usize,
+    kk: usize,
+    lhs: &[T],
+    rhs: Mat<T>,
+    init: Option<&[T]>,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); m * n];
+    let ptr = RowsPtr(out.as_mut_ptr());
+    (0..m.div_ceil(ROWS)).into_par_iter().for_each(|blk| {
+        let (r0, rows) = (blk * ROWS, ROWS.min(m - blk * ROWS));
+        // SAFETY: block `blk` alone writes rows r0..r0+rows; `out` outlives the loop.
+        let dst = unsafe { std::slice::from_raw_parts_mut(ptr.at(r0 * n), rows * n) };
+        if let Some(b) = init {
+            dst.chunks_mut(n).for_each(|row| row.copy_from_slice(b));
+        }
+        // SAFETY: dst covers the rows written (rows × n at stride n).
+        unsafe {
+            gemm_raw(
+                (rows, n, kk),
+                dst.as_mut_ptr(),
+                n,
+                init.is_some(),
+                Mat::rows(&lhs[r0 * kk..][..rows * kk], kk),
+                rhs,
+                T::one(),
+            )
+        };
+    });
+    out
+}
+
+impl Kernel for LinearOp {
+    fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {
+        let (x, w, b) = (xs[0], xs[1], xs[2]);
+        let (n, k) = (b.len(), w.len() / b.len().max(1));
+        rows_gemm(x.len() / k.max(1), n, k, x, Mat::transposed(w, k), Some(b))
+    }
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "depth-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, n) = (l1.dims()[0], l2.dims()[0]);
+        Ok((dispatch(self.name(), self, &[(s1, l1), (s2, l2), (s3, l3)])?, Shape::from((m, n))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let dx = dy.apply_op2_no_bwd(w, &InputGrad)?;
+        let (n, k) = w.dims2()?;
+        let dwb = x.apply_op2_no_bwd(&dy, &WeightGrad)?;
+        let dw = dwb.narrow(0, 0, n * k)?.reshape((n, k))?;
+        let db = dwb.narrow(0, n * k, n)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// dx (m × k) = dy (m × n) · w (n × k).
+struct InputGrad;
+
+impl CustomOp2 for InputGrad {
+    fn name(&self) -> &'static str {
+        "depth-linear-dx"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, n) = l1.shape().dims2()?;
+        let k = l2.dims()[1];
+        Ok((dispatch(self.name(), &InputGradKernel { m, n, k }, &[(s1, l1), (s2, l2)])?, Shape::from((m, k))))
+    }
+}
+
+struct InputGradKernel {
+    m: usize,
+    n: usize,
+    k: usize,
+}
+
+impl Kernel for InputGradKernel {
+    fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {
+        rows_gemm(self.m, self.k, self.n, xs[0], Mat::rows(xs[1], self.k), None)
+    }
+}
+
+/// dW (n × k) then db (n), flat, from (x (m × k), dy (m × n)).
+struct WeightGrad;
+
+struct WeightGradKernel {
+    m: usize,
+    n: usize,
+    k: usize,
+}
+
+impl Kernel for WeightGradKernel {
+    fn run<T: Float>(&self, xs: &[&[T]]) -> Vec<T> {
+        let (x, dy) = (xs[0], xs[1]);
+        let (m, n, k) = (self.m, self.n, self.k);
+        let partials: Vec<Vec<T>> = (0..m.div_ceil(GROUP))
+            .into_par_iter()
+            .map(|g| {
+                let (r0, rows) = (g * GROUP, GROUP.min(m - g * GROUP));
+                let mut acc = vec![T::zero(); n * k + n];
+                let (dw, db) = acc.split_at_mut(n * k);
+                let dyg = &dy[r0 * n..][..rows * n];
+                // dW (n × k) = dy_gᵀ (n × rows) · x_g (rows × k)
+                gemm_into(
+                    (n, k, rows),
+                    dw,
+                    k,
+                    false,
+                    Mat::transposed(dyg, n),
+                    Mat::rows(&x[r0 * k..][..rows * k], k),
+                    T::one(),
+                );
+                for row in dyg.chunks(n) {
+                    db.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+                }
+                acc
+            })
+            .collect();
+        let mut sum = vec![T::zero(); n * k + n];
+        for p in partials {
+            sum.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        }
+        sum
+    }
+}
+
+impl CustomOp2 for WeightGrad {
+    fn name(&self) -> &'static str {
+        "depth-linear-dw"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, k) = l1.shape().dims2()?;
+        let n = l2.dims()[1];
+        Ok((
+            dispatch(self.name(), &WeightGradKernel { m, n, k }, &[(s1, l1), (s2, l2)])?,
+            Shape::from(n * k + n),
+        ))
+    }
+}
+
+/// A `Linear` layer (keys `weight`, `bias`) running [`linear`].
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+}
+
+impl candle_core::Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        linear(x, &self.weight, self.bias.as_ref()).map_err(candle_core::Error::wrap)
+    }
+}
