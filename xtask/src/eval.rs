@@ -12,59 +12,62 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     #[arg(long, default_value = "configs/eval.toml")]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     /// Benchmarks (or pairwise sets) to run; default: all in the config, skipping those whose
     /// data is missing (listed in the report). A named benchmark that is missing is an error.
     #[arg(long = "benchmark")]
-    benchmarks: Vec<String>,
+    pub(crate) benchmarks: Vec<String>,
     /// A model as [NAME=]ENCODER[:WEIGHTS], e.g. `vits`, `student=vits:runs/student.safetensors`,
     /// `vitl:depth-anything/Depth-Anything-V2-Large`, or [NAME=]PATH for a checkpoint written by
     /// `train` (any size: its config is in the file). Repeat for several. Default (without
     /// --pred-dir): the official vits checkpoint.
     #[arg(long = "model")]
-    models: Vec<String>,
+    pub(crate) models: Vec<String>,
     /// Precomputed predictions: DIR/<image stem>.npy, float32 (H, W).
     #[arg(long)]
-    pred_dir: Option<PathBuf>,
+    pub(crate) pred_dir: Option<PathBuf>,
     /// What the .npy files in --pred-dir hold.
     #[arg(long, value_enum, default_value = "disparity")]
-    pred_kind: PredKind,
+    pub(crate) pred_kind: PredKind,
     /// Score every benchmark with this protocol instead of the config's (e.g. `metric` for a
     /// metric-depth model on the standard benchmarks).
     #[arg(long, value_enum)]
-    mode: Option<ModeArg>,
+    pub(crate) mode: Option<ModeArg>,
     #[arg(long, default_value = "runs/eval")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Shorter side of the network input.
     #[arg(long, default_value_t = 518)]
-    input_size: usize,
+    pub(crate) input_size: usize,
     /// Side-by-side pictures per benchmark and model (default: the config's `visualize`).
     #[arg(long)]
-    visualize: Option<usize>,
+    pub(crate) visualize: Option<usize>,
     /// Also write a point cloud (.ply) of the aligned prediction beside each picture, where the
     /// dataset knows the camera intrinsics.
     #[arg(long)]
-    ply: bool,
+    pub(crate) ply: bool,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
-    device: String,
+    pub(crate) device: String,
+    /// Also score the constant-disparity and position-prior (disparity = row / H) baselines.
+    #[arg(long)]
+    pub(crate) baselines: bool,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum ModeArg {
+pub(crate) enum ModeArg {
     Relative,
     Metric,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum PredKind {
+pub(crate) enum PredKind {
     Depth,
     Disparity,
 }
 
 /// `[NAME=]ENCODER[:WEIGHTS]` → (name, encoder, weights). `[NAME=]PATH` of a checkpoint we
 /// wrote needs no encoder: its configuration (any size) is in the file.
-fn parse_model(spec: &str) -> Result<(String, Encoder, String)> {
+pub(crate) fn parse_model(spec: &str) -> Result<(String, Encoder, String)> {
     let (name, rest) = match spec.split_once('=') {
         Some((n, r)) => (Some(n.to_string()), r),
         None => (None, spec),
@@ -91,6 +94,63 @@ fn parse_model(spec: &str) -> Result<(String, Encoder, String)> {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    let report = evaluate(&args)?;
+    for b in &report.benchmarks {
+        for m in &b.models {
+            let (d1, abs_rel) = m.mean.map_or((f64::NAN, f64::NAN), |x| (x.d1, x.abs_rel));
+            println!(
+                "{:<20} {:<16} d1 {d1:.4}  abs_rel {abs_rel:.4}  ({} images)",
+                b.name,
+                m.model,
+                m.items.len()
+            );
+        }
+    }
+    for p in &report.pairwise {
+        println!(
+            "{:<20} {:<16} accuracy {:.4} ({} pairs)",
+            p.name,
+            p.model,
+            p.accuracy.unwrap_or(f64::NAN),
+            p.counts.pairs
+        );
+    }
+    for u in &report.unavailable {
+        println!("not run: {}", u.name);
+    }
+    println!("report: {}", args.out.join("report.md").display());
+    check(&args, &report)
+}
+
+/// The errors a finished evaluation ends with: a named benchmark that was not available, or
+/// failed items.
+pub(crate) fn check(args: &EvalArgs, report: &Report) -> Result<()> {
+    let missing: Vec<&str> = report
+        .unavailable
+        .iter()
+        .filter(|u| args.benchmarks.contains(&u.name))
+        .map(|u| u.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        let reasons: Vec<String> =
+            report.unavailable.iter().map(|u| format!("{}: {}", u.name, u.reason)).collect();
+        return Err(XtaskError::Failed(format!(
+            "benchmarks not available: {}\n{}",
+            missing.join(", "),
+            reasons.join("\n")
+        )));
+    }
+    match report.failures() {
+        0 => Ok(()),
+        n => Err(XtaskError::Failed(format!(
+            "{n} items failed; they are listed in {}",
+            args.out.join("report.md").display()
+        ))),
+    }
+}
+
+/// Runs the evaluation and writes its report; returns it.
+pub(crate) fn evaluate(args: &EvalArgs) -> Result<Report> {
     let mut cfg = EvalConfig::load(&args.config)?;
     if let Some(m) = args.mode {
         let mode = match m {
@@ -103,7 +163,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let device = depth_core::parse_device(&args.device)?;
     let mut predictors: Vec<Box<dyn Predictor>> = Vec::new();
     let mut specs = args.models.clone();
-    if specs.is_empty() && args.pred_dir.is_none() {
+    if specs.is_empty() && args.pred_dir.is_none() && !args.baselines {
         specs.push("vits".into());
     }
     for spec in &specs {
@@ -115,6 +175,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let model = load_model(&weights, encoder, &device)?;
         let estimator = DepthEstimator::new(model, device.clone()).with_input_size(args.input_size);
         predictors.push(Box::new(ModelPredictor { name, estimator }));
+    }
+    if args.baselines {
+        predictors.push(Box::new(depth_eval::baseline::Constant));
+        predictors.push(Box::new(depth_eval::baseline::PositionPrior));
     }
     if let Some(dir) = &args.pred_dir {
         let kind = match args.pred_kind {
@@ -177,50 +241,5 @@ pub fn run(args: EvalArgs) -> Result<()> {
         unavailable,
     };
     report.write(&args.out)?;
-    for b in &report.benchmarks {
-        for m in &b.models {
-            let (d1, abs_rel) = m.mean.map_or((f64::NAN, f64::NAN), |x| (x.d1, x.abs_rel));
-            println!(
-                "{:<20} {:<16} d1 {d1:.4}  abs_rel {abs_rel:.4}  ({} images)",
-                b.name,
-                m.model,
-                m.items.len()
-            );
-        }
-    }
-    for p in &report.pairwise {
-        println!(
-            "{:<20} {:<16} accuracy {:.4} ({} pairs)",
-            p.name,
-            p.model,
-            p.accuracy.unwrap_or(f64::NAN),
-            p.counts.pairs
-        );
-    }
-    for u in &report.unavailable {
-        println!("not run: {}", u.name);
-    }
-    println!("report: {}", args.out.join("report.md").display());
-    let missing: Vec<&str> = report
-        .unavailable
-        .iter()
-        .filter(|u| args.benchmarks.contains(&u.name))
-        .map(|u| u.name.as_str())
-        .collect();
-    if !missing.is_empty() {
-        let reasons: Vec<String> =
-            report.unavailable.iter().map(|u| format!("{}: {}", u.name, u.reason)).collect();
-        return Err(XtaskError::Failed(format!(
-            "benchmarks not available: {}\n{}",
-            missing.join(", "),
-            reasons.join("\n")
-        )));
-    }
-    match report.failures() {
-        0 => Ok(()),
-        n => Err(XtaskError::Failed(format!(
-            "{n} items failed; they are listed in {}",
-            args.out.join("report.md").display()
-        ))),
-    }
+    Ok(report)
 }

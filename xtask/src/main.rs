@@ -6,7 +6,9 @@ mod error;
 mod eval;
 mod features;
 mod infer;
+mod mini;
 mod progress;
+mod pseudo_label;
 mod raw;
 mod train;
 
@@ -29,6 +31,8 @@ enum Phase {
     Eval(eval::EvalArgs),
     /// DINOv2 feature exploration: PCA, norms and similarity maps of intermediate layers.
     Features(features::FeaturesArgs),
+    /// Pseudo-labels: a frozen teacher labels images into a label store (sharded, resumable).
+    PseudoLabel(pseudo_label::PseudoLabelArgs),
     /// Training: relative distillation or metric fine-tuning from configs/train.toml; --resume.
     Train(train::TrainArgs),
 }
@@ -45,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Phase::Data(args) => data::run(args),
         Phase::Eval(args) => eval::run(args),
         Phase::Features(args) => features::run(args),
+        Phase::PseudoLabel(args) => pseudo_label::run(args),
         Phase::Train(args) => train::run(args),
     };
     match result {

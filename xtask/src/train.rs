@@ -1,7 +1,7 @@
-//! `cargo xtask train`: one training run from a config (configs/train.toml), or the
-//! continuation of a run folder (`--resume`). Everything is checked before the first step; the
-//! run writes its checkpoints, logs, TensorBoard events, loss curve and final model into the
-//! run folder and prints where they are.
+//! `cargo xtask train`: one training run from a config (`--config`), the continuation of a run
+//! folder (`--resume`), or — with neither — the mini reproduction of the whole recipe
+//! (`mini.rs`). Everything is checked before the first step; a run writes its checkpoints, logs,
+//! TensorBoard events, loss curve and final model into its folder and prints where they are.
 
 use crate::error::{Result, XtaskError};
 use depth_train::{TrainConfig, Trainer};
@@ -9,9 +9,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// The run's configuration.
-    #[arg(long, default_value = "configs/train.toml")]
-    config: PathBuf,
+    /// The run's configuration (e.g. configs/train.toml). Without it and without --resume, the
+    /// mini reproduction runs: teacher → pseudo-labels → distilled student → report.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Continue the run in this folder from its newest complete checkpoint, with the
     /// configuration saved there.
     #[arg(long)]
@@ -19,12 +20,49 @@ pub struct TrainArgs {
     /// cpu, cuda or cuda:N (overrides the config's `device`).
     #[arg(long)]
     device: Option<String>,
-    /// Override a config value, e.g. `--set optim.lr=1e-4 --set schedule.steps=100`.
+    /// Override a config value, e.g. `--set optim.lr=1e-4 --set schedule.steps=100` (in the
+    /// mini reproduction: of every training stage).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// Print the plan of --config (model, parameter counts, data, steps) and an estimated time
+    /// on the device from a short probe, without training.
+    #[arg(long, requires = "config")]
+    dry_run: bool,
+    /// Mini reproduction: the folder of its stage configs.
+    #[arg(long, default_value = "configs/mini")]
+    pipeline: PathBuf,
+    /// Mini reproduction: where its runs and report go.
+    #[arg(long, default_value = "runs/mini")]
+    out: PathBuf,
+    /// Mini reproduction: more unlabeled photos to pseudo-label and distil from (repeatable).
+    #[arg(long)]
+    unlabeled: Vec<PathBuf>,
+    /// Mini reproduction: more RGB-D frames to evaluate on, a folder with a
+    /// `test_annotations.json` as shared/fixtures/rgbd/nyu_bts (repeatable).
+    #[arg(long)]
+    gt: Vec<PathBuf>,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    if args.config.is_none() && args.resume.is_none() {
+        return crate::mini::run(crate::mini::MiniArgs {
+            configs: args.pipeline,
+            out: args.out,
+            unlabeled: args.unlabeled,
+            gt: args.gt,
+            sets: args.sets,
+            device: args.device,
+        });
+    }
+    if args.dry_run {
+        let mut sets = args.sets.clone();
+        if let Some(d) = &args.device {
+            sets.push(format!("device={d}"));
+        }
+        let config = args.config.as_deref().expect("clap requires --config");
+        print!("{}", depth_train::plan::dry_run(&TrainConfig::load(config, &sets)?)?);
+        return Ok(());
+    }
     let mut trainer = match &args.resume {
         Some(dir) => {
             if !args.sets.is_empty() {
@@ -40,7 +78,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
             if let Some(d) = &args.device {
                 sets.push(format!("device={d}"));
             }
-            Trainer::start(TrainConfig::load(&args.config, &sets)?)?
+            let config = args.config.as_deref().expect("checked above");
+            Trainer::start(TrainConfig::load(config, &sets)?)?
         }
     };
     eprintln!("run folder: {}", trainer.run_dir().display());

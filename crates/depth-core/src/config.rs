@@ -66,13 +66,30 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> std::result:
 }
 
 /// `${DEPTH_FIXTURES}/…` → under the fixtures folder; relative → under `base` (the config's
-/// folder); absolute paths stay.
+/// folder); absolute paths stay. A missing fixtures folder is not an error here: the entries
+/// that name it are reported as missing when they are opened.
 pub fn expand(p: &Path, base: &Path) -> Result<PathBuf> {
     let s = p.to_string_lossy();
     if let Some(rest) = s.strip_prefix("${DEPTH_FIXTURES}") {
-        return Ok(crate::fixtures::fixtures_dir()?.join(rest.trim_start_matches('/')));
+        return Ok(crate::fixtures::fixtures_path().0.join(rest.trim_start_matches('/')));
     }
-    Ok(if p.is_absolute() { p.into() } else { base.join(p) })
+    Ok(normalize(&if p.is_absolute() { p.into() } else { base.join(p) }))
+}
+
+/// `a/b/../c/./d` → `a/c/d`, lexically (a `..` that has nothing to remove is kept).
+pub fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The folder relative paths of the config at `path` are resolved against.
@@ -147,6 +164,19 @@ mod tests {
         assert!(err.to_string().contains("has 1 entries"), "{err}");
         let err = parse_toml::<Cfg>(TEXT, Path::new("t.toml"), &["nonsense".into()]).unwrap_err();
         assert!(err.to_string().contains("key=value"), "{err}");
+    }
+
+    #[test]
+    fn paths_resolve_lexically() {
+        assert_eq!(
+            expand(Path::new("../../assets/x"), Path::new("configs/mini")).unwrap(),
+            PathBuf::from("assets/x")
+        );
+        assert_eq!(
+            expand(Path::new("../../../x"), Path::new("configs/mini")).unwrap(),
+            PathBuf::from("../x")
+        );
+        assert_eq!(expand(Path::new("/abs/./y"), Path::new("base")).unwrap(), PathBuf::from("/abs/y"));
     }
 
     #[test]

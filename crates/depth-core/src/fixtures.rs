@@ -4,15 +4,20 @@
 use crate::error::{CoreError, Result};
 use std::path::PathBuf;
 
-/// The fixtures folder, checked to exist.
-pub fn fixtures_dir() -> Result<PathBuf> {
-    let (dir, origin) = match std::env::var_os("DEPTH_FIXTURES") {
+/// Where the fixtures folder is expected (not checked): `DEPTH_FIXTURES`, else the default.
+pub fn fixtures_path() -> (PathBuf, &'static str) {
+    match std::env::var_os("DEPTH_FIXTURES") {
         Some(d) => (PathBuf::from(d), "DEPTH_FIXTURES"),
         None => (
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
             "the default ../shared/fixtures",
         ),
-    };
+    }
+}
+
+/// The fixtures folder, checked to exist.
+pub fn fixtures_dir() -> Result<PathBuf> {
+    let (dir, origin) = fixtures_path();
     if dir.is_dir() {
         Ok(dir)
     } else {

@@ -4,13 +4,14 @@
 //! protocol (least-squares scale and shift of disparity to 1/gt) and the other alignments, the
 //! benchmark caps and crops, the aggregation (mean of per-image metrics), the benchmark runner
 //! and its reports (`configs/eval.toml`, model or precomputed predictions, DA-2K pairwise
-//! accuracy), depth pictures (colour maps, colour bars, side-by-side panels, PNG16, PLY), small
+//! accuracy), the constant and position-prior baselines, depth pictures (colour maps, colour bars, side-by-side panels, PNG16, PLY), small
 //! plots, and the PCA views of ViT patch features. It reads datasets through depth-data and runs
 //! models through depth-models' inference API; it must not depend on losses or training, and
 //! the metric code stays plain f64 arithmetic on slices.
 
 mod aggregate;
 mod align;
+pub mod baseline;
 pub mod benchmark;
 pub mod error;
 pub mod export;

@@ -7,9 +7,9 @@ use crate::depth_anything::DepthAnythingV2;
 use crate::error::{ModelError, Result};
 use crate::{hf, preprocess};
 use candle_core::{DType, Device, Tensor};
-use depth_core::weights::{HubOptions, StrictWeights, TensorMap, hub_file, load_safetensors, load_weights};
+use depth_core::weights::{HubOptions, StrictWeights, TensorMap, hub_file, load_weights};
 use image::{DynamicImage, RgbImage};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A dense depth map (relative depth: larger is closer), row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,30 +37,23 @@ impl DepthMap {
     }
 }
 
-/// Where weights come from, resolved to tensors in the official layout and a configuration:
-/// an HF folder's config.json, a checkpoint's own metadata (ours), else `encoder`'s official one.
-pub(crate) fn resolve(weights: &str, encoder: Encoder) -> Result<(String, ModelConfig, TensorMap)> {
+/// The weights file behind `weights` (see [`load_model`]): the file itself, an HF folder's
+/// `model.safetensors`, or a Hub file (fetched into the cache when needed).
+pub fn weights_file(weights: &str, encoder: Encoder) -> Result<PathBuf> {
     let path = Path::new(weights);
     if path.is_dir() {
-        let cfg = hf::read_config(&path.join("config.json"))?;
-        return Ok((
-            weights.into(),
-            cfg,
-            hf::to_official(load_safetensors(&path.join("model.safetensors"))?)?,
-        ));
+        return Ok(path.join("model.safetensors"));
     }
     if path.is_file() {
-        let tensors = load_weights(path)?;
-        if tensors.keys().any(|k| k.starts_with("backbone.")) {
-            let cfg_path = path.with_file_name("config.json");
-            return Ok((weights.into(), hf::read_config(&cfg_path)?, hf::to_official(tensors)?));
-        }
-        return Ok((
-            weights.into(),
-            stored_config(path)?.unwrap_or_else(|| ModelConfig::official(encoder)),
-            tensors,
-        ));
+        return Ok(path.into());
     }
+    let (repo, file) = hub_id(weights)?;
+    let default = if repo.ends_with("-hf") { "model.safetensors" } else { encoder.hub_repo().1 };
+    Ok(hub_file(repo, file.unwrap_or(default), &HubOptions::from_env())?)
+}
+
+/// `owner/name[:file]`.
+fn hub_id(weights: &str) -> Result<(&str, Option<&str>)> {
     let (repo, file) = match weights.split_once(':') {
         Some((r, f)) => (r, Some(f)),
         None => (weights, None),
@@ -71,15 +64,25 @@ pub(crate) fn resolve(weights: &str, encoder: Encoder) -> Result<(String, ModelC
             reason: format!("'{weights}' is neither a file, a folder, nor a Hub id like owner/name[:file]"),
         });
     }
-    let opts = HubOptions::from_env();
-    if repo.ends_with("-hf") {
-        let cfg = hf::read_config(&hub_file(repo, "config.json", &opts)?)?;
-        let tensors = load_safetensors(&hub_file(repo, file.unwrap_or("model.safetensors"), &opts)?)?;
-        return Ok((weights.into(), cfg, hf::to_official(tensors)?));
-    }
-    let default_file = encoder.hub_repo().1;
-    let local = hub_file(repo, file.unwrap_or(default_file), &opts)?;
-    Ok((weights.into(), ModelConfig::official(encoder), load_weights(&local)?))
+    Ok((repo, file))
+}
+
+/// Where weights come from, resolved to tensors in the official layout and a configuration:
+/// an HF folder's config.json, a checkpoint's own metadata (ours), else `encoder`'s official one.
+pub(crate) fn resolve(weights: &str, encoder: Encoder) -> Result<(String, ModelConfig, TensorMap)> {
+    let path = Path::new(weights);
+    let file = weights_file(weights, encoder)?;
+    let tensors = load_weights(&file)?;
+    let hf_layout = tensors.keys().any(|k| k.starts_with("backbone."));
+    let cfg = if path.is_dir() || (hf_layout && path.is_file()) {
+        hf::read_config(&file.with_file_name("config.json"))?
+    } else if !path.exists() && hub_id(weights)?.0.ends_with("-hf") {
+        hf::read_config(&hub_file(hub_id(weights)?.0, "config.json", &HubOptions::from_env())?)?
+    } else {
+        stored_config(&file)?.unwrap_or_else(|| ModelConfig::official(encoder))
+    };
+    let tensors = if hf_layout { hf::to_official(tensors)? } else { tensors };
+    Ok((weights.into(), cfg, tensors))
 }
 
 /// The configuration a checkpoint written by [`crate::save_model`] carries, if any.

@@ -152,4 +152,20 @@ fn official_vits_config_has_the_official_parameter_count() {
     let vars = vm.all_vars();
     assert_eq!(vars.len(), 239);
     assert_eq!(vars.iter().map(|v| v.elem_count()).sum::<usize>(), 24_785_089);
+    // the count from the sizes alone equals the built model's, for other shapes too
+    let mut readout = ModelConfig::custom(48, 3, 3, 16);
+    readout.head.use_clstoken = true;
+    let swiglu =
+        ModelConfig { vit: tiny_vit(Ffn::SwiGlu), head: tiny_head(), layers: [0, 1, 1, 1], max_depth: None };
+    for cfg in [
+        ModelConfig::official(depth_models::Encoder::Vits),
+        ModelConfig::custom(96, 6, 2, 32),
+        readout,
+        swiglu,
+    ] {
+        let vm = VarMap::new();
+        DepthAnythingV2::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let built: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
+        assert_eq!(cfg.parameter_count(), built, "{cfg:?}");
+    }
 }

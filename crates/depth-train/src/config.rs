@@ -264,11 +264,24 @@ impl Default for LogConfig {
     }
 }
 
+/// The teacher whose pseudo-labels the run learns from (for the plan of `--dry-run`; the labels
+/// themselves carry the teacher's hash).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherSpec {
+    /// As `pseudo-label --teacher`: ENCODER[:WEIGHTS] or a checkpoint path.
+    pub model: String,
+    #[serde(default = "input_size")]
+    pub input_size: usize,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// The run folder.
     pub out: PathBuf,
+    #[serde(default)]
+    pub teacher: Option<TeacherSpec>,
     #[serde(default)]
     pub task: Task,
     /// cpu, cuda or cuda:N.

@@ -14,15 +14,18 @@ pub struct Ema {
 impl Ema {
     /// Starts at the current weights of `params`.
     pub fn new(decay: f64, params: &[(String, Var)]) -> Result<Self> {
-        let shadow =
-            params.iter().map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?))).collect::<Result<_>>()?;
+        let shadow = params
+            .iter()
+            .map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?)))
+            .collect::<Result<_>>()?;
         Ok(Self { decay, shadow })
     }
 
     pub fn update(&mut self, params: &[(String, Var)]) -> Result<()> {
         for (name, var) in params {
             if let Some(e) = self.shadow.get_mut(name) {
-                *e = ((&*e * self.decay)? + (var.as_tensor() * (1.0 - self.decay))?)?;
+                // detached: the average must not chain every step's graph to the next
+                *e = ((&*e * self.decay)? + (var.as_tensor().detach() * (1.0 - self.decay))?)?;
             }
         }
         Ok(())

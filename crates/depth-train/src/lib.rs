@@ -4,8 +4,8 @@
 //! (the official poly decay, optional warmup), gradient handling (accumulation, global-norm
 //! clipping, the non-finite check), the EMA, checkpoints that resume bit-exactly
 //! (`checkpoint`), logging (JSONL, TensorBoard event files, the loss curve), periodic
-//! validation through depth-eval, the training configuration (`configs/train.toml`), and the
-//! loop itself for relative distillation and metric fine-tuning (`trainer`). Models,
+//! validation through depth-eval, pseudo-labelling with a frozen teacher (`pseudo_label`), the
+//! training configuration (`configs/train.toml`), and the loop itself for relative distillation and metric fine-tuning (`trainer`). Models,
 //! parameter groups and initialisation come from depth-models, the objective from
 //! depth-losses, batches from depth-data, scoring from depth-eval. It must not reach into
 //! xtask, and it writes nothing outside the run folder.
@@ -17,6 +17,8 @@ pub mod error;
 pub mod grads;
 pub mod log;
 pub mod optim;
+pub mod plan;
+pub mod pseudo_label;
 pub mod schedule;
 pub mod tensorboard;
 pub mod trainer;

@@ -222,16 +222,17 @@ impl AdamW {
             let GroupSettings { lr, weight_decay, betas: (b1, b2), eps } = g.settings;
             for (name, var) in &g.params {
                 let Some(grad) = grads.get(name) else { continue };
-                let grad = grad.to_dtype(var.dtype())?;
+                let grad = grad.to_dtype(var.dtype())?.detach();
                 let st = match self.state.remove(name) {
                     Some(s) => s,
                     None => Moments { step: 0, m: grad.zeros_like()?, v: grad.zeros_like()? },
                 };
                 let step = st.step + 1;
-                // decoupled weight decay, then the moments (lerp and addcmul as PyTorch)
-                let p = var.as_tensor().affine(1.0 - lr * weight_decay, 0.0)?;
-                let m = (&st.m + ((&grad - &st.m)? * (1.0 - b1))?)?;
-                let v = ((&st.v * b2)? + (grad.sqr()? * (1.0 - b2))?)?;
+                // decoupled weight decay, then the moments (lerp and addcmul as PyTorch); all
+                // detached, so no state keeps a graph alive
+                let p = var.as_tensor().detach().affine(1.0 - lr * weight_decay, 0.0)?;
+                let m = (&st.m + ((&grad - &st.m)? * (1.0 - b1))?)?.detach();
+                let v = ((&st.v * b2)? + (grad.sqr()? * (1.0 - b2))?)?.detach();
                 let bias1 = 1.0 - b1.powi(step as i32);
                 let bias2_sqrt = (1.0 - b2.powi(step as i32)).sqrt();
                 let denom = ((v.sqrt()? / bias2_sqrt)? + eps)?;

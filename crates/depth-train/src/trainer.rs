@@ -268,6 +268,11 @@ impl Trainer {
         &self.log
     }
 
+    /// The EMA's averages (None without EMA).
+    pub fn ema_tensors(&self) -> Result<Option<TensorMap>> {
+        self.ema.as_ref().map(|e| e.tensors()).transpose()
+    }
+
     /// The model's current tensors (CPU, official keys).
     pub fn model_tensors(&self) -> Result<TensorMap> {
         Ok(model_tensors(&self.varmap)?)

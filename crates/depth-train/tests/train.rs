@@ -407,3 +407,37 @@ fn validation_scores_benchmarks_and_keeps_the_best_model() {
     assert!(vals[0].benchmarks["heldout"].contains_key("d1"));
     assert!(run.join("val/step-00000003").is_dir(), "validation pictures");
 }
+
+/// Resident memory of this process in MB.
+fn rss_mb() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: f64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096.0 / 1e6
+}
+
+#[test]
+fn a_long_run_keeps_no_graph_alive_and_its_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets = [
+        "schedule.steps=160",
+        "optim.ema=0.99",
+        "optim.accumulate=2",
+        "optim.grad_clip=1.0",
+        "checkpoint.every=100",
+    ];
+    let mut t = Trainer::start(load(dir.path(), "", &sets)).unwrap();
+    t.run_until(10, &hidden()).unwrap();
+    let before = rss_mb();
+    t.run_until(160, &hidden()).unwrap();
+    let grown = rss_mb() - before;
+    // no optimiser or EMA state may hold a graph: it would keep every step's activations
+    let (state, _) = t.optimizer().state().unwrap();
+    for (k, v) in &state {
+        assert!(!v.track_op(), "optimizer state {k} keeps a graph alive");
+    }
+    for (k, v) in t.ema_tensors().unwrap().expect("EMA enabled") {
+        assert!(!v.track_op(), "EMA average {k} keeps a graph alive");
+    }
+    eprintln!("resident memory grew {grown:.1} MB over 150 steps");
+    assert!(grown < 50.0, "resident memory grew {grown:.0} MB over 150 steps");
+}
