@@ -21,14 +21,14 @@ pub struct DataArgs {
 enum DataCmd {
     /// Render N procedural scenes (RGB PNG + float32 depth .npy + index.json) into a folder.
     Synth {
-        #[arg(long)]
+        #[arg(long, value_parser = crate::net_input::positive())]
         count: usize,
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Image width and height.
-        #[arg(long, default_value_t = 518)]
+        #[arg(long, default_value_t = 518, value_parser = clap::value_parser!(u32).range(14..=8192))]
         size: u32,
         /// Photos to cut textures from (default: the fixtures' unlabeled photos; "none": noise only).
         #[arg(long)]
@@ -102,6 +102,7 @@ fn synth(
     };
     let config = SceneConfig { width: size, height: size, outdoor_fraction, ..SceneConfig::default() };
     let data = SynthDataset { config, bank: Arc::new(bank), seed, count };
+    depth_core::atomic::ensure_writable_dir(out)?;
     let pb = bar(count as u64, "synth");
     write_dataset(out, &data, |n| pb.set_position(n as u64))?;
     pb.finish();
@@ -123,19 +124,17 @@ fn list(cfg: &DataConfig) -> Result<()> {
     Ok(())
 }
 
-fn manifest_path(d: &DatasetSpec) -> Result<&Path> {
+/// The dataset's `manifest` from the config; `fix` says how to do without one.
+fn manifest_path<'a>(d: &'a DatasetSpec, fix: &str) -> Result<&'a Path> {
     d.manifest.as_deref().ok_or_else(|| {
-        XtaskError::Failed(format!(
-            "dataset '{}' has no `manifest` in the config; pass --out or add one",
-            d.name
-        ))
+        XtaskError::Failed(format!("dataset '{}' has no `manifest` in the config; {fix}", d.name))
     })
 }
 
 fn manifest(d: &DatasetSpec, out: Option<PathBuf>) -> Result<()> {
     let out = match out {
         Some(p) => p,
-        None => manifest_path(d)?.to_path_buf(),
+        None => manifest_path(d, "pass --out or add one")?.to_path_buf(),
     };
     let n = depth_data::manifest::list_files(&d.root)?.len();
     let pb = bar(n as u64, "hash");
@@ -148,7 +147,8 @@ fn manifest(d: &DatasetSpec, out: Option<PathBuf>) -> Result<()> {
 }
 
 fn verify(d: &DatasetSpec) -> Result<()> {
-    let m = Manifest::read(manifest_path(d)?)?;
+    let m =
+        Manifest::read(manifest_path(d, "add one (`cargo xtask data manifest NAME --out FILE` writes it)")?)?;
     let pb = bar(m.files.len() as u64, "verify");
     let v = m.verify(&d.root, |_| pb.inc(1));
     pb.finish();
@@ -169,16 +169,22 @@ fn verify(d: &DatasetSpec) -> Result<()> {
 
 fn validate(cfg: &DataConfig, names: &[String], report: &Path) -> Result<()> {
     let specs: Vec<&DatasetSpec> = if names.is_empty() {
-        cfg.datasets.iter().filter(|d| d.root.exists()).collect()
+        cfg.datasets.iter().collect()
     } else {
         names.iter().map(|n| cfg.get(n)).collect::<std::result::Result<_, _>>()?
     };
+    depth_core::atomic::ensure_writable_dir(report)?;
     let mut md = String::from("# Dataset validation\n\n");
     let mut all = Vec::new();
     let mut bad = 0;
     for d in specs {
         let ds = match d.open() {
             Ok(ds) => ds,
+            Err(e @ depth_data::DataError::Absent { .. }) if names.is_empty() => {
+                md += &format!("## {}\n\nnot there (not validated): {e}\n\n", d.name);
+                println!("{}: not there", d.name);
+                continue;
+            }
             Err(e) => {
                 md += &format!("## {}\n\ncannot open: {e}\n\n", d.name);
                 bad += 1;
@@ -198,7 +204,6 @@ fn validate(cfg: &DataConfig, names: &[String], report: &Path) -> Result<()> {
         println!("{}: {} items, {} ok, {} failed", d.name, v.items, v.ok, v.failures.len());
         all.push(v);
     }
-    std::fs::create_dir_all(report).map_err(|source| XtaskError::Io { path: report.into(), source })?;
     depth_core::atomic::write_atomic(&report.join("validation.md"), |w| w.write_all(md.as_bytes()))?;
     let json = serde_json::to_string_pretty(&all).expect("validation serialises");
     depth_core::atomic::write_atomic(&report.join("validation.json"), |w| w.write_all(json.as_bytes()))?;
@@ -227,7 +232,8 @@ fn download(d: &DatasetSpec) -> Result<()> {
         Some(p) if p.exists() => Some(Manifest::read(p)?),
         _ => None,
     };
-    std::fs::create_dir_all(&d.root).map_err(|source| XtaskError::Io { path: d.root.clone(), source })?;
+    std::fs::create_dir_all(&d.root)
+        .map_err(|source| depth_core::CoreError::Write { path: d.root.clone(), source })?;
     let pb = bar(hub.files.len() as u64, "download");
     let mut entries = Vec::new();
     for file in &hub.files {
@@ -245,7 +251,7 @@ fn download(d: &DatasetSpec) -> Result<()> {
         let dest = d.root.join(file);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)
-                .map_err(|source| XtaskError::Io { path: parent.into(), source })?;
+                .map_err(|source| depth_core::CoreError::Write { path: parent.into(), source })?;
         }
         depth_core::atomic::write_atomic(&dest, |w| {
             std::io::copy(&mut std::fs::File::open(&cached)?, w).map(|_| ())

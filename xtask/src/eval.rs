@@ -6,7 +6,7 @@ use crate::error::{Result, XtaskError};
 use depth_data::TargetKind;
 use depth_eval::report::Unavailable;
 use depth_eval::{EvalConfig, Mode, ModelPredictor, PredDir, Predictor, Report, Runner};
-use depth_models::{DepthEstimator, Encoder, load_model};
+use depth_models::{Encoder, load_model};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -35,9 +35,8 @@ pub struct EvalArgs {
     pub(crate) mode: Option<ModeArg>,
     #[arg(long, default_value = "runs/eval")]
     pub(crate) out: PathBuf,
-    /// Shorter side of the network input.
-    #[arg(long, default_value_t = 518)]
-    pub(crate) input_size: usize,
+    #[command(flatten)]
+    pub(crate) input: crate::net_input::NetInput,
     /// Side-by-side pictures per benchmark and model (default: the config's `visualize`).
     #[arg(long)]
     pub(crate) visualize: Option<usize>,
@@ -152,6 +151,7 @@ pub(crate) fn check(args: &EvalArgs, report: &Report) -> Result<()> {
 /// Runs the evaluation and writes its report; returns it.
 pub(crate) fn evaluate(args: &EvalArgs) -> Result<Report> {
     let mut cfg = EvalConfig::load(&args.config)?;
+    depth_core::atomic::ensure_writable_dir(&args.out)?;
     if let Some(m) = args.mode {
         let mode = match m {
             ModeArg::Relative => Mode::Relative,
@@ -173,7 +173,7 @@ pub(crate) fn evaluate(args: &EvalArgs) -> Result<Report> {
         }
         tracing::info!("loading {name}: {weights} ({}) on {}", encoder.name(), args.device);
         let model = load_model(&weights, encoder, &device)?;
-        let estimator = DepthEstimator::new(model, device.clone()).with_input_size(args.input_size);
+        let estimator = args.input.estimator(model, device.clone());
         predictors.push(Box::new(ModelPredictor { name, estimator }));
     }
     if args.baselines {
@@ -192,9 +192,14 @@ pub(crate) fn evaluate(args: &EvalArgs) -> Result<Report> {
     let mut unavailable = Vec::new();
     let mut opened = Vec::new();
     for b in benchmarks {
+        // only a dataset that is not there is "not run"; a config that does not load, an
+        // unknown dataset or a broken one is an error
         match cfg.open(b) {
             Ok(d) => opened.push((b, d)),
-            Err(e) => unavailable.push(Unavailable { name: b.name.clone(), reason: e.to_string() }),
+            Err(e @ depth_eval::EvalError::Data(depth_data::DataError::Absent { .. })) => {
+                unavailable.push(Unavailable { name: b.name.clone(), reason: e.to_string() })
+            }
+            Err(e) => return Err(XtaskError::Failed(format!("benchmark '{}': {e}", b.name))),
         }
     }
     // pairwise sets whose annotations are missing or unreadable are listed, not fatal

@@ -6,7 +6,7 @@ use crate::error::{Result, XtaskError};
 use crate::infer::list_images;
 use depth_eval::features::{PatchGrid, cosine_to, extract, norms, pca_rgb};
 use depth_eval::visualize::{self, Bar, Colormap, Panel, Range, Scale, draw};
-use depth_models::{DepthEstimator, Encoder, load_model, read_image};
+use depth_models::{Encoder, load_model, read_image};
 use image::{RgbImage, imageops};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -26,8 +26,8 @@ pub struct FeaturesArgs {
     layers: Vec<usize>,
     #[arg(long, default_value = "runs/features")]
     out: PathBuf,
-    #[arg(long, default_value_t = 518)]
-    input_size: usize,
+    #[command(flatten)]
+    input: crate::net_input::NetInput,
     /// Foreground: patches whose first component (min–max scaled to 0…1) is above this; the
     /// colours then come from a PCA of the foreground only, the background is black.
     #[arg(long)]
@@ -58,12 +58,13 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         return Err(XtaskError::Failed(format!("--select takes X,Y; got {v:?}")));
     }
     let files = list_images(&args.img_path)?;
+    depth_core::atomic::ensure_writable_dir(&args.out)?;
     let device = depth_core::parse_device(&args.device)?;
     let weights = args.weights.clone().unwrap_or_else(|| args.encoder.hub_repo().0.to_string());
     let model = load_model(&weights, args.encoder, &device)?;
     let layers = if args.layers.is_empty() { model.config().layers.to_vec() } else { args.layers.clone() };
     let p = model.config().vit.patch_size;
-    let est = DepthEstimator::new(model, device.clone()).with_input_size(args.input_size);
+    let est = args.input.estimator(model, device.clone());
     let bar = crate::progress::bar(files.len() as u64, "features");
     let mut items = Vec::new();
     // patch grids, layer-major: by_layer[l][image]
@@ -97,7 +98,6 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         bar.inc(1);
     }
     bar.finish();
-    std::fs::create_dir_all(&args.out).map_err(|source| XtaskError::Io { path: args.out.clone(), source })?;
     let md = write_layers(&args, &layers, &items, &by_layer, p)?;
     depth_core::atomic::write_atomic(&args.out.join("features.md"), |w| w.write_all(md.as_bytes()))?;
     println!("{} images, layers {layers:?}: {}", items.len(), args.out.join("features.md").display());
@@ -121,7 +121,7 @@ fn write_layers(
         args.encoder.name(),
         args.weights.as_deref().unwrap_or("official"),
         items.len(),
-        args.input_size,
+        args.input.input_size,
         args.fg_threshold
             .map_or(String::new(), |t| format!("; foreground = first component > {t}, background black")),
     );

@@ -24,9 +24,8 @@ pub struct InferArgs {
     img_path: PathBuf,
     #[arg(long, default_value = "./vis_depth")]
     outdir: PathBuf,
-    /// Shorter side of the network input.
-    #[arg(long, default_value_t = 518)]
-    input_size: usize,
+    #[command(flatten)]
+    input: crate::net_input::NetInput,
     /// Write only the depth picture, not the image beside it.
     #[arg(long)]
     pred_only: bool,
@@ -43,7 +42,7 @@ pub struct InferArgs {
     #[arg(long)]
     save_raw: Option<RawFormat>,
     /// Images per forward pass (same-size images only are batched together).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::net_input::positive())]
     batch_size: usize,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
@@ -54,16 +53,7 @@ pub struct InferArgs {
 pub(crate) fn list_images(p: &Path) -> Result<Vec<PathBuf>> {
     let io = |source| XtaskError::Io { path: p.into(), source };
     let files = if p.is_dir() {
-        let mut out = Vec::new();
-        let mut stack = vec![p.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).map_err(io)? {
-                let path = entry.map_err(io)?.path();
-                if path.is_dir() { stack.push(path) } else { out.push(path) }
-            }
-        }
-        out.sort();
-        out
+        depth_core::walk_files(p, &|_| true)?
     } else if p.extension().is_some_and(|e| e == "txt") {
         let text = std::fs::read_to_string(p).map_err(io)?;
         text.lines().map(str::trim).filter(|l| !l.is_empty()).map(PathBuf::from).collect()
@@ -141,7 +131,8 @@ impl Job<'_> {
         let a = self.args;
         let base = a.outdir.join(name);
         if let Some(dir) = base.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| XtaskError::Io { path: dir.into(), source })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|source| depth_core::CoreError::Write { path: dir.into(), source })?;
         }
         let with = |suffix: &str| {
             let mut p = base.clone().into_os_string();
@@ -214,9 +205,8 @@ pub fn run(args: InferArgs) -> Result<()> {
     let weights = args.weights.clone().unwrap_or_else(|| repo.to_string());
     tracing::info!("loading {weights} ({}) on {}", args.encoder.name(), args.device);
     let model = load_model(&weights, args.encoder, &device)?;
-    std::fs::create_dir_all(&args.outdir)
-        .map_err(|source| XtaskError::Io { path: args.outdir.clone(), source })?;
-    let job = Job { est: DepthEstimator::new(model, device).with_input_size(args.input_size), args: &args };
+    depth_core::atomic::ensure_writable_dir(&args.outdir)?;
+    let job = Job { est: args.input.estimator(model, device), args: &args };
     let bar = crate::progress::bar(files.len() as u64, "infer");
     let failed: Vec<_> = jobs.chunks(args.batch_size.max(1)).flat_map(|c| job.run_chunk(c, &bar)).collect();
     bar.finish();

@@ -7,6 +7,7 @@ mod eval;
 mod features;
 mod infer;
 mod mini;
+mod net_input;
 mod progress;
 mod pseudo_label;
 mod raw;

@@ -14,6 +14,7 @@
 
 use crate::error::{Result, XtaskError};
 use crate::eval::{EvalArgs, ModeArg, PredKind};
+use crate::net_input::NetInput;
 use crate::pseudo_label::PseudoLabelArgs;
 use depth_data::config::{DataConfig, DatasetSpec, Kind};
 use depth_eval::{BenchmarkSpec, EvalConfig, Metrics, Mode, Report};
@@ -130,7 +131,8 @@ fn write_toml<T: Serialize>(value: &T, path: &Path) -> Result<()> {
 
 pub fn run(args: MiniArgs) -> Result<()> {
     let started = Instant::now();
-    std::fs::create_dir_all(&args.out).map_err(|e| XtaskError::Io { path: args.out.clone(), source: e })?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| depth_core::CoreError::Write { path: args.out.clone(), source: e })?;
     let out = args.out.canonicalize().map_err(|e| XtaskError::Io { path: args.out.clone(), source: e })?;
     let configs =
         args.configs.canonicalize().map_err(|e| XtaskError::Io { path: args.configs.clone(), source: e })?;
@@ -194,7 +196,7 @@ pub fn run(args: MiniArgs) -> Result<()> {
             data_config: data_path.clone(),
             store: store.clone(),
             shard: Shard::ALL,
-            input_size,
+            input: NetInput { input_size, ..NetInput::default() },
             batch_size: 4,
             device: args.device.clone().unwrap_or_else(|| "cpu".into()),
         })?;
@@ -240,7 +242,7 @@ pub fn run(args: MiniArgs) -> Result<()> {
         pred_kind: PredKind::Disparity,
         mode: None::<ModeArg>,
         out: out.join("eval"),
-        input_size,
+        input: NetInput { input_size, ..NetInput::default() },
         visualize: None,
         ply: false,
         device: args.device.clone().unwrap_or_else(|| "cpu".into()),

@@ -6,7 +6,7 @@
 use crate::error::{Result, XtaskError};
 use depth_data::TeacherId;
 use depth_data::config::{DataConfig, Kind};
-use depth_models::{DepthEstimator, load_model, weights_file};
+use depth_models::{load_model, weights_file};
 use depth_train::pseudo_label::{Labeller, Shard, Summary, list_images};
 use std::path::PathBuf;
 
@@ -30,11 +30,10 @@ pub struct PseudoLabelArgs {
     /// This process's share, k/n (0-based): the images whose path hashes to k modulo n.
     #[arg(long, default_value = "0/1")]
     pub shard: Shard,
-    /// Shorter side of the teacher's input.
-    #[arg(long, default_value_t = 518)]
-    pub input_size: usize,
+    #[command(flatten)]
+    pub input: crate::net_input::NetInput,
     /// Same-size images per forward pass.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::net_input::positive())]
     pub batch_size: usize,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
@@ -71,8 +70,7 @@ pub fn label(args: &PseudoLabelArgs) -> Result<Summary> {
     if items.is_empty() {
         return Err(XtaskError::NoImages(source));
     }
-    std::fs::create_dir_all(&args.store)
-        .map_err(|e| XtaskError::Io { path: args.store.clone(), source: e })?;
+    depth_core::atomic::ensure_writable_dir(&args.store)?;
     let (name, encoder, weights) = crate::eval::parse_model(&args.teacher)?;
     let file = weights_file(&weights, encoder)?;
     tracing::info!("teacher {name}: {} — hashing the weights", file.display());
@@ -80,8 +78,8 @@ pub fn label(args: &PseudoLabelArgs) -> Result<Summary> {
     let device = depth_core::parse_device(&args.device)?;
     let model = load_model(&weights, encoder, &device)?;
     let labeller = Labeller {
-        estimator: DepthEstimator::new(model, device).with_input_size(args.input_size),
-        teacher: TeacherId { name, sha256, input_size: args.input_size },
+        estimator: args.input.estimator(model, device),
+        teacher: TeacherId { name, sha256, input_size: args.input.input_size },
         batch: args.batch_size.max(1),
     };
     let mine = items.iter().filter(|i| args.shard.owns(&i.rel)).count();

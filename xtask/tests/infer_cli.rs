@@ -98,3 +98,55 @@ fn loads_a_hub_id_from_the_cache_offline() {
     assert!(!miss.status.success());
     assert!(String::from_utf8_lossy(&miss.stderr).contains("HF_HUB_OFFLINE"));
 }
+
+#[test]
+fn a_hostile_folder_fails_per_file_and_the_good_images_are_done_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 90]))
+        .save(input.join("good.png"))
+        .unwrap();
+    // 4000×40: at input size 70 a 7000×70 network input, 2,500 tokens, over a limit of 1,000
+    image::RgbImage::new(4000, 40).save(input.join("wide.png")).unwrap();
+    // a 1×1 PNG whose header (CRC fixed up) claims 100000×100000
+    let mut png = Vec::new();
+    image::DynamicImage::new_rgb8(1, 1)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png[16..24].copy_from_slice(&[&100_000u32.to_be_bytes()[..], &100_000u32.to_be_bytes()[..]].concat());
+    let crc = png[12..29].iter().fold(!0u32, |mut c, &b| {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+        c
+    });
+    png[29..33].copy_from_slice(&(!crc).to_be_bytes());
+    std::fs::write(input.join("bomb.png"), &png).unwrap();
+    std::os::unix::fs::symlink(&input, input.join("loop")).unwrap();
+    let out = dir.path().join("out");
+    let weights = fixtures().join("weights/da2_vits_random.pth");
+    let (w, i, o) = (weights.to_str().unwrap(), input.to_str().unwrap(), out.to_str().unwrap());
+    let common = ["--weights", w, "--img-path", i, "--input-size", "70"];
+    let run = xtask(&[&common[..], &["--outdir", o, "--max-tokens", "1000", "--pred-only"]].concat(), &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(stderr.contains("bomb.png") && stderr.contains("100000×100000"), "{stderr}");
+    assert!(stderr.contains("wide.png") && stderr.contains("--max-tokens"), "{stderr}");
+    let written: Vec<PathBuf> = depth_core::walk_files(&out, &|_| true).unwrap();
+    assert_eq!(written, [out.join("good.png")], "the good image once, nothing for the others");
+    // arguments that cannot work are refused before the model loads, and so is a file as --outdir
+    for bad in [["--input-size", "0"], ["--batch-size", "0"]] {
+        let run = xtask(&[&["--weights", w, "--img-path", i], &bad[..]].concat(), &[]);
+        assert!(!run.status.success() && String::from_utf8_lossy(&run.stderr).contains(bad[0]));
+    }
+    let file = dir.path().join("a_file");
+    std::fs::write(&file, b"x").unwrap();
+    let run = xtask(&[&common[..], &["--outdir", file.to_str().unwrap()]].concat(), &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && stderr.contains("cannot write") && stderr.contains("a_file"),
+        "{stderr}"
+    );
+}

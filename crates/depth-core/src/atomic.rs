@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// Writes `path` through `f`, atomically.
 pub fn write_atomic(path: &Path, f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
-    let io = |source| CoreError::Io { path: path.into(), source };
+    let io = |source| CoreError::Write { path: path.into(), source };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     {
@@ -33,6 +33,21 @@ pub fn write_atomic(path: &Path, f: impl FnOnce(&mut dyn Write) -> std::io::Resu
     Ok(())
 }
 
+/// Creates the folder `dir` if needed and checks that a file can be written in it, so that a
+/// command fails on an unwritable output before its long work, not after.
+pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
+    let err = |source| CoreError::Write { path: dir.into(), source };
+    if dir.is_file() {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "it is a file, not a folder",
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(err)?;
+    tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +66,25 @@ mod tests {
         assert!(err.is_err());
         assert!(!q.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+    }
+
+    #[test]
+    fn an_output_that_is_a_file_or_read_only_is_refused_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_writable_dir(&dir.path().join("new/deeper")).unwrap();
+        let file = dir.path().join("a_file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = ensure_writable_dir(&file).unwrap_err().to_string();
+        assert!(
+            err.contains("a_file") && err.contains("cannot write") && err.contains("not a folder"),
+            "{err}"
+        );
+        let err = ensure_writable_dir(&file.join("below")).unwrap_err().to_string();
+        assert!(err.contains("cannot write"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("new/deeper")).unwrap().count(),
+            0,
+            "the probe is removed"
+        );
     }
 }

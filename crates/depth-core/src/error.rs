@@ -11,6 +11,14 @@ pub enum CoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot write {path}: {source} (check that its folder exists and is writable, and that the disk has space)"
+    )]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: not a readable {format} weight file: {reason}")]
     BadWeightFile { path: PathBuf, format: &'static str, reason: String },
     #[error(

@@ -14,9 +14,35 @@ pub fn read_image(path: &Path) -> Result<RgbImage> {
     decode_image(&bytes).map_err(|reason| CoreError::ImageDecode { path: path.into(), reason })
 }
 
-/// Decodes image bytes to 8-bit RGB (see [`read_image`]).
+/// The most pixels an input image may have: PIL's decompression-bomb threshold
+/// (`Image.MAX_IMAGE_PIXELS`, where PIL starts to warn; it refuses at twice that). A header
+/// claiming more is refused before any pixel buffer is allocated: a 69-byte PNG can claim
+/// 100000×100000 (30 GB of RGB).
+pub const MAX_IMAGE_PIXELS: u64 = 89_478_485;
+
+/// Refuses a claimed size that is empty or larger than [`MAX_IMAGE_PIXELS`] (every image reader
+/// asks before decoding).
+pub fn check_claimed_size(w: u32, h: u32) -> std::result::Result<(), String> {
+    let pixels = w as u64 * h as u64;
+    if pixels == 0 {
+        return Err(format!("the header claims {w}×{h} pixels"));
+    }
+    if pixels > MAX_IMAGE_PIXELS {
+        return Err(format!(
+            "the header claims {w}×{h} = {pixels} pixels, more than the limit of {MAX_IMAGE_PIXELS} \
+             (PIL's decompression-bomb threshold); downscale the image first if it is real"
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes image bytes to 8-bit RGB (see [`read_image`]). JPEG goes through libjpeg-turbo (as
+/// OpenCV), the rest through the `image` crate; grey, 16-bit, palette and alpha images become
+/// 8-bit RGB (alpha dropped), an animation its first frame; the EXIF orientation is applied.
 pub fn decode_image(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        let header = turbojpeg::read_header(bytes).map_err(|e| e.to_string())?;
+        check_claimed_size(header.width as u32, header.height as u32)?;
         let rgb: RgbImage = turbojpeg::decompress_image(bytes).map_err(|e| e.to_string())?;
         let orientation = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes))
             .and_then(|mut d| d.orientation())
@@ -26,7 +52,12 @@ pub fn decode_image(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
         return Ok(img.into_rgb8());
     }
     let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    if reader.format().is_none() {
+        return Err("not an image format this tool reads (JPEG, PNG, BMP, TIFF, WebP)".into());
+    }
     let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    let (w, h) = decoder.dimensions();
+    check_claimed_size(w, h)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     img.apply_orientation(orientation);
@@ -57,6 +88,62 @@ mod tests {
         DynamicImage::new_rgba8(4, 3).write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
         assert_eq!(decode_image(&png).unwrap().dimensions(), (4, 3));
         assert!(decode_image(&png[..png.len() / 2]).is_err());
+    }
+
+    /// CRC-32 (PNG's) of a chunk's type and data.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in bytes {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+
+    #[test]
+    fn decompression_bombs_are_refused_before_allocating() {
+        // a valid 1×1 PNG whose IHDR (CRC fixed up) claims 100000×100000
+        let mut png = Vec::new();
+        DynamicImage::new_rgb8(1, 1).write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        let err = decode_image(&png).unwrap_err();
+        assert!(err.contains("100000×100000") && err.contains("limit"), "{err}");
+        // a JPEG whose SOF claims 65000×65000
+        let mut jpeg = Vec::new();
+        DynamicImage::new_rgb8(8, 8).write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        jpeg[sof + 5..sof + 7].copy_from_slice(&65_000u16.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&65_000u16.to_be_bytes());
+        let err = decode_image(&jpeg).unwrap_err();
+        assert!(err.contains("65000×65000") && err.contains("limit"), "{err}");
+        // just under the limit in pixels but empty: refused too
+        png[16..20].copy_from_slice(&0u32.to_be_bytes());
+        assert!(decode_image(&png).is_err());
+    }
+
+    #[test]
+    fn every_colour_type_becomes_8_bit_rgb() {
+        let (w, h) = (5u32, 3u32);
+        let images = [
+            DynamicImage::new_luma8(w, h),
+            DynamicImage::new_luma16(w, h),
+            DynamicImage::new_luma_a8(w, h),
+            DynamicImage::new_rgba8(w, h),
+            DynamicImage::new_rgb16(w, h),
+            DynamicImage::new_rgba16(w, h),
+        ];
+        for img in images {
+            let mut png = Vec::new();
+            img.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+            assert_eq!(decode_image(&png).unwrap().dimensions(), (w, h), "{:?}", img.color());
+        }
+        let err = decode_image(b"hello, world").unwrap_err();
+        assert!(err.contains("not an image format"), "{err}");
     }
 
     /// A JPEG of `img` carrying an EXIF APP1 segment with the given orientation tag.

@@ -24,6 +24,7 @@ pub mod norm;
 pub mod relu;
 pub mod resample;
 pub mod softmax;
+pub mod walk;
 pub mod weights;
 
 pub use abs::abs;
@@ -40,3 +41,4 @@ pub use resample::{
     lower_bound_size, resample,
 };
 pub use softmax::softmax_last_dim;
+pub use walk::walk_files;

@@ -142,7 +142,7 @@ impl DatasetSpec {
                 (None, Some(steps)) => format!("download it by hand:\n{steps}"),
                 (None, None) => "check `root` in the config".into(),
             };
-            return Err(DataError::Config {
+            return Err(DataError::Absent {
                 path: self.root.clone(),
                 reason: format!("dataset '{}' is not there; {how}", self.name),
             });

@@ -20,6 +20,9 @@ pub enum DataError {
     MissingEntry { path: PathBuf, split: PathBuf },
     #[error("{path}: {reason}")]
     Config { path: PathBuf, reason: String },
+    /// The dataset's folder does not exist: the one error that means "not downloaded".
+    #[error("{path}: {reason}")]
+    Absent { path: PathBuf, reason: String },
     #[error("{what}: {reason}")]
     BadArgument { what: &'static str, reason: String },
     #[error(
@@ -35,6 +38,11 @@ pub enum DataError {
 impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io { path: path.into(), source }
+    }
+
+    /// A failed write, reported as depth-core's (one wording for every crate).
+    pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Core(depth_core::CoreError::Write { path: path.into(), source })
     }
 
     pub fn format(path: impl Into<PathBuf>, format: &'static str, reason: impl ToString) -> Self {

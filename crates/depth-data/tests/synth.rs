@@ -181,3 +181,39 @@ fn written_datasets_read_back_exactly() {
     let err = SynthFolder::open(dir.path()).err().unwrap().to_string();
     assert!(err.contains("index.json"), "{err}");
 }
+
+/// Every file under `dir` by relative path, with its bytes.
+fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    depth_core::walk_files(dir, &|_| true)
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+#[test]
+fn an_interrupted_set_finishes_on_rerun_and_nothing_else_is_mixed_in() {
+    let (whole, cut) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let data = dataset(21, 4);
+    write_dataset(whole.path(), &data, |_| {}).unwrap();
+    // stop after two scenes, as a kill would (every file is atomic, so this is the same state)
+    let stopped = std::panic::catch_unwind(|| {
+        write_dataset(cut.path(), &data, |n| assert!(n < 2, "interrupted")).unwrap();
+    });
+    assert!(stopped.is_err());
+    assert!(!cut.path().join("index.json").exists() && cut.path().join("partial.json").exists());
+    write_dataset(cut.path(), &data, |_| {}).unwrap();
+    assert_eq!(tree(cut.path()), tree(whole.path()), "the resumed set differs from an uninterrupted one");
+    // a finished set is left alone by the same command, and refused to another
+    write_dataset(cut.path(), &data, |_| {}).unwrap();
+    let err = write_dataset(cut.path(), &dataset(22, 4), |_| {}).unwrap_err().to_string();
+    assert!(err.contains("other arguments"), "{err}");
+    // an unfinished set of other arguments, or stray files, are refused too
+    let stray = tempfile::tempdir().unwrap();
+    let _ = std::panic::catch_unwind(|| write_dataset(stray.path(), &data, |_| panic!("stop")));
+    let err = write_dataset(stray.path(), &dataset(23, 4), |_| {}).unwrap_err().to_string();
+    assert!(err.contains("unfinished") && err.contains("other arguments"), "{err}");
+    std::fs::remove_file(stray.path().join("partial.json")).unwrap();
+    let err = write_dataset(stray.path(), &data, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("no run of this command claims"), "{err}");
+}

@@ -52,7 +52,20 @@ pub fn score(pred: Prediction, target: &Target, settings: &EvalSettings, mode: M
             ));
         }
     };
-    valid.iter_mut().zip(&values).for_each(|(v, p)| *v &= p.is_finite());
+    // A prediction must exist wherever the ground truth is scored: scoring only its finite part
+    // would reward a map that is half NaN.
+    let scored = valid.iter().filter(|&&v| v).count();
+    let missing = valid.iter().zip(&values).filter(|(v, p)| **v && !p.is_finite()).count();
+    if missing > 0 {
+        let what = if pred.kind == TargetKind::Depth { "NaN, ±inf or depth ≤ 0" } else { "NaN or ±inf" };
+        return Err(EvalError::bad(
+            "prediction",
+            format!(
+                "{missing} of the {scored} pixels with ground truth have no usable prediction ({what}); \
+                 a depth map must be finite wherever it is scored"
+            ),
+        ));
+    }
     let none = || EvalError::bad("ground truth", "no valid pixel inside the benchmark's caps and crop");
     let (depth, (scale, shift)) = align(&values, &gt, &valid, how).ok_or_else(none)?;
     let metrics = Metrics::compute(&depth, &gt, &valid).ok_or_else(none)?;

@@ -419,3 +419,35 @@ fn same_named_images_in_different_folders_keep_their_predictions_apart() {
     let err = err.to_string();
     assert!(err.contains("frame.npy is missing") && err.contains("data/scenes/bamboo_1/frame.npy"), "{err}");
 }
+
+#[test]
+fn a_prediction_with_holes_is_a_failure_not_a_better_score() {
+    let data = scenes(2);
+    let holes = |s: &Sample, bad: f32| {
+        let mut p = map_gt(s, TargetKind::Disparity, |d| 1.0 / d);
+        let n = p.values.len();
+        p.values[..n / 2].iter_mut().for_each(|v| *v = bad);
+        p
+    };
+    let mut runner = Runner {
+        predictors: vec![
+            Box::new(FromSample("half_nan", move |s: &Sample| holes(s, f32::NAN))),
+            Box::new(FromSample("all_inf", |s: &Sample| {
+                let mut p = map_gt(s, TargetKind::Disparity, |d| 1.0 / d);
+                p.values.iter_mut().for_each(|v| *v = f32::INFINITY);
+                p
+            })),
+            Box::new(FromSample("zero_depth", |s: &Sample| map_gt(s, TargetKind::Depth, |_| 0.0))),
+        ],
+        out: None,
+        visualize: 0,
+        ply: false,
+    };
+    let r = runner.run_benchmark(&spec(Mode::Relative, 1e4), &data, &|| {});
+    for m in &r.models {
+        assert!(m.items.is_empty() && m.mean.is_none(), "{} was scored: {:?}", m.model, m.items);
+        assert_eq!(m.failed.len(), 2, "{}", m.model);
+        let e = &m.failed[0].error;
+        assert!(e.contains("no usable prediction") && !e.contains("ground truth\""), "{}: {e}", m.model);
+    }
+}

@@ -128,6 +128,9 @@ impl VitConfig {
     }
 }
 
+/// The most parameters a configuration may describe (16 GB as float32; DA-V2 ViT-G has 1.3e9).
+pub const MAX_PARAMETERS: usize = 4_000_000_000;
+
 /// The DPT head.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -232,6 +235,27 @@ impl ModelConfig {
     /// Checks that the sizes fit together (heads divide the width, layers exist, …).
     pub fn validate(&self) -> Result<(), String> {
         let v = &self.vit;
+        // Bounds first, so nothing below overflows and a config file that claims absurd sizes
+        // (a 1e9-wide or 1e6-deep ViT) is refused before a byte is allocated.
+        let sizes = [
+            ("embed_dim", v.embed_dim, 1 << 16),
+            ("depth", v.depth, 1 << 10),
+            ("num_heads", v.num_heads, 1 << 10),
+            ("patch_size", v.patch_size, 1 << 8),
+            ("img_size", v.img_size, 1 << 14),
+            ("features", self.head.features, 1 << 16),
+            ("head_hidden", self.head.head_hidden, 1 << 16),
+        ];
+        let channels = self.head.out_channels.iter().map(|&o| ("out_channels", o, 1 << 16));
+        if let Some((name, value, max)) = sizes.into_iter().chain(channels).find(|&(_, x, max)| x > max) {
+            return Err(format!("{name} {value} is larger than {max}, the most this tool builds"));
+        }
+        if !(v.mlp_ratio.is_finite() && v.mlp_ratio > 0.0 && v.mlp_ratio <= 64.0) {
+            return Err(format!("mlp_ratio {} must be in (0, 64]", v.mlp_ratio));
+        }
+        if !(v.ln_eps.is_finite() && v.ln_eps >= 0.0) {
+            return Err(format!("layer_norm eps {} must be finite and ≥ 0", v.ln_eps));
+        }
         if v.embed_dim == 0 || v.num_heads == 0 || !v.embed_dim.is_multiple_of(v.num_heads) {
             return Err(format!("embed_dim {} is not a multiple of num_heads {}", v.embed_dim, v.num_heads));
         }
@@ -252,6 +276,13 @@ impl ModelConfig {
             && !(m > 0.0 && m.is_finite())
         {
             return Err(format!("max_depth {m} must be positive"));
+        }
+        let n = self.parameter_count();
+        if n > MAX_PARAMETERS {
+            return Err(format!(
+                "{n} parameters ({:.1} GB as float32), more than the limit of {MAX_PARAMETERS} (ViT-G has 1.3e9)",
+                n as f64 * 4e-9
+            ));
         }
         Ok(())
     }

@@ -71,7 +71,7 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
         .ok_or_else(|| {
             bad(format!("out_indices {:?} must name 4 of the {} layers", b.out_indices, b.num_hidden_layers))
         })?;
-    Ok(ModelConfig {
+    let cfg = ModelConfig {
         vit: VitConfig {
             embed_dim: b.hidden_size,
             depth: b.num_hidden_layers,
@@ -93,7 +93,9 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
         },
         layers,
         max_depth,
-    })
+    };
+    cfg.validate().map_err(bad)?;
+    Ok(cfg)
 }
 
 /// The official key for an HF key whose tensor maps one to one, or `None`.
@@ -206,4 +208,36 @@ pub fn to_official(hf: TensorMap) -> Result<TensorMap> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_config_values_are_refused_before_building() {
+        let fixtures = depth_core::fixtures::fixtures_dir().unwrap();
+        let text = std::fs::read_to_string(fixtures.join("weights/hf_tiny/config.json")).unwrap();
+        let base: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, &text).unwrap();
+        assert!(read_config(&path).is_ok());
+        for (key, value, says) in [
+            ("patch_size", serde_json::json!(0), "patch_size"),
+            ("hidden_size", serde_json::json!(1_000_000_000u64), "embed_dim"),
+            ("num_hidden_layers", serde_json::json!(1_000_000u64), "depth"),
+            ("mlp_ratio", serde_json::json!(1e300), "mlp_ratio"),
+            ("hidden_size", serde_json::json!(16384), "parameters"),
+        ] {
+            let mut c = base.clone();
+            c["backbone_config"][key] = value;
+            if key == "hidden_size" {
+                c["backbone_config"]["num_attention_heads"] = serde_json::json!(8);
+            }
+            std::fs::write(&path, serde_json::to_string(&c).unwrap()).unwrap();
+            let err = read_config(&path).unwrap_err().to_string();
+            assert!(err.contains("config.json") && err.contains(says), "{key}: {err}");
+        }
+    }
 }

@@ -114,16 +114,23 @@ pub fn load_model(weights: &str, encoder: Encoder, device: &Device) -> Result<De
     Ok(strict.build(DType::F32, device, |vb| DepthAnythingV2::new(&cfg, vb))?)
 }
 
+/// The most patch tokens one network input may have unless raised with
+/// [`DepthEstimator::with_max_tokens`]: a 518×784 input has 2,072, 1792×1792 has 16,384. The
+/// official code has no limit: a 4000×40 image becomes a 51800×518 input (137k tokens) that runs
+/// for hours, and a 2×5000 one asks for 16 GB before the first layer.
+pub const DEFAULT_MAX_TOKENS: usize = 16_384;
+
 /// A model ready for inference on a device.
 pub struct DepthEstimator {
     model: DepthAnythingV2,
     device: Device,
     input_size: usize,
+    max_tokens: usize,
 }
 
 impl DepthEstimator {
     pub fn new(model: DepthAnythingV2, device: Device) -> Self {
-        Self { model, device, input_size: 518 }
+        Self { model, device, input_size: 518, max_tokens: DEFAULT_MAX_TOKENS }
     }
 
     /// The shorter side the network sees (default 518, as the official code).
@@ -132,15 +139,43 @@ impl DepthEstimator {
         self
     }
 
+    /// The most patch tokens one input may have (default [`DEFAULT_MAX_TOKENS`]).
+    pub fn with_max_tokens(mut self, max_tokens: usize) -> Self {
+        self.max_tokens = max_tokens;
+        self
+    }
+
+    /// The network input (H, W) of a `width`×`height` image, as the official resize computes it;
+    /// refused when the input size is below one patch or the input has more than the token limit.
+    pub fn input_shape(&self, width: u32, height: u32) -> Result<(usize, usize)> {
+        let patch = self.model.config().vit.patch_size;
+        let bad = |reason: String| Err(ModelError::BadInput { what: "image", reason });
+        if width == 0 || height == 0 {
+            return bad("the image is empty".into());
+        }
+        if self.input_size < patch {
+            return bad(format!("input size {} is smaller than one {patch}-pixel patch", self.input_size));
+        }
+        let (h, w) = depth_core::lower_bound_size(height as usize, width as usize, self.input_size, patch);
+        let tokens = (h / patch) as u128 * (w / patch) as u128;
+        if tokens > self.max_tokens as u128 {
+            return bad(format!(
+                "a {width}×{height} image at input size {} becomes a {w}×{h} network input, {tokens} patch \
+                 tokens, more than the limit of {} (attention grows with their square; the official code \
+                 would try it). Crop the image, lower --input-size, or raise --max-tokens",
+                self.input_size, self.max_tokens
+            ));
+        }
+        Ok((h, w))
+    }
+
     pub fn model(&self) -> &DepthAnythingV2 {
         &self.model
     }
 
     /// The network input of one image, exactly as the official `image2tensor` (on the CPU).
     pub fn preprocess(&self, img: &RgbImage) -> Result<Tensor> {
-        if img.width() == 0 || img.height() == 0 {
-            return Err(ModelError::BadInput { what: "image", reason: "the image is empty".into() });
-        }
+        self.input_shape(img.width(), img.height())?;
         preprocess::image_to_tensor(img, self.input_size, self.model.config().vit.patch_size)
     }
 
@@ -165,5 +200,29 @@ impl DepthEstimator {
         let depth = depth_core::bilinear_align_corners(&depth, (h as usize, w as usize))?;
         let depth = depth.to_device(&Device::Cpu)?.flatten_from(1)?.to_vec2::<f32>()?;
         Ok(depth.into_iter().map(|data| DepthMap { width: w, height: h, data }).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_sizes_below_a_patch_and_inputs_over_the_token_limit_are_refused() {
+        let vm = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let model = DepthAnythingV2::new(&ModelConfig::custom(32, 2, 2, 16), vb).unwrap();
+        let est = DepthEstimator::new(model, Device::Cpu);
+        assert_eq!(est.input_shape(640, 425).unwrap(), (518, 784));
+        let err = est.input_shape(4000, 40).unwrap_err().to_string();
+        assert!(err.contains("51800×518") && err.contains("136900") && err.contains("--max-tokens"), "{err}");
+        assert!(est.input_shape(2, 5000).is_err());
+        assert!(est.input_shape(0, 10).unwrap_err().to_string().contains("empty"));
+        let est = est.with_max_tokens(200_000);
+        assert_eq!(est.input_shape(4000, 40).unwrap(), (518, 51800));
+        let est = est.with_input_size(0);
+        assert!(
+            est.input_shape(640, 425).unwrap_err().to_string().contains("smaller than one 14-pixel patch")
+        );
     }
 }

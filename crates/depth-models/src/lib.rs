@@ -23,7 +23,7 @@ pub use config::{DptConfig, Encoder, Ffn, ModelConfig, PosEmbedResize, VitConfig
 pub use depth_anything::DepthAnythingV2;
 pub use depth_core::read_image;
 pub use error::{ModelError, Result};
-pub use infer::{DepthEstimator, DepthMap, load_model, weights_file};
+pub use infer::{DEFAULT_MAX_TOKENS, DepthEstimator, DepthMap, load_model, weights_file};
 pub use params::{Param, ParamKind, Part, parameters};
 pub use trainable::{
     Trainable, WeightsInit, build_trainable, load_frozen_encoder, model_tensors, save_model,

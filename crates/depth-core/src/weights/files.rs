@@ -1,5 +1,6 @@
 //! Reading and writing weight files.
 
+use super::pth::load_pth;
 use crate::error::{CoreError, Result};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
@@ -7,32 +8,6 @@ use std::path::Path;
 
 /// Tensors by checkpoint key.
 pub type TensorMap = HashMap<String, Tensor>;
-
-/// Reads an official PyTorch checkpoint (`torch.save` of a state dict, optionally wrapped under
-/// `model` or `state_dict`; a DistributedDataParallel `module.` prefix is removed).
-pub fn load_pth(path: &Path) -> Result<TensorMap> {
-    let bad = |reason: String| CoreError::BadWeightFile { path: path.into(), format: "PyTorch .pth", reason };
-    if !path.is_file() {
-        return Err(CoreError::Io {
-            path: path.into(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        });
-    }
-    let mut tensors = Vec::new();
-    for key in [None, Some("model"), Some("state_dict")] {
-        tensors = candle_core::pickle::read_all_with_key(path, key).map_err(|e| bad(e.to_string()))?;
-        if !tensors.is_empty() {
-            break;
-        }
-    }
-    if tensors.is_empty() {
-        return Err(bad("no tensors found (expected a state dict)".into()));
-    }
-    Ok(tensors
-        .into_iter()
-        .map(|(k, v)| (k.strip_prefix("module.").map(str::to_string).unwrap_or(k), v))
-        .collect())
-}
 
 /// Reads a safetensors file onto the CPU.
 pub fn load_safetensors(path: &Path) -> Result<TensorMap> {

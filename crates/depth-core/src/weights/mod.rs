@@ -4,10 +4,13 @@
 
 mod files;
 mod hub;
+mod pickle_scan;
+mod pth;
 mod strict;
 
 pub use files::{
-    Metadata, TensorMap, load_pth, load_safetensors, load_weights, safetensors_metadata, save_safetensors,
+    Metadata, TensorMap, load_safetensors, load_weights, safetensors_metadata, save_safetensors,
 };
 pub use hub::{HubOptions, hub_file};
+pub use pth::load_pth;
 pub use strict::{LoadSummary, StrictWeights};

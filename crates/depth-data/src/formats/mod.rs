@@ -171,26 +171,9 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| DataError::io(path, e))
 }
 
-/// All files under `root` (recursive, sorted, symlinks followed, names starting with `.` skipped)
-/// for which `keep` holds.
+/// All files under `root` for which `keep` holds (the one walk: `depth_core::walk_files`).
 pub(crate) fn walk_files(root: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(|e| DataError::io(&dir, e))? {
-            let path = entry.map_err(|e| DataError::io(&dir, e))?.path();
-            if path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.')) {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else if keep(&path) {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    Ok(depth_core::walk_files(root, keep)?)
 }
 
 /// The file name of `path` as UTF-8 ("" when it has none).

@@ -24,6 +24,9 @@ pub fn read_png16_depth(path: &Path, scale: f32, invalid: &[u16]) -> Result<Targ
     let reader = ImageReader::open(path).map_err(|e| DataError::io(path, e))?;
     let decoder =
         reader.with_guessed_format().map_err(|e| DataError::io(path, e))?.into_decoder().map_err(bad)?;
+    let (w, h) = decoder.dimensions();
+    depth_core::image_io::check_claimed_size(w, h)
+        .map_err(|e| DataError::format(path, "16-bit PNG depth", e))?;
     let color = decoder.color_type();
     if color != ColorType::L16 {
         let reason =

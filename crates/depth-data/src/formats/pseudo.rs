@@ -89,7 +89,7 @@ pub fn write_pseudo_label(
     let file = safetensors::serialize([("disparity", view)], Some(meta))
         .map_err(|e| DataError::format(&path, FMT, e))?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| DataError::write(dir, e))?;
     }
     depth_core::atomic::write_atomic(&path, |w| w.write_all(&file))?;
     Ok(path)

@@ -133,28 +133,88 @@ pub struct Index {
     pub items: Vec<IndexItem>,
 }
 
+/// What a run into a folder is making, written first as `partial.json` so that a rerun can
+/// tell its own unfinished work from anything else.
+#[derive(serde::Serialize)]
+struct Plan<'a> {
+    format: &'a str,
+    seed: u64,
+    count: usize,
+    config: &'a SceneConfig,
+}
+
 /// Renders `count` scenes into `dir` (format in the module doc), calling `progress` after each.
-/// Files are written atomically; the index last, so an interrupted run leaves no index.
+/// Files are written atomically; the index last, so an interrupted run leaves no index. Rerun
+/// with the same arguments, an interrupted run keeps its finished scenes (rendering is
+/// deterministic) and finishes; a finished one is left as it is. A folder holding anything else
+/// (another set, stray files) is refused, never mixed into.
 pub fn write_dataset(dir: &Path, data: &SynthDataset, mut progress: impl FnMut(usize)) -> Result<Index> {
-    for sub in ["rgb", "depth"] {
-        std::fs::create_dir_all(dir.join(sub)).map_err(|e| DataError::io(dir.join(sub), e))?;
+    let plan = serde_json::to_string_pretty(&Plan {
+        format: FORMAT,
+        seed: data.seed,
+        count: data.count,
+        config: &data.config,
+    })
+    .expect("plan serialises");
+    let (partial, index_path) = (dir.join("partial.json"), dir.join("index.json"));
+    let refuse = |what: String| {
+        Err(DataError::Config {
+            path: dir.into(),
+            reason: format!("{what}; write into an empty or new folder, or delete this one"),
+        })
+    };
+    if index_path.exists() {
+        let done = SynthFolder::open(dir)?;
+        let same = done.index.seed == data.seed
+            && done.index.items.len() == data.count
+            && serde_json::to_value(&done.index.config).ok() == serde_json::to_value(&data.config).ok();
+        if same {
+            progress(data.count);
+            return Ok(done.index);
+        }
+        return refuse(format!(
+            "it holds a finished synthetic set of {} scenes (seed {}) made with other arguments",
+            done.index.items.len(),
+            done.index.seed
+        ));
     }
+    match std::fs::read_to_string(&partial) {
+        Ok(text) if text == plan => {}
+        Ok(_) => return refuse("it holds an unfinished synthetic set made with other arguments".into()),
+        Err(_) => {
+            let stray = ["rgb", "depth"]
+                .iter()
+                .any(|sub| std::fs::read_dir(dir.join(sub)).is_ok_and(|mut d| d.next().is_some()));
+            if stray {
+                return refuse(
+                    "its rgb/ or depth/ already hold files that no run of this command claims".into(),
+                );
+            }
+        }
+    }
+    for sub in ["rgb", "depth"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| DataError::write(dir.join(sub), e))?;
+    }
+    depth_core::atomic::write_atomic(&partial, |w| w.write_all(plan.as_bytes()))?;
     let mut items = Vec::with_capacity(data.count);
     for i in 0..data.count {
         let scene = data.scene(i);
-        let (image, depth) = scene.render();
         let id = format!("{i:06}");
         let (rgb, dpath) = (format!("rgb/{id}.png"), format!("depth/{id}.npy"));
-        depth_core::atomic::write_atomic(&dir.join(&rgb), |w| {
-            let mut buf = Vec::new();
-            image
-                .write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
-                .map_err(std::io::Error::other)?;
-            w.write_all(&buf)
-        })?;
-        depth_core::atomic::write_atomic(&dir.join(&dpath), |w| {
-            crate::npy::write_f32(w, &[depth.height as u64, depth.width as u64], &depth.values)
-        })?;
+        // each file is written atomically, so one that exists is complete
+        if !(dir.join(&rgb).is_file() && dir.join(&dpath).is_file()) {
+            let (image, depth) = scene.render();
+            depth_core::atomic::write_atomic(&dir.join(&rgb), |w| {
+                let mut buf = Vec::new();
+                image
+                    .write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
+                    .map_err(std::io::Error::other)?;
+                w.write_all(&buf)
+            })?;
+            depth_core::atomic::write_atomic(&dir.join(&dpath), |w| {
+                crate::npy::write_f32(w, &[depth.height as u64, depth.width as u64], &depth.values)
+            })?;
+        }
         items.push(IndexItem {
             id,
             seed: item_seed(data.seed, i as u64),
@@ -167,7 +227,8 @@ pub fn write_dataset(dir: &Path, data: &SynthDataset, mut progress: impl FnMut(u
     }
     let index = Index { format: FORMAT.into(), seed: data.seed, config: data.config.clone(), items };
     let json = serde_json::to_string_pretty(&index).expect("index serialises");
-    depth_core::atomic::write_atomic(&dir.join("index.json"), |w| w.write_all(json.as_bytes()))?;
+    depth_core::atomic::write_atomic(&index_path, |w| w.write_all(json.as_bytes()))?;
+    std::fs::remove_file(&partial).map_err(|e| DataError::write(&partial, e))?;
     Ok(index)
 }
 
