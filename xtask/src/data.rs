@@ -102,7 +102,7 @@ fn synth(
     };
     let config = SceneConfig { width: size, height: size, outdoor_fraction, ..SceneConfig::default() };
     let data = SynthDataset { config, bank: Arc::new(bank), seed, count };
-    depth_core::atomic::ensure_writable_dir(out)?;
+    depth_core::atomic::prepare_output_dir(out)?;
     let pb = bar(count as u64, "synth");
     write_dataset(out, &data, |n| pb.set_position(n as u64))?;
     pb.finish();
@@ -173,7 +173,7 @@ fn validate(cfg: &DataConfig, names: &[String], report: &Path) -> Result<()> {
     } else {
         names.iter().map(|n| cfg.get(n)).collect::<std::result::Result<_, _>>()?
     };
-    depth_core::atomic::ensure_writable_dir(report)?;
+    depth_core::atomic::prepare_output_dir(report)?;
     let mut md = String::from("# Dataset validation\n\n");
     let mut all = Vec::new();
     let mut bad = 0;

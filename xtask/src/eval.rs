@@ -151,7 +151,7 @@ pub(crate) fn check(args: &EvalArgs, report: &Report) -> Result<()> {
 /// Runs the evaluation and writes its report; returns it.
 pub(crate) fn evaluate(args: &EvalArgs) -> Result<Report> {
     let mut cfg = EvalConfig::load(&args.config)?;
-    depth_core::atomic::ensure_writable_dir(&args.out)?;
+    depth_core::atomic::prepare_output_dir(&args.out)?;
     if let Some(m) = args.mode {
         let mode = match m {
             ModeArg::Relative => Mode::Relative,

@@ -58,7 +58,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         return Err(XtaskError::Failed(format!("--select takes X,Y; got {v:?}")));
     }
     let files = list_images(&args.img_path)?;
-    depth_core::atomic::ensure_writable_dir(&args.out)?;
+    depth_core::atomic::prepare_output_dir(&args.out)?;
     let device = depth_core::parse_device(&args.device)?;
     let weights = args.weights.clone().unwrap_or_else(|| args.encoder.hub_repo().0.to_string());
     let model = load_model(&weights, args.encoder, &device)?;

@@ -205,7 +205,7 @@ pub fn run(args: InferArgs) -> Result<()> {
     let weights = args.weights.clone().unwrap_or_else(|| repo.to_string());
     tracing::info!("loading {weights} ({}) on {}", args.encoder.name(), args.device);
     let model = load_model(&weights, args.encoder, &device)?;
-    depth_core::atomic::ensure_writable_dir(&args.outdir)?;
+    depth_core::atomic::prepare_output_dir(&args.outdir)?;
     let job = Job { est: args.input.estimator(model, device), args: &args };
     let bar = crate::progress::bar(files.len() as u64, "infer");
     let failed: Vec<_> = jobs.chunks(args.batch_size.max(1)).flat_map(|c| job.run_chunk(c, &bar)).collect();

@@ -70,7 +70,7 @@ pub fn label(args: &PseudoLabelArgs) -> Result<Summary> {
     if items.is_empty() {
         return Err(XtaskError::NoImages(source));
     }
-    depth_core::atomic::ensure_writable_dir(&args.store)?;
+    depth_core::atomic::prepare_output_dir(&args.store)?;
     let (name, encoder, weights) = crate::eval::parse_model(&args.teacher)?;
     let file = weights_file(&weights, encoder)?;
     tracing::info!("teacher {name}: {} — hashing the weights", file.display());

@@ -8,35 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// A tiny relative run on procedural scenes: 8 steps, a checkpoint every 2.
+/// The tiny relative run of `tests/data/tiny_train.toml` (8 steps, a checkpoint every 2), copied
+/// into `dir`.
 fn config(dir: &Path) -> PathBuf {
-    let text = r#"
-out = "run"
-[model]
-embed_dim = 32
-depth = 2
-num_heads = 2
-features = 16
-output_bias = 1.0
-[data.loader]
-batch_size = 2
-workers = 2
-[data.loader.augment]
-input_size = 56
-crop = 56
-[[data.source]]
-synth = { seed = 5, count = 10, width = 70, height = 64 }
-[optim]
-lr = 3e-4
-ema = 0.9
-[schedule]
-steps = 8
-[checkpoint]
-every = 2
-keep_last = 2
-"#;
     let p = dir.join("train.toml");
-    std::fs::write(&p, text).unwrap();
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny_train.toml"), &p).unwrap();
     p
 }
 

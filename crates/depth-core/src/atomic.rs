@@ -11,7 +11,7 @@ use std::path::Path;
 pub fn write_atomic(path: &Path, f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     let io = |source| CoreError::Write { path: path.into(), source };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    let mut tmp = tempfile::Builder::new().prefix(&temp_prefix()).tempfile_in(dir).map_err(io)?;
     {
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());
         f(&mut w).map_err(io)?;
@@ -33,9 +33,39 @@ pub fn write_atomic(path: &Path, f: impl FnOnce(&mut dyn Write) -> std::io::Resu
     Ok(())
 }
 
-/// Creates the folder `dir` if needed and checks that a file can be written in it, so that a
-/// command fails on an unwritable output before its long work, not after.
-pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
+/// The start of every temp file's name: `.partial-<host>-<pid>-`, so that a later run can tell
+/// the leftovers of a killed process from the files a live one is writing (pseudo-label shards
+/// share a store, on one machine or several).
+fn temp_prefix() -> String {
+    format!(".partial-{}-{}-", host(), std::process::id())
+}
+
+fn host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().replace('-', "_"))
+            .unwrap_or_else(|_| "host".into())
+    })
+}
+
+/// Whether a file name is a temp file of ours whose process is gone (judged on this machine
+/// only; where `/proc` does not exist nothing is judged dead).
+fn is_stale_temp(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(".partial-") else { return false };
+    let mut parts = rest.splitn(3, '-');
+    let (Some(h), Some(pid)) = (parts.next(), parts.next()) else { return false };
+    let Ok(pid) = pid.parse::<u32>() else { return false };
+    h == host()
+        && pid != std::process::id()
+        && Path::new("/proc/self").exists()
+        && !Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Prepares a command's output folder before its work: creates it, checks that a file can be
+/// written in it (so an unwritable output fails first, not after the work), and removes the
+/// temp files of killed runs anywhere below it.
+pub fn prepare_output_dir(dir: &Path) -> Result<()> {
     let err = |source| CoreError::Write { path: dir.into(), source };
     if dir.is_file() {
         return Err(err(std::io::Error::new(
@@ -44,8 +74,22 @@ pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
         )));
     }
     std::fs::create_dir_all(dir).map_err(err)?;
-    tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+    tempfile::Builder::new().prefix(&temp_prefix()).tempfile_in(dir).map_err(err)?;
+    sweep_stale_temps(dir);
     Ok(())
+}
+
+/// Removes the temp files that killed runs left below `dir` (see [`prepare_output_dir`]).
+pub fn sweep_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let path = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            sweep_stale_temps(&path);
+        } else if is_stale_temp(&e.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -69,17 +113,38 @@ mod tests {
     }
 
     #[test]
+    fn leftovers_of_dead_processes_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        // pid 0 never names a user process (and has no /proc entry); our own pid is alive
+        let dead = dir.path().join(format!("sub/.partial-{}-0-abc", host()));
+        let mine = dir.path().join(format!("sub/{}xyz", temp_prefix()));
+        let other_host = dir.path().join(".partial-elsewhere-0-abc");
+        let theirs = dir.path().join(".tmpKEEP");
+        for p in [&dead, &mine, &other_host, &theirs] {
+            std::fs::write(p, b"partial").unwrap();
+        }
+        prepare_output_dir(dir.path()).unwrap();
+        assert!(!dead.exists(), "a dead process's temp file is removed");
+        assert!(
+            mine.exists() && other_host.exists() && theirs.exists(),
+            "live, foreign and other files stay"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "the writability probe is gone");
+    }
+
+    #[test]
     fn an_output_that_is_a_file_or_read_only_is_refused_up_front() {
         let dir = tempfile::tempdir().unwrap();
-        ensure_writable_dir(&dir.path().join("new/deeper")).unwrap();
+        prepare_output_dir(&dir.path().join("new/deeper")).unwrap();
         let file = dir.path().join("a_file");
         std::fs::write(&file, b"x").unwrap();
-        let err = ensure_writable_dir(&file).unwrap_err().to_string();
+        let err = prepare_output_dir(&file).unwrap_err().to_string();
         assert!(
             err.contains("a_file") && err.contains("cannot write") && err.contains("not a folder"),
             "{err}"
         );
-        let err = ensure_writable_dir(&file.join("below")).unwrap_err().to_string();
+        let err = prepare_output_dir(&file.join("below")).unwrap_err().to_string();
         assert!(err.contains("cannot write"), "{err}");
         assert_eq!(
             std::fs::read_dir(dir.path().join("new/deeper")).unwrap().count(),

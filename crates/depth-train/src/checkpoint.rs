@@ -160,19 +160,6 @@ pub fn latest(root: &Path) -> Result<Option<Checkpoint>> {
     Ok(Some(Checkpoint { step: ptr.step, model, state }))
 }
 
-/// Removes temp files a killed run left in `dir` (atomic writes that never completed).
-pub fn sweep_temp_files(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            sweep_temp_files(&path);
-        } else if e.file_name().to_string_lossy().starts_with(".tmp") {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
-}
-
 /// Fault injection for the crash tests: with `DEPTH_TRAIN_PAUSE=<point>:<step>` the process
 /// writes `<dir>/paused-<point>` and sleeps at that point until it is killed, so a test can send
 /// a real SIGKILL exactly there. Unset, this does nothing.

@@ -134,7 +134,7 @@ impl Trainer {
         if let Some(d) = device {
             cfg.device = d;
         }
-        checkpoint::sweep_temp_files(run);
+        depth_core::atomic::sweep_stale_temps(run);
         let ckpt = checkpoint::latest(&run.join("checkpoints"))?;
         match &ckpt {
             Some(c) => tracing::info!("resuming {} from step {}", run.display(), c.step),

@@ -33,7 +33,33 @@ pub fn save_safetensors(tensors: &TensorMap, metadata: &Metadata, path: &Path) -
     let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), meta).map_err(|e| {
         CoreError::BadWeightFile { path: path.into(), format: "safetensors", reason: e.to_string() }
     })?;
+    let bytes = canonical_safetensors(bytes);
     crate::atomic::write_atomic(path, |w| w.write_all(&bytes))
+}
+
+/// The same safetensors file with its JSON header's keys in sorted order. The safetensors crate
+/// writes the metadata in `HashMap` order, which changes from process to process, so a resumed
+/// run's checkpoint or label would differ in its header bytes from an uninterrupted run's. Every
+/// writer of safetensors files passes its bytes through this.
+pub fn canonical_safetensors(bytes: Vec<u8>) -> Vec<u8> {
+    use serde_json::Value;
+    use std::collections::BTreeMap;
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let mut header: BTreeMap<String, Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors wrote a JSON header");
+    if let Some(Value::Object(meta)) = header.get_mut("__metadata__") {
+        let sorted: BTreeMap<String, Value> = std::mem::take(meta).into_iter().collect();
+        *meta = sorted.into_iter().collect();
+    }
+    let mut text = serde_json::to_string(&header).expect("a JSON header serialises");
+    while !text.len().is_multiple_of(8) {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
 }
 
 /// String metadata of a safetensors file (`__metadata__`).
@@ -75,6 +101,19 @@ mod tests {
         let m: TensorMap = [("a.weight".to_string(), t.clone())].into();
         let meta: Metadata = [("config".to_string(), "{}".to_string())].into();
         save_safetensors(&m, &meta, &p).unwrap();
+        // the header is canonical: the same tensors and metadata give the same bytes
+        let many: Metadata = (0..20).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+        let q = dir.path().join("q.safetensors");
+        save_safetensors(&m, &many, &q).unwrap();
+        let first = std::fs::read(&q).unwrap();
+        let reordered: Metadata = (0..20).rev().map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+        save_safetensors(&m, &reordered, &q).unwrap();
+        assert_eq!(std::fs::read(&q).unwrap(), first);
+        assert_eq!(safetensors_metadata(&q).unwrap(), many);
+        assert_eq!(
+            load_weights(&q).unwrap()["a.weight"].to_vec2::<f32>().unwrap(),
+            t.to_vec2::<f32>().unwrap()
+        );
         let back = load_weights(&p).unwrap();
         assert_eq!(safetensors_metadata(&p).unwrap(), meta);
         assert_eq!(back["a.weight"].to_vec2::<f32>().unwrap(), t.to_vec2::<f32>().unwrap());

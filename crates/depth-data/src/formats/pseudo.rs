@@ -88,6 +88,7 @@ pub fn write_pseudo_label(
     ]);
     let file = safetensors::serialize([("disparity", view)], Some(meta))
         .map_err(|e| DataError::format(&path, FMT, e))?;
+    let file = depth_core::weights::canonical_safetensors(file);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| DataError::write(dir, e))?;
     }
