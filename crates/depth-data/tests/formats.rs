@@ -820,3 +820,41 @@ fn real_middlebury_motorcycle() {
     let ds = middlebury::motorcycle_fixture(&rgbd().join("middlebury"));
     check_real(&ds, (741, 500), &[("motorcycle_left", 2.1104, 5.0169, 0.9265)]);
 }
+
+#[test]
+fn an_npy_header_that_claims_more_than_the_file_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bomb.npy");
+    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }".to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0u8; 16]);
+    std::fs::write(&p, &bytes).unwrap();
+    let err = depth_data::npy::read_f32(&p).unwrap_err().to_string();
+    assert!(err.contains("bomb.npy") && err.contains("claims shape [1000000, 1000000]"), "{err}");
+}
+
+#[test]
+fn npy_headers_are_parsed_without_backtracking_and_every_float_layout_reads() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    // found by fuzzing: npyz's header grammar took minutes on these 208 bytes
+    let t = std::time::Instant::now();
+    let err = depth_data::npy::read_f32(&data.join("fuzz_npy_header_hang.npy")).unwrap_err().to_string();
+    assert!(err.contains("fuzz_npy_header_hang.npy"), "{err}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "the header took {:?}", t.elapsed());
+    // written by np.save(np.arange(6, dtype='>f8').reshape(2, 3))
+    let (shape, values) = depth_data::npy::read_f32(&data.join("f8_big_endian.npy")).unwrap();
+    assert_eq!((shape, values), (vec![2, 3], vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]));
+    // our own writer round-trips, and a short file is refused
+    let mut bytes = Vec::new();
+    depth_data::npy::write_f32(&mut bytes, &[2, 2], &[1.0, -2.5, 3.0, 4.0]).unwrap();
+    assert_eq!(depth_data::npy::parse_f32(&bytes).unwrap(), (vec![2, 2], vec![1.0, -2.5, 3.0, 4.0]));
+    assert!(
+        depth_data::npy::parse_f32(&bytes[..bytes.len() - 1]).unwrap_err().contains("claims shape [2, 2]")
+    );
+}

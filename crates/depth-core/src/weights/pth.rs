@@ -13,9 +13,15 @@ use std::path::Path;
 /// The largest `data.pkl` read (a ViT-G state dict's is ~100 kB).
 pub const MAX_PICKLE_BYTES: u64 = 64 << 20;
 
-/// Runs candle's reader, turning a panic on a malformed file into an error.
+/// Runs candle's reader, turning a panic on a malformed file into an error (candle indexes the
+/// argument tuples of `_rebuild_tensor_v2` without checking their length). The panic hook is
+/// silenced meanwhile, so the error is reported once, as an error.
 fn guarded<T>(f: impl FnOnce() -> candle_core::Result<T>) -> std::result::Result<T, String> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    match result {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(p) => {
             let msg = p
@@ -189,6 +195,12 @@ mod tests {
         std::fs::write(&legacy, state_dict_pickle(&[2, 2])).unwrap();
         let err = load_pth(&legacy).unwrap_err().to_string();
         assert!(err.contains("legacy.pth") && err.contains("legacy torch.save"), "{err}");
+        // found by fuzzing: `_rebuild_tensor_v2` called with 3 arguments made candle's reader
+        // panic (an index out of bounds); it is an error naming the file
+        let short = dir.path().join("short_args.pth");
+        archive(&short, include_bytes!("../../tests/data/fuzz_pth_short_rebuild_args.pkl"), &storage);
+        let err = load_pth(&short).unwrap_err().to_string();
+        assert!(err.contains("short_args.pth") && err.contains("reader failed"), "{err}");
         let empty = dir.path().join("empty.pth");
         std::fs::write(&empty, b"").unwrap();
         assert!(load_pth(&empty).unwrap_err().to_string().contains("not a zip archive"));
