@@ -71,7 +71,10 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
     let mut by_layer: Vec<Vec<PatchGrid>> = layers.iter().map(|_| Vec::new()).collect();
     for f in &files {
         let img = read_image(f)?;
-        let x = est.preprocess(&img)?.to_device(&device).map_err(depth_models::ModelError::from)?;
+        let x = est
+            .preprocess(&img)
+            .and_then(|x| Ok(x.to_device(&device)?))
+            .map_err(|e| XtaskError::Failed(format!("{}: {e}", f.display())))?;
         let grids = extract(est.model().encoder(), &x, &layers)?;
         let (rows, cols) = (grids[0].rows, grids[0].cols);
         let (sx, sy) = match args.select.as_deref() {

@@ -39,6 +39,12 @@ enum Phase {
 }
 
 fn main() -> std::process::ExitCode {
+    // A write past a file-size limit (`ulimit -f`) then fails with EFBIG, reported as "cannot
+    // write …", instead of SIGXFSZ killing the process with a partial temp file behind.
+    // SAFETY: setting a signal's disposition to SIG_IGN before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -72,8 +72,11 @@ fn check_whole(path: &Path) -> Result<(), String> {
     ok.map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Every file below `dir`: relative path → bytes.
+/// Every file below `dir` (none when a kill came before it was made): relative path → bytes.
 fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    if !dir.exists() {
+        return BTreeMap::new();
+    }
     walkdir::WalkDir::new(dir)
         .into_iter()
         .map(|e| e.unwrap())

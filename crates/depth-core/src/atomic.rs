@@ -79,6 +79,28 @@ pub fn prepare_output_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Checks, without creating anything, that `dir` could be created and written: it is a folder
+/// where a file can be made, or its nearest existing ancestor is.
+pub fn check_writable(dir: &Path) -> Result<()> {
+    let err = |source| CoreError::Write { path: dir.into(), source };
+    let mut at = dir;
+    while !at.exists() {
+        match at.parent() {
+            Some(p) if !p.as_os_str().is_empty() => at = p,
+            _ => {
+                at = Path::new(".");
+                break;
+            }
+        }
+    }
+    if !at.is_dir() {
+        let what = format!("{} is a file, not a folder", at.display());
+        return Err(err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, what)));
+    }
+    tempfile::Builder::new().prefix(&temp_prefix()).tempfile_in(at).map_err(err)?;
+    Ok(())
+}
+
 /// Removes the temp files that killed runs left below `dir` (see [`prepare_output_dir`]).
 pub fn sweep_stale_temps(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };

@@ -56,6 +56,26 @@ pub struct LoaderConfig {
     pub augment: Augment,
 }
 
+impl LoaderConfig {
+    /// Consistency of the sizes (a config checks it before anything is written).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.world == 0 || self.rank >= self.world {
+            return Err(format!("rank {} is not below world size {}", self.rank, self.world));
+        }
+        if self.batch_size == 0 || self.workers == 0 {
+            return Err("batch_size and workers must be at least 1".into());
+        }
+        let a = &self.augment;
+        if a.input_size < a.multiple.max(1) || a.crop.is_some_and(|c| c < a.multiple.max(1)) {
+            return Err(format!(
+                "augment.input_size {} and crop {:?} must be at least one {}-pixel patch",
+                a.input_size, a.crop, a.multiple
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for LoaderConfig {
     fn default() -> Self {
         Self {
@@ -111,12 +131,7 @@ impl Loader {
         if sources.is_empty() || sources.iter().all(|s| s.dataset.is_empty() || s.ratio <= 0.0) {
             return bad("no source has items and a positive ratio".into());
         }
-        if config.world == 0 || config.rank >= config.world {
-            return bad(format!("rank {} is not below world size {}", config.rank, config.world));
-        }
-        if config.batch_size == 0 || config.workers == 0 {
-            return bad("batch_size and workers must be at least 1".into());
-        }
+        config.check().map_err(|reason| DataError::BadArgument { what: "loader", reason })?;
         Ok(Self { sources, config })
     }
 

@@ -360,6 +360,7 @@ impl TrainConfig {
         }
         self.optim.validate()?;
         self.schedule.validate()?;
+        self.data.loader.check().map_err(|e| format!("data.loader: {e}"))?;
         if self.data.sources.is_empty() {
             return Err("no [[data.source]]".into());
         }

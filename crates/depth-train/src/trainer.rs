@@ -114,10 +114,8 @@ impl Trainer {
                 ),
             });
         }
-        std::fs::create_dir_all(&ckpts).map_err(|e| TrainError::io(&ckpts, e))?;
-        let text = cfg.to_toml();
-        depth_core::atomic::write_atomic(&run.join(CONFIG_FILE), |w| w.write_all(text.as_bytes()))?;
-        Self::build(cfg, run, None)
+        depth_core::atomic::check_writable(&run)?;
+        Self::build(cfg, run, None, true)
     }
 
     /// Continues the run in `run` from its newest complete checkpoint (from the start when it
@@ -140,10 +138,12 @@ impl Trainer {
             Some(c) => tracing::info!("resuming {} from step {}", run.display(), c.step),
             None => tracing::info!("{} has no checkpoint yet: starting it from the beginning", run.display()),
         }
-        Self::build(cfg, run.into(), ckpt)
+        Self::build(cfg, run.into(), ckpt, false)
     }
 
-    fn build(cfg: TrainConfig, run: PathBuf, ckpt: Option<Checkpoint>) -> Result<Trainer> {
+    /// Opens everything a run needs; a `new_run` writes its folder only once all of it opened,
+    /// so a config that cannot run (a missing dataset, a bad encoder file) leaves nothing.
+    fn build(cfg: TrainConfig, run: PathBuf, ckpt: Option<Checkpoint>, new_run: bool) -> Result<Trainer> {
         let device = depth_core::parse_device(&cfg.device)?;
         let model_cfg =
             cfg.model.config().map_err(|reason| TrainError::Config { path: run.clone(), reason })?;
@@ -184,6 +184,12 @@ impl Trainer {
             trim_pseudo: cfg.loss.trim_pseudo,
             scales: cfg.loss.scales,
         };
+        if new_run {
+            let ckpts = run.join("checkpoints");
+            std::fs::create_dir_all(&ckpts).map_err(|e| TrainError::io(&ckpts, e))?;
+            let text = cfg.to_toml();
+            depth_core::atomic::write_atomic(&run.join(CONFIG_FILE), |w| w.write_all(text.as_bytes()))?;
+        }
         let mut trainer = Trainer {
             log: RunLog::open(&run, ckpt.as_ref().map(|c| c.step), cfg.log.tensorboard)?,
             state: TrainerState {

@@ -1,0 +1,317 @@
+//! Every command against hostile and absurd input, as a user would feed it: each case must end
+//! in a clean failure (an exit code, not a signal; no panic) whose message names the file or
+//! the argument, and must leave no partial output. The count per command is in
+//! docs/reliability.md.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    depth_core::fixtures::fixtures_dir().expect("shared fixtures are required")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Runs `xtask ARGS` (through `sh -c 'ulimit -f N; exec …'` when `file_limit_kb` is set) and
+/// checks a clean failure that mentions `names`.
+fn refuses(case: &str, args: &[&str], names: &str, file_limit_kb: Option<u64>) {
+    let bin = env!("CARGO_BIN_EXE_xtask");
+    let mut cmd = match file_limit_kb {
+        Some(kb) => {
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(format!("ulimit -f {kb}; exec \"$0\" \"$@\"")).arg(bin).args(args);
+            c
+        }
+        None => {
+            let mut c = Command::new(bin);
+            c.args(args);
+            c
+        }
+    };
+    let out = cmd.env("HF_HUB_OFFLINE", "1").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code().is_some(), "{case}: killed by a signal ({:?})\n{stderr}", out.status);
+    assert!(!out.status.success(), "{case}: succeeded\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{case}: panicked\n{stderr}");
+    assert!(stderr.contains(names), "{case}: the message does not name {names:?}\n{stderr}");
+}
+
+/// A 1×1 PNG whose header (CRC fixed up) claims `w`×`h`.
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut png = Vec::new();
+    image::DynamicImage::new_rgb8(1, 1)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png[16..20].copy_from_slice(&w.to_be_bytes());
+    png[20..24].copy_from_slice(&h.to_be_bytes());
+    let crc = png[12..29].iter().fold(!0u32, |mut c, &b| {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+        c
+    });
+    png[29..33].copy_from_slice(&(!crc).to_be_bytes());
+    png
+}
+
+fn png(img: image::DynamicImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+    out
+}
+
+/// The bad images: (file name, bytes, what the message must say).
+fn bad_images() -> Vec<(&'static str, Vec<u8>)> {
+    let good = png(image::DynamicImage::new_rgb8(20, 10));
+    vec![
+        ("zero.png", Vec::new()),
+        ("truncated.png", good[..good.len() / 2].to_vec()),
+        ("fake.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF garbage after a valid magic".to_vec()),
+        ("animated.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec()),
+        ("text.png", b"this is not an image".to_vec()),
+        ("bomb.png", png_claiming(100_000, 100_000)),
+        ("wide.png", png(image::DynamicImage::new_rgb8(4000, 20))),
+    ]
+}
+
+/// Images that look odd but are fine: each must be done.
+fn odd_but_good() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("png_named.jpg", png(image::DynamicImage::new_rgb8(30, 20))),
+        ("grey16.png", png(image::DynamicImage::new_luma16(30, 20))),
+        ("grey.png", png(image::DynamicImage::new_luma8(30, 20))),
+        ("alpha.png", png(image::DynamicImage::new_rgba8(30, 20))),
+        ("one_pixel.png", png(image::DynamicImage::new_rgb8(1, 1))),
+    ]
+}
+
+fn weights() -> String {
+    s(&fixtures().join("weights/da2_vits_random.pth")).to_string()
+}
+
+#[test]
+fn infer_and_features_refuse_hostile_images_and_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for (name, bytes) in bad_images().into_iter().chain(odd_but_good()) {
+        std::fs::write(input.join(name), bytes).unwrap();
+    }
+    let w = weights();
+    let out = dir.path().join("out");
+    let small = ["--input-size", "56", "--max-tokens", "200"];
+    // the whole folder: every bad image named, every good one done
+    let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["infer", "--weights", &w, "--img-path", s(&input), "--outdir", s(&out), "--pred-only"])
+        .args(small)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    for (name, _) in bad_images() {
+        assert!(stderr.contains(name), "{name} not named:\n{stderr}");
+    }
+    for (name, _) in odd_but_good() {
+        let stem = Path::new(name).file_stem().unwrap().to_str().unwrap();
+        assert!(out.join(format!("{stem}.png")).is_file(), "{name} was not done:\n{stderr}");
+    }
+    // one at a time, through infer and features
+    for (name, _) in bad_images() {
+        let img = input.join(name);
+        for cmd in ["infer", "features"] {
+            let o = dir.path().join(format!("{cmd}_{name}"));
+            let flag = if cmd == "infer" { "--outdir" } else { "--out" };
+            let args = [&[cmd, "--weights", &w, "--img-path", s(&img), flag, s(&o)][..], &small[..]].concat();
+            refuses(&format!("{cmd} {name}"), &args, name, None);
+        }
+    }
+    // hostile weights
+    let junk = dir.path().join("junk.pth");
+    std::fs::write(&junk, b"not a checkpoint").unwrap();
+    let full = std::fs::read(fixtures().join("weights/da2_vits_random.pth")).unwrap();
+    let cut = dir.path().join("truncated.pth");
+    std::fs::write(&cut, &full[..full.len() / 2]).unwrap();
+    let bomb = dir.path().join("memo_bomb.pth");
+    {
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&bomb).unwrap());
+        let opts =
+            zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        z.start_file("archive/data.pkl", opts).unwrap();
+        let levels = [b'(', b'h', 0, b'h', 0, b'l', b'q', 0].repeat(64);
+        z.write_all(&[&[0x80, 2, b']', b'q', 0][..], &levels, b"."].concat()).unwrap();
+        z.finish().unwrap();
+    }
+    let lying = dir.path().join("lying.safetensors");
+    std::fs::write(&lying, [&1_000_000u64.to_le_bytes()[..], b"{}"].concat()).unwrap();
+    let img = input.join("grey.png");
+    for p in [&junk, &cut, &bomb, &lying] {
+        let name = p.file_name().unwrap().to_str().unwrap();
+        let o = dir.path().join(format!("w_{name}"));
+        refuses(
+            &format!("weights {name}"),
+            &["infer", "--weights", s(p), "--img-path", s(&img), "--outdir", s(&o)],
+            name,
+            None,
+        );
+    }
+    // absurd arguments
+    for (case, extra, says) in [
+        ("input size 0", ["--input-size", "0"], "--input-size"),
+        ("input size 100000", ["--input-size", "100000"], "--input-size"),
+        ("batch size 0", ["--batch-size", "0"], "--batch-size"),
+        ("max tokens 0", ["--max-tokens", "0"], "--max-tokens"),
+    ] {
+        refuses(
+            case,
+            &[&["infer", "--weights", &w, "--img-path", s(&img)][..], &extra[..]].concat(),
+            says,
+            None,
+        );
+    }
+    refuses(
+        "missing input",
+        &["infer", "--weights", &w, "--img-path", "/nonexistent/x.png"],
+        "/nonexistent/x.png",
+        None,
+    );
+    let file = dir.path().join("a_file");
+    std::fs::write(&file, b"x").unwrap();
+    refuses(
+        "outdir is a file",
+        &["infer", "--weights", &w, "--img-path", s(&img), "--outdir", s(&file)],
+        "a_file",
+        None,
+    );
+}
+
+#[test]
+fn configs_datasets_and_full_disks_are_refused_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let base = std::fs::read_to_string(repo().join("xtask/tests/data/tiny_train.toml")).unwrap();
+    let out = dir.path().join("run");
+    let data_cfg = format!("data.config={}", repo().join("configs/data.toml").display());
+    for (case, text, says) in [
+        ("syntax error", "out = \"x\"\n[model\nembed_dim = 32\n".to_string(), "line 2"),
+        ("unknown key", base.replace("embed_dim = 32", "embed_dimm = 32"), "embed_dimm"),
+        ("wrong type", base.replace("embed_dim = 32", "embed_dim = \"wide\""), "embed_dim"),
+        ("negative size", base.replace("batch_size = 2", "batch_size = -2"), "batch_size"),
+        ("zero size", base.replace("batch_size = 2", "batch_size = 0"), "batch_size"),
+        ("heads do not divide", base.replace("num_heads = 2", "num_heads = 5"), "num_heads"),
+        (
+            "missing dataset",
+            base.replace("synth = { seed = 5, count = 10, width = 70, height = 64 }", "dataset = \"nope\""),
+            "nope",
+        ),
+    ] {
+        let cfg = toml(&format!("{}.toml", case.replace(' ', "_")), &text);
+        refuses(
+            &format!("train: {case}"),
+            &["train", "--config", s(&cfg), "--set", &format!("out={}", out.display()), "--set", &data_cfg],
+            says,
+            None,
+        );
+        assert!(!out.exists(), "train: {case}: wrote {}", out.display());
+    }
+    let file = dir.path().join("a_file");
+    std::fs::write(&file, b"x").unwrap();
+    let cfg = toml("ok.toml", &base);
+    refuses(
+        "train: out is a file",
+        &["train", "--config", s(&cfg), "--set", &format!("out={}", file.display())],
+        "a_file",
+        None,
+    );
+    refuses(
+        "train: missing config",
+        &["train", "--config", "/nonexistent/train.toml"],
+        "/nonexistent/train.toml",
+        None,
+    );
+
+    // eval: a broken config, an unknown benchmark, an output that is a file
+    let bad_eval = toml("eval.toml", "data = \"data.toml\"\n[[benchmark]]\nname = 1\n");
+    refuses("eval: bad config", &["eval", "--config", s(&bad_eval), "--baselines"], "eval.toml", None);
+    let eval_cfg = repo().join("configs/mini/eval.toml");
+    refuses(
+        "eval: unknown benchmark",
+        &["eval", "--config", s(&eval_cfg), "--benchmark", "nope", "--baselines"],
+        "nope",
+        None,
+    );
+    refuses(
+        "eval: out is a file",
+        &["eval", "--config", s(&eval_cfg), "--baselines", "--out", s(&file)],
+        "a_file",
+        None,
+    );
+
+    // data
+    let synth = dir.path().join("synth");
+    refuses("synth: count 0", &["data", "synth", "--count", "0", "--out", s(&synth)], "--count", None);
+    refuses(
+        "synth: out is a file",
+        &["data", "synth", "--count", "1", "--size", "32", "--photos", "none", "--out", s(&file)],
+        "a_file",
+        None,
+    );
+    refuses("validate: bad config", &["data", "validate", "--config", s(&bad_eval)], "eval.toml", None);
+    // a full disk: 64 KB of file size allowed, the first 256×256 scene PNG is larger
+    refuses(
+        "synth: file size limit",
+        &["data", "synth", "--count", "2", "--size", "256", "--photos", "none", "--out", s(&synth)],
+        "cannot write",
+        Some(64),
+    );
+    let left: Vec<_> = depth_core::walk_files(&synth, &|p| {
+        p.file_name().unwrap().to_string_lossy().starts_with(".partial-")
+    })
+    .unwrap();
+    assert!(left.is_empty(), "a failed write left {left:?}");
+
+    // pseudo-label: a list that climbs out of its folder, a junk teacher, a store that is a file
+    let list = toml("list.txt", "../../etc/passwd.jpg\n");
+    let w = weights();
+    let teacher = format!("vits:{w}");
+    refuses(
+        "pseudo-label: list escapes",
+        &["pseudo-label", "--teacher", &teacher, "--images", s(&list), "--store", s(&dir.path().join("st"))],
+        "list.txt",
+        None,
+    );
+    let junk = dir.path().join("junk.pth");
+    std::fs::write(&junk, b"junk").unwrap();
+    let photos = repo().join("assets/photos");
+    refuses(
+        "pseudo-label: junk teacher",
+        &[
+            "pseudo-label",
+            "--teacher",
+            &format!("vits:{}", junk.display()),
+            "--images",
+            s(&photos),
+            "--store",
+            s(&dir.path().join("st2")),
+        ],
+        "junk.pth",
+        None,
+    );
+    refuses(
+        "pseudo-label: store is a file",
+        &["pseudo-label", "--teacher", &teacher, "--images", s(&photos), "--store", s(&file)],
+        "a_file",
+        None,
+    );
+}
