@@ -21,7 +21,9 @@ fn affine_fit(x: &[f64], y: &[f64]) -> (f64, f64) {
     let sxx = x.iter().map(|v| v * v).sum::<f64>();
     let sxy = x.iter().zip(y).map(|(a, b)| a * b).sum::<f64>();
     let det = sxx * n - sx * sx;
-    if det == 0.0 {
+    // a constant prediction: only its mean can be fitted (the determinant may round to a tiny
+    // non-zero value and give a meaningless scale)
+    if det == 0.0 || x.iter().all(|&v| v == x[0]) {
         return (0.0, sy / n);
     }
     ((n * sxy - sx * sy) / det, (sxx * sy - sx * sxy) / det)

@@ -3,11 +3,11 @@
 //! not available, per-image tables linking the pictures) and bar charts of d1 and abs_rel.
 //! All files are written atomically.
 
-use crate::Metrics;
 use crate::error::{EvalError, Result};
 use crate::plot::{BarChart, Series};
 use crate::runner::{BenchmarkResult, PairwiseResult};
 use crate::visualize::save_png;
+use crate::{Metrics, Mode};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -75,6 +75,22 @@ impl Report {
                         b.mode,
                         m.items.len()
                     );
+                }
+            }
+            for b in self.benchmarks.iter().filter(|b| b.mode == Mode::Relative) {
+                for m in &b.models {
+                    let constant = m.items.iter().filter(|it| it.scale == 0.0).count();
+                    if constant > 0 {
+                        let _ = writeln!(
+                            s,
+                            "\n**Note:** {constant} of the {} predictions of {} on {} are constant over the \
+                             scored pixels: the alignment can only fit their mean (scale 0), so they score as \
+                             a constant.",
+                            m.items.len(),
+                            m.model,
+                            b.name
+                        );
+                    }
                 }
             }
             let _ = writeln!(s, "\n![d1 per benchmark](d1.png) ![abs_rel per benchmark](abs_rel.png)\n");

@@ -451,3 +451,29 @@ fn a_prediction_with_holes_is_a_failure_not_a_better_score() {
         assert!(e.contains("no usable prediction") && !e.contains("ground truth\""), "{}: {e}", m.model);
     }
 }
+
+#[test]
+fn constant_predictions_fit_only_their_mean_and_the_report_says_so() {
+    let data = scenes(2);
+    let mut runner = Runner {
+        predictors: vec![Box::new(FromSample("flat", |s: &Sample| {
+            map_gt(s, TargetKind::Disparity, |_| 0.3)
+        }))],
+        out: None,
+        visualize: 0,
+        ply: false,
+    };
+    let b = runner.run_benchmark(&spec(Mode::Relative, 1e4), &data, &|| {});
+    let m = &b.models[0];
+    assert_eq!(m.items.len(), 2);
+    assert!(m.items.iter().all(|it| it.scale == 0.0 && it.shift.is_finite()), "{:?}", m.items);
+    let report = Report {
+        config: "test".into(),
+        models: vec!["flat".into()],
+        benchmarks: vec![b],
+        pairwise: Vec::new(),
+        unavailable: Vec::new(),
+    };
+    let md = report.to_markdown();
+    assert!(md.contains("2 of the 2 predictions of flat on gen are constant"), "{md}");
+}

@@ -19,12 +19,40 @@ pub fn load_safetensors(path: &Path) -> Result<TensorMap> {
     })
 }
 
-/// Reads `.pth`/`.pt`/`.bin` as PyTorch pickles and anything else as safetensors.
+/// Reads `.pth`/`.pt`/`.bin` as PyTorch pickles and anything else as safetensors. NaN or
+/// infinite weights load (a checkpoint may be inspected), with a warning naming them.
 pub fn load_weights(path: &Path) -> Result<TensorMap> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("pth" | "pt" | "bin" | "ckpt") => load_pth(path),
-        _ => load_safetensors(path),
+    let tensors = match path.extension().and_then(|e| e.to_str()) {
+        Some("pth" | "pt" | "bin" | "ckpt") => load_pth(path)?,
+        _ => load_safetensors(path)?,
+    };
+    let bad = non_finite(&tensors)?;
+    if let Some((key, n)) = bad.first() {
+        let total: usize = bad.iter().map(|b| b.1).sum();
+        tracing::warn!(
+            "{}: {total} NaN or infinite weights in {} tensors (first: {key}, {n}); the outputs they reach will be NaN",
+            path.display(),
+            bad.len()
+        );
     }
+    Ok(tensors)
+}
+
+/// The tensors holding NaN or ±inf, with their count of such values, sorted by key.
+pub fn non_finite(tensors: &TensorMap) -> Result<Vec<(String, usize)>> {
+    let mut out = Vec::new();
+    for (k, t) in tensors {
+        if !t.dtype().is_float() {
+            continue;
+        }
+        let v = t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let n = v.iter().filter(|x| !x.is_finite()).count();
+        if n > 0 {
+            out.push((k.clone(), n));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Writes tensors as safetensors with string metadata (may be empty), atomically.
@@ -118,6 +146,12 @@ mod tests {
         assert_eq!(safetensors_metadata(&p).unwrap(), meta);
         assert_eq!(back["a.weight"].to_vec2::<f32>().unwrap(), t.to_vec2::<f32>().unwrap());
 
+        // non-finite weights load, and are found
+        let nan = Tensor::new(&[1f32, f32::NAN, f32::INFINITY], &Device::Cpu).unwrap();
+        let with_nan: TensorMap = [("a.weight".to_string(), t.clone()), ("b.bias".to_string(), nan)].into();
+        let np = dir.path().join("nan.safetensors");
+        save_safetensors(&with_nan, &Metadata::new(), &np).unwrap();
+        assert_eq!(non_finite(&load_weights(&np).unwrap()).unwrap(), [("b.bias".to_string(), 2)]);
         let junk = dir.path().join("junk.pth");
         std::fs::write(&junk, b"not a checkpoint").unwrap();
         let err = load_weights(&junk).unwrap_err().to_string();

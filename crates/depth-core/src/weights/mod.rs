@@ -9,8 +9,8 @@ mod pth;
 mod strict;
 
 pub use files::{
-    Metadata, TensorMap, canonical_safetensors, load_safetensors, load_weights, safetensors_metadata,
-    save_safetensors,
+    Metadata, TensorMap, canonical_safetensors, load_safetensors, load_weights, non_finite,
+    safetensors_metadata, save_safetensors,
 };
 pub use hub::{HubOptions, hub_file};
 pub use pth::load_pth;
