@@ -90,6 +90,8 @@ fn odd_but_good() -> Vec<(&'static str, Vec<u8>)> {
         ("grey.png", png(image::DynamicImage::new_luma8(30, 20))),
         ("alpha.png", png(image::DynamicImage::new_rgba8(30, 20))),
         ("one_pixel.png", png(image::DynamicImage::new_rgb8(1, 1))),
+        ("cmyk.jpg", std::fs::read(repo().join("crates/depth-core/tests/data/cmyk.jpg")).unwrap()),
+        ("palette.png", std::fs::read(repo().join("crates/depth-core/tests/data/palette.png")).unwrap()),
     ]
 }
 

@@ -43,7 +43,10 @@ pub fn decode_image(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         let header = turbojpeg::read_header(bytes).map_err(|e| e.to_string())?;
         check_claimed_size(header.width as u32, header.height as u32)?;
-        let rgb: RgbImage = turbojpeg::decompress_image(bytes).map_err(|e| e.to_string())?;
+        let rgb: RgbImage = match header.colorspace {
+            turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK => cmyk_to_rgb(bytes)?,
+            _ => turbojpeg::decompress_image(bytes).map_err(|e| e.to_string())?,
+        };
         let orientation = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes))
             .and_then(|mut d| d.orientation())
             .unwrap_or(Orientation::NoTransforms);
@@ -62,6 +65,21 @@ pub fn decode_image(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     img.apply_orientation(orientation);
     Ok(img.into_rgb8())
+}
+
+/// A CMYK or YCCK JPEG (print files, Photoshop exports) as `cv2.imread` gives it: libjpeg's
+/// CMYK samples, then per channel `k − ((255 − c)·k >> 8)` (OpenCV's `icvCvt_CMYK2BGR_8u_C4C3R`).
+fn cmyk_to_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
+    let img = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::CMYK).map_err(|e| e.to_string())?;
+    let (w, h) = (img.width, img.height);
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for row in img.pixels.chunks(img.pitch).take(h) {
+        for px in row[..w * 4].chunks_exact(4) {
+            let k = px[3] as u32;
+            rgb.extend(px[..3].iter().map(|&c| (k - (((255 - c as u32) * k) >> 8)) as u8));
+        }
+    }
+    RgbImage::from_raw(w as u32, h as u32, rgb).ok_or_else(|| "CMYK decode size mismatch".to_string())
 }
 
 /// An 8-bit RGB image as (1, 3, H, W) float64 in [0, 1].
@@ -124,6 +142,15 @@ mod tests {
         // just under the limit in pixels but empty: refused too
         png[16..20].copy_from_slice(&0u32.to_be_bytes());
         assert!(decode_image(&png).is_err());
+    }
+
+    #[test]
+    fn a_cmyk_jpeg_decodes_as_cv2_imread() {
+        // a 16×12 CMYK JPEG written by PIL; cmyk_cv2.rgb is cv2.imread's result (BGR → RGB)
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let ours = decode_image(&std::fs::read(dir.join("cmyk.jpg")).unwrap()).unwrap();
+        assert_eq!(ours.dimensions(), (16, 12));
+        assert_eq!(ours.as_raw(), &std::fs::read(dir.join("cmyk_cv2.rgb")).unwrap());
     }
 
     #[test]
