@@ -1,5 +1,5 @@
-//! float32 `.npy` arrays (NumPy format, C order) through npyz: the depth maps of DIODE and of our
-//! synthetic datasets.
+//! float32 `.npy` arrays (NumPy format, C order; read here, written through npyz): the depth maps
+//! of DIODE and of our synthetic datasets, and the members of Middlebury's `.npz`.
 
 use crate::error::{DataError, Result};
 use std::io::Write;

@@ -148,24 +148,32 @@ pub fn middlebury(root: &Path) -> Result<Pairs> {
     Ok(Pairs::new("middlebury", items, |p, _| read_middlebury_depth(p)))
 }
 
-/// Reads a float32 disparity array `key` of an `.npz` as (width, height, values).
+/// The largest `.npz` member read (a 4K float32 disparity map is 33 MB).
+const MAX_NPZ_MEMBER: u64 = 1 << 30;
+
+/// Reads a float32 disparity array `key` of an `.npz` (`np.savez`, compressed or not) as
+/// (width, height, values); the member's claimed size is checked before it is inflated, and its
+/// header is read by [`crate::npy::parse_f32`].
 pub fn read_npz_disparity(path: &Path, key: &str) -> Result<(u32, u32, Vec<f32>)> {
+    use std::io::Read;
     const FMT: &str = "npz";
-    let bad = |e: std::io::Error| DataError::format(path, FMT, e);
-    let mut npz = npyz::npz::NpzArchive::open(path).map_err(bad)?;
-    let npy = npz
-        .by_name(key)
-        .map_err(bad)?
-        .ok_or_else(|| DataError::format(path, FMT, format!("no array {key:?}")))?;
-    let &[h, w] = npy.shape() else {
-        return Err(DataError::format(path, FMT, format!("{key} has shape {:?}, expected H×W", npy.shape())));
-    };
-    if npy.order() != npyz::Order::C || w == 0 || h == 0 || w > 100_000 || h > 100_000 {
-        return Err(DataError::format(path, FMT, format!("{key}: need a C-order H×W array, got {h}×{w}")));
+    let bad = |e: String| DataError::format(path, FMT, e);
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| bad(e.to_string()))?;
+    let member = format!("{key}.npy");
+    let entry = zip.by_name(&member).map_err(|_| bad(format!("no array {key:?}")))?;
+    if entry.size() > MAX_NPZ_MEMBER {
+        return Err(bad(format!("{member} claims {} bytes, more than {MAX_NPZ_MEMBER}", entry.size())));
     }
-    let v = npy
-        .into_vec::<f32>()
-        .map_err(|e| DataError::format(path, FMT, format!("{key}: expected float32: {e}")))?;
+    let mut bytes = Vec::new();
+    entry.take(MAX_NPZ_MEMBER).read_to_end(&mut bytes).map_err(|e| bad(format!("{member}: {e}")))?;
+    let (shape, v) = crate::npy::parse_f32(&bytes).map_err(|e| bad(format!("{member}: {e}")))?;
+    let &[h, w] = shape.as_slice() else {
+        return Err(bad(format!("{key} has shape {shape:?}, expected H×W")));
+    };
+    if w == 0 || h == 0 || w > 100_000 || h > 100_000 {
+        return Err(bad(format!("{key}: need an H×W array, got {h}×{w}")));
+    }
     Ok((w as u32, h as u32, v))
 }
 
