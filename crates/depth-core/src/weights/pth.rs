@@ -33,6 +33,41 @@ fn guarded<T>(f: impl FnOnce() -> candle_core::Result<T>) -> std::result::Result
     }
 }
 
+/// The state-dict entries that are tensors candle cannot read (an unknown storage type, a
+/// malformed shape), with the reason. candle's own reader prints these on stderr and drops them,
+/// which a strict load then reports as missing keys.
+fn unreadable_tensors(pickle: &[u8], dir: &Path) -> candle_core::Result<Vec<(String, String)>> {
+    use candle_core::pickle::{Object, Stack};
+    let mut stack = Stack::empty();
+    stack.read_loop(&mut std::io::Cursor::new(pickle))?;
+    let Object::Dict(entries) = stack.finalize()? else { return Ok(Vec::new()) };
+    let mut bad = Vec::new();
+    let check = |entries: Vec<(Object, Object)>, bad: &mut Vec<(String, String)>| {
+        for (k, v) in entries {
+            let key = match &k {
+                Object::Unicode(s) => s.clone(),
+                _ => continue,
+            };
+            if let Err(e) = v.into_tensor_info(k, dir) {
+                bad.push((key, e.to_string()));
+            }
+        }
+    };
+    let mut nested = Vec::new();
+    let mut top = Vec::new();
+    for (k, v) in entries {
+        match (&k, v) {
+            (Object::Unicode(s), Object::Dict(d)) if s == "model" || s == "state_dict" => nested.push(d),
+            (_, v) => top.push((k, v)),
+        }
+    }
+    check(top, &mut bad);
+    for d in nested {
+        check(d, &mut bad);
+    }
+    Ok(bad)
+}
+
 /// Reads an official PyTorch checkpoint (`torch.save` of a state dict, optionally wrapped under
 /// `model` or `state_dict`; a DistributedDataParallel `module.` prefix is removed).
 pub fn load_pth(path: &Path) -> Result<TensorMap> {
@@ -68,6 +103,15 @@ pub fn load_pth(path: &Path) -> Result<TensorMap> {
         let mut pickle = Vec::new();
         entry.take(MAX_PICKLE_BYTES).read_to_end(&mut pickle).map_err(|e| bad(format!("{name}: {e}")))?;
         pickle_scan::scan(&pickle).map_err(|e| bad(format!("{name} is refused: {e}")))?;
+        let dir = Path::new(name.strip_suffix(".pkl").unwrap_or(name));
+        let unreadable = guarded(|| unreadable_tensors(&pickle, dir)).map_err(bad)?;
+        if let Some((key, why)) = unreadable.first() {
+            return Err(bad(format!(
+                "{} tensors cannot be read, first '{key}': {why} (candle reads float32/64, float16, bfloat16, \
+                 uint8 and int64 storages, contiguous)",
+                unreadable.len()
+            )));
+        }
     }
     let mut found = None;
     for key in [None, Some("model"), Some("state_dict")] {
@@ -195,6 +239,17 @@ mod tests {
         std::fs::write(&legacy, state_dict_pickle(&[2, 2])).unwrap();
         let err = load_pth(&legacy).unwrap_err().to_string();
         assert!(err.contains("legacy.pth") && err.contains("legacy torch.save"), "{err}");
+        // a storage type candle does not read is named, not reported later as a missing key
+        let int = dir.path().join("int_storage.pth");
+        let pickle = state_dict_pickle(&[2, 2]);
+        let at = pickle.windows(12).position(|w| w == b"FloatStorage").unwrap();
+        let pickle = [&pickle[..at], b"IntStorage", &pickle[at + 12..]].concat();
+        archive(&int, &pickle, &storage);
+        let err = load_pth(&int).unwrap_err().to_string();
+        assert!(
+            err.contains("int_storage.pth") && err.contains("'w'") && err.contains("IntStorage"),
+            "{err}"
+        );
         // found by fuzzing: `_rebuild_tensor_v2` called with 3 arguments made candle's reader
         // panic (an index out of bounds); it is an error naming the file
         let short = dir.path().join("short_args.pth");
