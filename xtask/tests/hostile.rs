@@ -3,6 +3,8 @@
 //! the argument, and must leave no partial output. The count per command is in
 //! docs/reliability.md.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,25 +45,6 @@ fn refuses(case: &str, args: &[&str], names: &str, file_limit_kb: Option<u64>) {
     assert!(stderr.contains(names), "{case}: the message does not name {names:?}\n{stderr}");
 }
 
-/// A 1×1 PNG whose header (CRC fixed up) claims `w`×`h`.
-fn png_claiming(w: u32, h: u32) -> Vec<u8> {
-    let mut png = Vec::new();
-    image::DynamicImage::new_rgb8(1, 1)
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
-    png[16..20].copy_from_slice(&w.to_be_bytes());
-    png[20..24].copy_from_slice(&h.to_be_bytes());
-    let crc = png[12..29].iter().fold(!0u32, |mut c, &b| {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-        }
-        c
-    });
-    png[29..33].copy_from_slice(&(!crc).to_be_bytes());
-    png
-}
-
 fn png(img: image::DynamicImage) -> Vec<u8> {
     let mut out = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
@@ -77,7 +60,7 @@ fn bad_images() -> Vec<(&'static str, Vec<u8>)> {
         ("fake.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF garbage after a valid magic".to_vec()),
         ("animated.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec()),
         ("text.png", b"this is not an image".to_vec()),
-        ("bomb.png", png_claiming(100_000, 100_000)),
+        ("bomb.png", common::png_claiming(100_000, 100_000)),
         ("wide.png", png(image::DynamicImage::new_rgb8(4000, 20))),
     ]
 }

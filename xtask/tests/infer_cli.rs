@@ -2,6 +2,8 @@
 //! skipped with a non-zero exit and leave nothing behind, same-size images batch, and a Hub id
 //! resolves through the Hugging Face cache offline.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -109,20 +111,7 @@ fn a_hostile_folder_fails_per_file_and_the_good_images_are_done_once() {
         .unwrap();
     // 4000×40: at input size 70 a 7000×70 network input, 2,500 tokens, over a limit of 1,000
     image::RgbImage::new(4000, 40).save(input.join("wide.png")).unwrap();
-    // a 1×1 PNG whose header (CRC fixed up) claims 100000×100000
-    let mut png = Vec::new();
-    image::DynamicImage::new_rgb8(1, 1)
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
-    png[16..24].copy_from_slice(&[&100_000u32.to_be_bytes()[..], &100_000u32.to_be_bytes()[..]].concat());
-    let crc = png[12..29].iter().fold(!0u32, |mut c, &b| {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-        }
-        c
-    });
-    png[29..33].copy_from_slice(&(!crc).to_be_bytes());
+    let png = common::png_claiming(100_000, 100_000);
     std::fs::write(input.join("bomb.png"), &png).unwrap();
     std::os::unix::fs::symlink(&input, input.join("loop")).unwrap();
     let out = dir.path().join("out");

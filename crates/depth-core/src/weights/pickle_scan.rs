@@ -128,6 +128,15 @@ impl<'a> Bytes<'a> {
         Ok(self.take(n)?.iter().rev().fold(0u64, |acc, &b| (acc << 8) | b as u64))
     }
 
+    /// A memo index written as decimal text (protocol 0 PUT and GET).
+    fn line_index(&mut self) -> Result<u64, String> {
+        let l = self.line()?;
+        std::str::from_utf8(l)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| "a bad memo index".into())
+    }
+
     /// A newline-terminated text argument (protocol 0 opcodes).
     fn line(&mut self) -> Result<&'a [u8], String> {
         let rest = &self.data[self.at..];
@@ -205,20 +214,8 @@ pub fn scan(data: &[u8]) -> Result<(), String> {
             b's' => vm.pop().and_then(|v| Ok((vm.pop()?, v))).and_then(|(k, v)| vm.extend_top(vec![k, v])),
             b'e' | b'u' | 0x90 => vm.pop_mark().and_then(|items| vm.extend_top(items)),
             // memo
-            b'p' => b.line().and_then(|l| {
-                let id = std::str::from_utf8(l)
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .ok_or("a bad PUT index")?;
-                vm.memo_put(id)
-            }),
-            b'g' => b.line().and_then(|l| {
-                let id = std::str::from_utf8(l)
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .ok_or("a bad GET index")?;
-                vm.memo_get(id)
-            }),
+            b'p' => b.line_index().and_then(|id| vm.memo_put(id)),
+            b'g' => b.line_index().and_then(|id| vm.memo_get(id)),
             b'q' => b.uint(1).and_then(|id| vm.memo_put(id)),
             b'r' => b.uint(4).and_then(|id| vm.memo_put(id)),
             b'h' => b.uint(1).and_then(|id| vm.memo_get(id)),
