@@ -14,6 +14,10 @@ pub enum XtaskError {
     Eval(#[from] depth_eval::EvalError),
     #[error(transparent)]
     Train(#[from] depth_train::TrainError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Losses(#[from] depth_losses::LossError),
     #[error("{0}")]
     Failed(String),
     #[error("cannot read {path}: {source}")]

@@ -1,6 +1,7 @@
 //! xtask: `cargo xtask <phase>` runs the Depth Anything V2 pipeline. Each phase is a thin clap
 //! front over library calls; this crate holds no model or tensor logic of its own.
 
+mod bench;
 mod data;
 mod error;
 mod eval;
@@ -34,6 +35,8 @@ enum Phase {
     Features(features::FeaturesArgs),
     /// Pseudo-labels: a frozen teacher labels images into a label store (sharded, resumable).
     PseudoLabel(pseudo_label::PseudoLabelArgs),
+    /// Speed: every case by ours and by its PyTorch twins, side by side (bench/results.md).
+    Bench(bench::BenchArgs),
     /// Training: relative distillation or metric fine-tuning from configs/train.toml; --resume.
     Train(train::TrainArgs),
 }
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Phase::Features(args) => features::run(args),
         Phase::PseudoLabel(args) => pseudo_label::run(args),
         Phase::Train(args) => train::run(args),
+        Phase::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

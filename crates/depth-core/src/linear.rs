@@ -12,8 +12,8 @@ use crate::gemm::{Mat, gemm_into, gemm_raw};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-/// Rows per block of the forward and dx.
-const ROWS: usize = 64;
+/// The fewest rows per block of the forward and dx.
+const MIN_ROWS: usize = 64;
 /// Rows per partial sum of dW and db.
 const GROUP: usize = 256;
 
@@ -68,7 +68,7 @@ impl<T> RowsPtr<T> {
     }
 }
 
-/// out (m × n) = [init +] lhs (m × kk) · rhs, by independent blocks of ROWS rows; `init(r)`
+/// out (m × n) = [init +] lhs (m × kk) · rhs, by independent blocks of rows; `init(r)`
 /// gives the starting value of every row (the bias) or None for zero.
 fn rows_gemm<T: WithDType>(
     m: usize,
@@ -80,8 +80,13 @@ fn rows_gemm<T: WithDType>(
 ) -> Vec<T> {
     let mut out = vec![T::zero(); m * n];
     let ptr = RowsPtr(out.as_mut_ptr());
-    (0..m.div_ceil(ROWS)).into_par_iter().for_each(|blk| {
-        let (r0, rows) = (blk * ROWS, ROWS.min(m - blk * ROWS));
+    // One block per thread: gemm repacks the whole weight for every call, which at 64 rows cost
+    // as much as the products. A row's result does not depend on its block (gemm's k-blocking
+    // depends on k alone), so the bits are the same for any block size and thread count.
+    let rows_per = m.div_ceil(rayon::current_num_threads()).max(MIN_ROWS);
+    let blocks = m.div_ceil(rows_per);
+    let run = |blk: usize| {
+        let (r0, rows) = (blk * rows_per, rows_per.min(m - blk * rows_per));
         // SAFETY: block `blk` alone writes rows r0..r0+rows; `out` outlives the loop.
         let dst = unsafe { std::slice::from_raw_parts_mut(ptr.at(r0 * n), rows * n) };
         if let Some(b) = init {
@@ -99,7 +104,8 @@ fn rows_gemm<T: WithDType>(
                 T::one(),
             )
         };
-    });
+    };
+    (0..blocks).into_par_iter().for_each(run);
     out
 }
 

@@ -13,6 +13,7 @@ pub mod depth_anything;
 pub mod dinov2;
 pub mod dpt;
 pub mod error;
+pub mod flops;
 pub mod hf;
 pub mod infer;
 pub mod params;
@@ -23,6 +24,7 @@ pub use config::{DptConfig, Encoder, Ffn, ModelConfig, PosEmbedResize, VitConfig
 pub use depth_anything::DepthAnythingV2;
 pub use depth_core::read_image;
 pub use error::{ModelError, Result};
+pub use flops::forward_flops;
 pub use infer::{DEFAULT_MAX_TOKENS, DepthEstimator, DepthMap, load_model, weights_file};
 pub use params::{Param, ParamKind, Part, parameters};
 pub use trainable::{

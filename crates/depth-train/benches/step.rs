@@ -1,7 +1,7 @@
 //! One training step of the ViT-S Depth Anything V2 student at 266×266, batch 2, f32, CPU:
 //! forward, the Depth Anything objective (L_ssi + 2·L_gm), backward, and AdamW over the
 //! parameter groups — what `Trainer::train_step` does per batch, without the loader. Compare
-//! with `benches/torch_train_step.py` (the official PyTorch model, same objective and
+//! with `benches/torch_bench.py --case train/vits/266/b2` (the official PyTorch model, same objective and
 //! optimiser) run right after on the same machine (docs/benchmarks.md).
 
 use candle_core::{Device, Tensor};

@@ -1,0 +1,301 @@
+//! `cargo xtask bench`: every case run by ours and, where python3 with torch is present, by its
+//! PyTorch twin (benches/torch_bench.py: the official code and transformers' DepthAnything), one
+//! after the other on the same machine with the same threads, dtype and input. Each
+//! implementation of each case runs in a process of its own (its peak RSS is its own); the
+//! results go to `<out>/results.json` and `<out>/results.md`.
+
+mod cases;
+mod report;
+
+use crate::error::{Result, XtaskError};
+use cases::{Case, Inputs, Measurement};
+use report::{CaseResult, Machine, Results, Row, Stats};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Cases to run: comma-separated name prefixes (`infer/vits,train`); all by default. `--list`
+    /// prints the names.
+    #[arg(long, value_delimiter = ',')]
+    pub cases: Vec<String>,
+    /// Print the case names and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Where results.json and results.md are written.
+    #[arg(long, default_value = "bench")]
+    pub out: PathBuf,
+    /// Timed repetitions per case (default: per case, 2 to 10).
+    #[arg(long, value_parser = crate::net_input::positive())]
+    pub reps: Option<usize>,
+    /// Untimed warm-up repetitions per case (default: per case, 1 or 2).
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Photos per repetition of the pseudo-label case.
+    #[arg(long, default_value_t = 8, value_parser = crate::net_input::positive())]
+    pub images: usize,
+    /// The Python that runs the PyTorch twins, or `none` to run ours alone.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// A checkout of the official Depth-Anything-V2 code (the `official` twins; skipped without).
+    #[arg(long, env = "DA2_REPO")]
+    pub official_repo: Option<PathBuf>,
+    /// Threads for ours and the twins (default: the machine's cores).
+    #[arg(long, value_parser = crate::net_input::positive())]
+    pub threads: Option<usize>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Internal: run one case of ours in this process and print its measurement.
+    #[arg(long, hide = true)]
+    pub child: Option<String>,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if let Some(name) = &args.child {
+        return child(&args, name);
+    }
+    let all = Case::all();
+    if args.list {
+        for c in &all {
+            println!("{}", c.name());
+        }
+        return Ok(());
+    }
+    let chosen: Vec<Case> = if args.cases.is_empty() {
+        all
+    } else {
+        for p in &args.cases {
+            if !all.iter().any(|c| c.name().starts_with(p.as_str())) {
+                return Err(XtaskError::Failed(format!("no bench case starts with '{p}' (see --list)")));
+            }
+        }
+        all.into_iter().filter(|c| args.cases.iter().any(|p| c.name().starts_with(p.as_str()))).collect()
+    };
+    depth_core::atomic::prepare_output_dir(&args.out)?;
+    depth_core::parse_device(&args.device)?; // a bad --device fails before the long work
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let python = Python::find(&args.python);
+    if let Err(why) = &python {
+        println!("PyTorch twins skipped: {why}; reporting ours alone");
+    }
+    let list = args.out.join("photos.txt");
+    let inputs = Inputs::from_fixtures(args.images);
+    if let Ok(inputs) = &inputs {
+        cases::write_photo_list(inputs, &list)?;
+    }
+
+    let runs: usize = chosen.iter().map(|c| 1 + c.twins().len()).sum();
+    let bar = crate::progress::bar(runs as u64, "bench");
+    let mut results = Vec::new();
+    for case in &chosen {
+        let (reps, warmup) = reps(case, &args);
+        let mut rows = Vec::new();
+        bar.set_message(format!("{} ours", case.name()));
+        let needs_fixtures = matches!(case, Case::Loader | Case::Synth | Case::PseudoLabel { .. });
+        rows.push(match (&inputs, needs_fixtures) {
+            (Err(e), true) => skipped("ours", format!("needs the fixtures: {e}")),
+            _ => measured("ours", ours_in_child(&args, case, reps, warmup, threads)),
+        });
+        bar.inc(1);
+        for twin in case.twins() {
+            bar.set_message(format!("{} {twin}", case.name()));
+            let row = match &python {
+                Err(why) => skipped(twin, format!("not run: {why}")),
+                Ok(_) if *twin == "official" && args.official_repo.is_none() => {
+                    skipped(twin, "not run: no official checkout (--official-repo or DA2_REPO)".into())
+                }
+                Ok(_) if matches!(case, Case::PseudoLabel { .. }) && inputs.is_err() => {
+                    skipped(twin, "not run: needs the fixtures".into())
+                }
+                Ok(py) => {
+                    let weights = inputs.as_ref().ok().map(|i| i.weights.clone());
+                    measured(
+                        twin,
+                        py.twin(case, twin, reps, warmup, threads, &args, weights.as_deref(), &list),
+                    )
+                }
+            };
+            rows.push(row);
+            bar.inc(1);
+        }
+        results.push(CaseResult { case: case.name(), unit: case.unit().into(), rows });
+    }
+    bar.finish_and_clear();
+    let _ = std::fs::remove_file(&list);
+
+    let mut results =
+        Results { machine: machine(threads, &args.device), peak_gflop_per_s: None, cases: results };
+    results.fill_peak();
+    let json = serde_json::to_vec_pretty(&results).expect("serialises");
+    let md = results.markdown();
+    depth_core::atomic::write_atomic(&args.out.join("results.json"), |w| w.write_all(&json))?;
+    depth_core::atomic::write_atomic(&args.out.join("results.md"), |w| w.write_all(md.as_bytes()))?;
+    println!("{md}\nwritten: {} and results.md", args.out.join("results.json").display());
+    Ok(())
+}
+
+fn reps(case: &Case, args: &BenchArgs) -> (usize, usize) {
+    let (r, w) = case.default_reps();
+    (args.reps.unwrap_or(r), args.warmup.unwrap_or(w))
+}
+
+fn measured(implementation: &str, m: Result<Measurement>) -> Row {
+    match m {
+        Ok(m) => match Stats::new(m) {
+            Some(stats) => Row { implementation: implementation.into(), stats: Some(stats), note: None },
+            None => skipped(implementation, "failed: no finite time was measured".into()),
+        },
+        Err(e) => skipped(implementation, format!("failed: {e}")),
+    }
+}
+
+fn skipped(implementation: &str, note: String) -> Row {
+    Row { implementation: implementation.into(), stats: None, note: Some(note.replace('\n', " ")) }
+}
+
+/// The child side: one case of ours, its measurement as the last stdout line.
+fn child(args: &BenchArgs, name: &str) -> Result<()> {
+    let case = Case::parse(name).ok_or_else(|| XtaskError::Failed(format!("unknown bench case '{name}'")))?;
+    let (reps, warmup) = reps(&case, args);
+    let device = depth_core::parse_device(&args.device)?;
+    let inputs = Inputs::from_fixtures(args.images);
+    let inputs = match (inputs, matches!(case, Case::Loader | Case::Synth | Case::PseudoLabel { .. })) {
+        (Ok(i), _) => i,
+        (Err(e), true) => return Err(e),
+        (Err(_), false) => Inputs { photos: PathBuf::new(), weights: PathBuf::new(), images: args.images },
+    };
+    let m = cases::run_ours(&case, reps, warmup, &device, &inputs)?;
+    println!("{}", serde_json::to_string(&m).expect("serialises"));
+    Ok(())
+}
+
+fn ours_in_child(
+    args: &BenchArgs,
+    case: &Case,
+    reps: usize,
+    warmup: usize,
+    threads: usize,
+) -> Result<Measurement> {
+    let exe =
+        std::env::current_exe().map_err(|source| XtaskError::Io { path: "current_exe".into(), source })?;
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "bench",
+        "--child",
+        &case.name(),
+        "--reps",
+        &reps.to_string(),
+        "--warmup",
+        &warmup.to_string(),
+    ])
+    .args(["--images", &args.images.to_string(), "--device", &args.device])
+    .env("RAYON_NUM_THREADS", threads.to_string());
+    last_json_line(cmd, "ours")
+}
+
+/// Runs a measuring process and parses the JSON object on its last stdout line.
+fn last_json_line(mut cmd: Command, who: &str) -> Result<Measurement> {
+    let out = cmd.output().map_err(|source| XtaskError::Io { path: format!("{cmd:?}").into(), source })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{'));
+    match (out.status.success(), line) {
+        (true, Some(line)) => serde_json::from_str(line)
+            .map_err(|e| XtaskError::Failed(format!("{who}: unreadable measurement '{line}': {e}"))),
+        _ => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(3).collect();
+            Err(XtaskError::Failed(format!(
+                "{who} exited with {}: {}",
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            )))
+        }
+    }
+}
+
+/// A Python with torch, and the twin script.
+struct Python {
+    exe: String,
+    script: PathBuf,
+}
+
+impl Python {
+    fn find(exe: &str) -> std::result::Result<Python, String> {
+        if exe == "none" {
+            return Err("--python none".into());
+        }
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/torch_bench.py");
+        if !script.is_file() {
+            return Err(format!("{} is missing", script.display()));
+        }
+        match Command::new(exe).args(["-c", "import torch"]).output() {
+            Ok(o) if o.status.success() => Ok(Python { exe: exe.into(), script }),
+            Ok(_) => Err(format!("{exe} has no torch (pip install torch transformers)")),
+            Err(e) => Err(format!("cannot run {exe}: {e}")),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn twin(
+        &self,
+        case: &Case,
+        implementation: &str,
+        reps: usize,
+        warmup: usize,
+        threads: usize,
+        args: &BenchArgs,
+        weights: Option<&Path>,
+        list: &Path,
+    ) -> Result<Measurement> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg(&self.script)
+            .args(["--case", &case.name(), "--impl", implementation])
+            .args([
+                "--reps",
+                &reps.to_string(),
+                "--warmup",
+                &warmup.to_string(),
+                "--threads",
+                &threads.to_string(),
+            ])
+            .env("OMP_NUM_THREADS", threads.to_string());
+        if let Some(repo) = &args.official_repo {
+            cmd.arg("--official-repo").arg(repo);
+        }
+        if let Some(w) = weights {
+            cmd.arg("--weights").arg(w).arg("--images").arg(list);
+        }
+        last_json_line(cmd, implementation)
+    }
+}
+
+fn machine(threads: usize, device: &str) -> Machine {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("model name"))?.split(':').nth(1).map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or("rustc unknown".into(), |s| s.trim().to_string());
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or("date unknown".into(), |s| s.trim().to_string());
+    Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads,
+        device: device.into(),
+        rustc,
+        xtask: env!("CARGO_PKG_VERSION").into(),
+        date,
+    }
+}

@@ -1,0 +1,137 @@
+//! `xtask bench`: the harness around the measurements (case selection, child processes, the
+//! PyTorch twins' protocol, ratios, results.json and results.md), with and without a Python
+//! that has torch. The speed itself is never asserted.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask")).arg("bench").args(args).output().unwrap()
+}
+
+fn results(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap()
+}
+
+fn row<'a>(r: &'a serde_json::Value, case: &str, imp: &str) -> &'a serde_json::Value {
+    let c =
+        r["cases"].as_array().unwrap().iter().find(|c| c["case"] == case).unwrap_or_else(|| panic!("{case}"));
+    c["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["implementation"] == imp)
+        .unwrap_or_else(|| panic!("{imp}"))
+}
+
+#[test]
+fn lists_every_case_and_refuses_unknown_ones() {
+    let o = bench(&["--list"]);
+    assert!(o.status.success());
+    let names = String::from_utf8(o.stdout).unwrap();
+    for want in [
+        "sgemm/2048",
+        "infer/vits/518x518/b1",
+        "infer/vitb/518x784/b4",
+        "train/vits/266/b2",
+        "train/vits/518/b1",
+    ] {
+        assert!(names.lines().any(|l| l == want), "{want} missing from {names}");
+    }
+    for want in ["loader/photos_518", "synth/scene_518", "pseudo-label/vits/518"] {
+        assert!(names.lines().any(|l| l == want), "{want} missing from {names}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = bench(&["--cases", "nosuch", "--out", dir.path().to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no bench case starts with 'nosuch'"));
+}
+
+#[test]
+fn without_torch_reports_ours_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench");
+    let o = bench(
+        &["--cases", "sgemm,synth", "--reps", "2", "--warmup", "0", "--python", "none"]
+            .iter()
+            .copied()
+            .chain(["--out", out.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("PyTorch twins skipped: --python none"));
+    let r = results(&out);
+    let sgemm = row(&r, "sgemm/2048", "ours");
+    assert_eq!(sgemm["reps"], 2);
+    assert_eq!(sgemm["raw"]["times_s"].as_array().unwrap().len(), 2);
+    let g = sgemm["gflop_per_s"].as_f64().unwrap();
+    assert!(g > 0.0 && g.is_finite());
+    // ours is the only sgemm, so it is the peak
+    assert_eq!(r["peak_gflop_per_s"][1], "ours");
+    assert_eq!(sgemm["peak_share"].as_f64(), Some(1.0));
+    assert!(row(&r, "sgemm/2048", "torch")["note"].as_str().unwrap().contains("--python none"));
+    let synth = row(&r, "synth/scene_518", "ours");
+    assert_eq!(synth["raw"]["items"], 4);
+    assert!(synth["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("| sgemm/2048 | ours |") && md.contains("| synth/scene_518 | ours |"), "{md}");
+    assert!(md.contains("threads"), "{md}");
+}
+
+/// A stand-in Python: `-c "import torch"` succeeds, the twin script prints a fixed measurement
+/// (twice ours' sgemm time would be a guess; a fixed 10 s makes the ratio exact to check).
+#[test]
+fn twins_are_run_and_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let py = dir.path().join("fakepython");
+    let log = dir.path().join("calls.txt");
+    std::fs::write(
+        &py,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\n[ \"$1\" = -c ] && exit 0\n\
+             echo '{{\"times_s\": [10.0, 12.0, 11.0], \"items\": 1, \"flops\": 1.72e10, \"peak_rss_bytes\": 1000000, \
+             \"versions\": {{\"torch\": \"fake\"}}}}'\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&py, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = dir.path().join("bench");
+    let o = bench(&[
+        "--cases",
+        "sgemm",
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--python",
+        py.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(calls.contains("--case sgemm/2048 --impl torch --reps 1 --warmup 0 --threads 1"), "{calls}");
+    let r = results(&out);
+    let torch = row(&r, "sgemm/2048", "torch");
+    assert_eq!(torch["median_s"].as_f64(), Some(11.0));
+    assert_eq!(torch["gflop_per_s"].as_f64(), Some(1.72e10 / 11.0 / 1e9));
+    let ours = row(&r, "sgemm/2048", "ours")["median_s"].as_f64().unwrap();
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains(&format!("**{:.2}**", ours / 11.0)), "{md}");
+    assert!(md.contains("torch fake"), "{md}");
+}
+
+#[test]
+fn the_twin_script_compiles() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/torch_bench.py");
+    let o = Command::new("python3")
+        .args(["-c", "import ast, sys; ast.parse(open(sys.argv[1]).read())"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
