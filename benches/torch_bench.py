@@ -90,13 +90,15 @@ def objective(pred, target, scales=4, gm_weight=2.0):
     return ssi + gm_weight * gm
 
 
-def timed(step, warmup: int, reps: int):
+def timed(step, warmup: int, reps: int, sync):
     for _ in range(warmup):
         step()
     times = []
     for _ in range(reps):
+        sync()
         t = time.perf_counter()
         step()
+        sync()
         times.append(time.perf_counter() - t)
     return times
 
@@ -109,26 +111,29 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--official-repo", default=os.environ.get("DA2_REPO", ""))
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--weights", help="pseudo-label: the official .pth")
     ap.add_argument("--images", help="pseudo-label: a text file listing the images")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     parts = args.case.split("/")
     kind = parts[0]
     flops = None
     count = 1  # items per repetition
     if kind == "sgemm":
         n = int(parts[1])
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
         step = lambda: torch.mm(a, b)  # noqa: E731
         flops = 2 * n**3
     elif kind == "infer":
         encoder, size, batch = parts[1], parts[2], int(parts[3][1:])
         h, w = (int(v) for v in size.split("x"))
         forward, module = build(args.impl, encoder, args.official_repo)
-        module.eval()
-        x = torch.randn(batch, 3, h, w)
+        module.eval().to(dev)
+        x = torch.randn(batch, 3, h, w, device=dev)
 
         def step():
             with torch.inference_mode():
@@ -142,13 +147,13 @@ def main() -> None:
     elif kind == "train":
         encoder, size, batch = parts[1], int(parts[2]), int(parts[3][1:])
         forward, module = build(args.impl, encoder, args.official_repo)
-        module.train()
+        module.train().to(dev)
         enc = [p for n, p in module.named_parameters() if n.startswith(("pretrained", "backbone"))]
         dec = [p for n, p in module.named_parameters() if not n.startswith(("pretrained", "backbone"))]
         opt = torch.optim.AdamW([{"params": enc, "lr": 5e-6}, {"params": dec, "lr": 5e-5}],
                                 betas=(0.9, 0.999), weight_decay=0.01)
-        x = torch.randn(batch, 3, size, size)
-        target = torch.rand(batch, size, size) + 0.1
+        x = torch.randn(batch, 3, size, size, device=dev)
+        target = torch.rand(batch, size, size, device=dev) + 0.1
 
         def step():
             opt.zero_grad()
@@ -162,7 +167,7 @@ def main() -> None:
         size = int(parts[2])
         model = official_model(parts[1], args.official_repo)
         model.load_state_dict(torch.load(args.weights, map_location="cpu"))
-        model.eval()
+        model.eval().to(dev)
         paths = [p for p in open(args.images).read().splitlines() if p]
 
         def step():
@@ -173,7 +178,7 @@ def main() -> None:
         count = len(paths)
     else:
         raise SystemExit(f"unknown case {args.case}")
-    times = timed(step, args.warmup, args.reps)
+    times = timed(step, args.warmup, args.reps, sync)
     try:
         import transformers
 
@@ -181,7 +186,7 @@ def main() -> None:
     except ImportError:
         tf_version = None
     print(json.dumps({
-        "case": args.case, "impl": args.impl, "threads": args.threads, "warmup": args.warmup,
+        "case": args.case, "impl": args.impl, "device": args.device, "threads": args.threads, "warmup": args.warmup,
         "times_s": times, "items": count, "flops": flops,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "versions": {"torch": torch.__version__, "transformers": tf_version,

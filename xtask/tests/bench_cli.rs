@@ -114,7 +114,10 @@ fn twins_are_run_and_compared() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let calls = std::fs::read_to_string(&log).unwrap();
-    assert!(calls.contains("--case sgemm/2048 --impl torch --reps 1 --warmup 0 --threads 1"), "{calls}");
+    assert!(
+        calls.contains("--case sgemm/2048 --impl torch --device cpu --reps 1 --warmup 0 --threads 1"),
+        "{calls}"
+    );
     let r = results(&out);
     let torch = row(&r, "sgemm/2048", "torch");
     assert_eq!(torch["median_s"].as_f64(), Some(11.0));

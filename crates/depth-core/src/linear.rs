@@ -269,3 +269,26 @@ impl candle_core::Module for Linear {
         linear(x, &self.weight, self.bias.as_ref()).map_err(candle_core::Error::wrap)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, IndexOp};
+
+    /// A row's output does not depend on the block it was computed in: rows 0..70 alone (one
+    /// block) equal the same rows inside 301 (blocks per thread), bit for bit.
+    #[test]
+    fn rows_do_not_depend_on_their_block() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (301, 384), &dev).unwrap();
+        let w = Tensor::randn(0f32, 0.05, (1152, 384), &dev).unwrap();
+        let b = Tensor::randn(0f32, 0.1, 1152, &dev).unwrap();
+        let full = linear(&x, &w, Some(&b)).unwrap().i(0..70).unwrap();
+        let part = linear(&x.i(0..70).unwrap(), &w, Some(&b)).unwrap();
+        let (a, c) = (
+            full.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            part.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert!(a.iter().zip(&c).all(|(p, q)| p.to_bits() == q.to_bits()));
+    }
+}

@@ -167,10 +167,23 @@ pub fn run_ours(
         }
         Case::Infer { encoder, h, w, batch } => {
             let cfg = ModelConfig::official(*encoder);
+            // Initialised in a VarMap, then as plain tensors, as loaded weights are: a forward
+            // over variables would keep every intermediate alive for a backward.
             let vm = candle_nn::VarMap::new();
-            let model = depth_models::DepthAnythingV2::new(
+            depth_models::DepthAnythingV2::new(
                 &cfg,
                 candle_nn::VarBuilder::from_varmap(&vm, DType::F32, device),
+            )?;
+            let weights = vm
+                .data()
+                .lock()
+                .expect("not poisoned")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_detached_tensor()))
+                .collect();
+            let model = depth_models::DepthAnythingV2::new(
+                &cfg,
+                candle_nn::VarBuilder::from_tensors(weights, DType::F32, device),
             )?;
             let x = Tensor::randn(0f32, 1.0, (*batch, 3, *h, *w), device)?;
             let times = timed(reps, warmup, || {
@@ -256,9 +269,9 @@ fn pseudo_label(
 ) -> Result<Vec<f64>> {
     use depth_train::pseudo_label::{Labeller, Shard, list_images};
     let dir = tempfile_dir()?;
-    let list = dir.join("images.txt");
-    write_photo_list(inputs, &list)?;
-    let items = list_images(&list)?;
+    let chosen = inputs.photo_paths()?;
+    let items: Vec<_> =
+        list_images(&inputs.photos)?.into_iter().filter(|i| chosen.contains(&i.path)).collect();
     let weights = inputs.weights.to_string_lossy().into_owned();
     let model = depth_models::load_model(&weights, encoder, device)?;
     let labeller = Labeller {

@@ -250,7 +250,7 @@ impl Python {
     ) -> Result<Measurement> {
         let mut cmd = Command::new(&self.exe);
         cmd.arg(&self.script)
-            .args(["--case", &case.name(), "--impl", implementation])
+            .args(["--case", &case.name(), "--impl", implementation, "--device", &args.device])
             .args([
                 "--reps",
                 &reps.to_string(),
