@@ -138,3 +138,20 @@ fn the_twin_script_compiles() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn cases_that_need_the_fixtures_say_so_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench");
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["bench", "--cases", "loader", "--reps", "1", "--warmup", "0", "--python", "none", "--out"])
+        .arg(&out)
+        .env("DEPTH_FIXTURES", dir.path().join("missing"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = results(&out);
+    let ours = row(&r, "loader/photos_518", "ours");
+    assert!(ours["note"].as_str().unwrap().contains("needs the fixtures"), "{ours}");
+    assert!(ours.get("median_s").is_none());
+}
