@@ -5,6 +5,7 @@
 use crate::error::{Result, XtaskError};
 use candle_core::{DType, Device, Tensor};
 use depth_models::{Encoder, ModelConfig};
+use depth_train::pseudo_label::{ImageItem, list_images};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -79,11 +80,15 @@ impl Case {
         }
     }
 
+    /// Whether the case reads the fixtures (photos, official-layout weights).
+    pub fn needs_fixtures(&self) -> bool {
+        matches!(self, Case::Loader | Case::Synth | Case::PseudoLabel { .. })
+    }
+
     pub fn unit(&self) -> &'static str {
         match self {
             Case::Sgemm { .. } => "products",
-            Case::Infer { .. } | Case::Loader | Case::PseudoLabel { .. } => "images",
-            Case::Train { .. } => "images",
+            Case::Infer { .. } | Case::Train { .. } | Case::Loader | Case::PseudoLabel { .. } => "images",
             Case::Synth => "scenes",
         }
     }
@@ -117,13 +122,16 @@ impl Inputs {
         Ok(Self { photos: dir.join("unlabeled"), weights: dir.join("weights/da2_vits_random.pth"), images })
     }
 
-    /// The first `images` photos, sorted by name (ours and the twin read the same files).
-    pub fn photo_paths(&self) -> Result<Vec<PathBuf>> {
-        let folder = depth_data::ImageFolder::new("unlabeled", &self.photos)?;
-        let mut paths: Vec<_> = folder.relative_paths().iter().map(|p| self.photos.join(p)).collect();
-        paths.sort();
-        paths.truncate(self.images);
-        Ok(paths)
+    /// The first `images` photos by relative path, as the labeller lists a folder (ours and
+    /// the twin read the same files).
+    pub fn photo_items(&self) -> Result<Vec<ImageItem>> {
+        let mut items = list_images(&self.photos)?;
+        items.truncate(self.images);
+        Ok(items)
+    }
+
+    fn photo_paths(&self) -> Result<Vec<PathBuf>> {
+        Ok(self.photo_items()?.into_iter().map(|i| i.path).collect())
     }
 }
 
@@ -267,11 +275,9 @@ fn pseudo_label(
     device: &Device,
     inputs: &Inputs,
 ) -> Result<Vec<f64>> {
-    use depth_train::pseudo_label::{Labeller, Shard, list_images};
+    use depth_train::pseudo_label::{Labeller, Shard};
     let dir = tempfile_dir()?;
-    let chosen = inputs.photo_paths()?;
-    let items: Vec<_> =
-        list_images(&inputs.photos)?.into_iter().filter(|i| chosen.contains(&i.path)).collect();
+    let items = inputs.photo_items()?;
     let weights = inputs.weights.to_string_lossy().into_owned();
     let model = depth_models::load_model(&weights, encoder, device)?;
     let labeller = Labeller {

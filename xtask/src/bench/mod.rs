@@ -92,8 +92,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let (reps, warmup) = reps(case, &args);
         let mut rows = Vec::new();
         bar.set_message(format!("{} ours", case.name()));
-        let needs_fixtures = matches!(case, Case::Loader | Case::Synth | Case::PseudoLabel { .. });
-        rows.push(match (&inputs, needs_fixtures) {
+        rows.push(match (&inputs, case.needs_fixtures()) {
             (Err(e), true) => skipped("ours", format!("needs the fixtures: {e}")),
             _ => measured("ours", ours_in_child(&args, case, reps, warmup, threads)),
         });
@@ -105,7 +104,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 Ok(_) if *twin == "official" && args.official_repo.is_none() => {
                     skipped(twin, "not run: no official checkout (--official-repo or DA2_REPO)".into())
                 }
-                Ok(_) if matches!(case, Case::PseudoLabel { .. }) && inputs.is_err() => {
+                Ok(_) if case.needs_fixtures() && inputs.is_err() => {
                     skipped(twin, "not run: needs the fixtures".into())
                 }
                 Ok(py) => {
@@ -160,7 +159,7 @@ fn child(args: &BenchArgs, name: &str) -> Result<()> {
     let (reps, warmup) = reps(&case, args);
     let device = depth_core::parse_device(&args.device)?;
     let inputs = Inputs::from_fixtures(args.images);
-    let inputs = match (inputs, matches!(case, Case::Loader | Case::Synth | Case::PseudoLabel { .. })) {
+    let inputs = match (inputs, case.needs_fixtures()) {
         (Ok(i), _) => i,
         (Err(e), true) => return Err(e),
         (Err(_), false) => Inputs { photos: PathBuf::new(), weights: PathBuf::new(), images: args.images },
