@@ -3,7 +3,8 @@
 //! candle tensors, and resumable at any (epoch, position).
 //!
 //! Determinism: the order of epoch `e` and every random choice of the sample at position `p`
-//! depend only on (seed, e, p), never on thread timing; a batch is the next `batch_size` samples
+//! of the whole epoch (rank r's i-th sample is p = i·world + r) depend only on (seed, e, p),
+//! never on thread timing or the number of ranks; a batch is the next `batch_size` samples
 //! that loaded, so skipping a bad file shifts later batches the same way on every run.
 
 use crate::dataset::Dataset;
@@ -180,12 +181,15 @@ impl Loader {
                 let (order, next, stop, tx) = (order.clone(), next.clone(), stop.clone(), tx.clone());
                 let sources = self.sources.clone();
                 let (aug, seed, epoch) = (self.config.augment.clone(), self.config.seed, cursor.epoch);
+                let (rank, world) = (self.config.rank, self.config.world);
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         let pos = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&(k, index)) = order.get(pos) else { break };
                         let src = &sources[k];
-                        let mut rng = item_rng(seed, epoch, pos as u64);
+                        // keyed by the item's place in the whole epoch, so a sample is
+                        // augmented alike whichever rank loads it (N ranks = one process)
+                        let mut rng = item_rng(seed, epoch, (pos * world + rank) as u64);
                         let item = src
                             .dataset
                             .load(index)

@@ -235,6 +235,31 @@ fn ratios_and_shards_partition_each_epoch() {
 }
 
 #[test]
+fn a_sample_is_the_same_on_whichever_rank_loads_it() {
+    // rank r's i-th sample is the whole epoch's sample i·world + r, augmented alike (strong
+    // augmentations included), so N ranks see exactly what one process sees
+    let cfg = LoaderConfig { batch_size: 1, epoch_size: Some(12), ..config(2) };
+    let one = run(&Loader::new(sources(), cfg.clone()).unwrap(), Cursor::default());
+    assert_eq!(one.len(), 12);
+    for rank in 0..3 {
+        let shard = run(
+            &Loader::new(sources(), LoaderConfig { rank, world: 3, ..cfg.clone() }).unwrap(),
+            Cursor::default(),
+        );
+        assert_eq!(shard.len(), 4);
+        for (i, s) in shard.iter().enumerate() {
+            let whole = &one[i * 3 + rank];
+            assert_eq!(s.0, whole.0, "rank {rank} sample {i}: another item");
+            assert!(
+                s.1 == whole.1 && s.2 == whole.2,
+                "rank {rank} sample {i} ({:?}): augmented otherwise",
+                s.0
+            );
+        }
+    }
+}
+
+#[test]
 fn bad_items_are_skipped_and_counted_or_fail() {
     let src = vec![Source { dataset: toy("c", 12, vec![2, 5, 7]), ratio: 1.0, strong: false }];
     let loader = Loader::new(src.clone(), config(2)).unwrap();

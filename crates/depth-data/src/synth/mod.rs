@@ -59,6 +59,10 @@ pub struct SynthSpec {
     pub width: Option<u32>,
     #[serde(default)]
     pub height: Option<u32>,
+    /// Fraction of outdoor scenes, whose sky has no depth (default 0.5; 0 = rooms only, every
+    /// pixel valid).
+    #[serde(default)]
+    pub outdoor_fraction: Option<f64>,
 }
 
 impl SynthSpec {
@@ -76,6 +80,7 @@ impl SynthSpec {
         let mut config = SceneConfig::default();
         config.width = self.width.unwrap_or(config.width);
         config.height = self.height.unwrap_or(config.height);
+        config.outdoor_fraction = self.outdoor_fraction.unwrap_or(config.outdoor_fraction);
         Ok(SynthDataset {
             config,
             bank: Arc::new(PhotoBank::from_dir(&textures)?),
