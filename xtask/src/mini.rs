@@ -195,7 +195,7 @@ pub fn run(args: MiniArgs) -> Result<()> {
             dataset: None,
             data_config: data_path.clone(),
             store: store.clone(),
-            shard: Shard::ALL,
+            shard: Some(Shard::ALL),
             input: NetInput { input_size, ..NetInput::default() },
             batch_size: 4,
             device: args.device.clone().unwrap_or_else(|| "cpu".into()),

@@ -28,8 +28,9 @@ pub struct PseudoLabelArgs {
     #[arg(long)]
     pub store: PathBuf,
     /// This process's share, k/n (0-based): the images whose path hashes to k modulo n.
-    #[arg(long, default_value = "0/1")]
-    pub shard: Shard,
+    /// Default: all of them, or under mpirun/torchrun this rank's share (rank/world).
+    #[arg(long)]
+    pub shard: Option<Shard>,
     #[command(flatten)]
     pub input: crate::net_input::NetInput,
     /// Same-size images per forward pass.
@@ -82,9 +83,16 @@ pub fn label(args: &PseudoLabelArgs) -> Result<Summary> {
         teacher: TeacherId { name, sha256, input_size: args.input.input_size },
         batch: args.batch_size.max(1),
     };
-    let mine = items.iter().filter(|i| args.shard.owns(&i.rel)).count();
+    let shard = match args.shard {
+        Some(s) => s,
+        None => {
+            let launch = depth_train::Launch::from_env()?;
+            Shard { index: launch.rank, count: launch.world }
+        }
+    };
+    let mine = items.iter().filter(|i| shard.owns(&i.rel)).count();
     let bar = crate::progress::bar(mine as u64, "label");
-    let summary = labeller.run(&items, args.shard, &args.store, &|| bar.inc(1))?;
+    let summary = labeller.run(&items, shard, &args.store, &|| bar.inc(1))?;
     bar.finish();
     let name = match summary.shard {
         Some(s) => format!("summary-{}-of-{}.json", s.index, s.count),

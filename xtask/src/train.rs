@@ -2,6 +2,7 @@
 //! folder (`--resume`), or — with neither — the mini reproduction of the whole recipe
 //! (`mini.rs`). Everything is checked before the first step; a run writes its checkpoints, logs,
 //! TensorBoard events, loss curve and final model into its folder and prints where they are.
+//! Under `mpirun -np N` each process is one rank of a data-parallel run (docs/distributed.md).
 
 use crate::error::{Result, XtaskError};
 use depth_train::{TrainConfig, Trainer};
@@ -44,7 +45,27 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    // kept to the end: MPI is finalised when the last handle drops
+    let dist = depth_train::dist::connect()?;
+    if dist.world() == 1 {
+        return train(args, dist);
+    }
+    let rank = dist.rank();
+    match train(args, dist.clone()) {
+        Ok(()) => Ok(()),
+        // the other ranks wait in a collective: end the whole job, not just this process
+        Err(e) => dist.abort(&format!("rank {rank} of {} failed: {e}", dist.world())),
+    }
+}
+
+fn train(args: TrainArgs, dist: std::sync::Arc<dyn depth_train::Collective>) -> Result<()> {
     if args.config.is_none() && args.resume.is_none() {
+        if dist.world() > 1 {
+            return Err(XtaskError::Failed(
+                "the mini reproduction runs in one process; launch --config or --resume runs with mpirun"
+                    .into(),
+            ));
+        }
         return crate::mini::run(crate::mini::MiniArgs {
             configs: args.pipeline,
             out: args.out,
@@ -71,7 +92,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     dir.display()
                 )));
             }
-            Trainer::resume(dir, args.device.clone())?
+            Trainer::resume_with(dir, args.device.clone(), dist.clone())?
         }
         None => {
             let mut sets = args.sets.clone();
@@ -79,14 +100,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 sets.push(format!("device={d}"));
             }
             let config = args.config.as_deref().expect("checked above");
-            Trainer::start(TrainConfig::load(config, &sets)?)?
+            Trainer::start_with(TrainConfig::load(config, &sets)?, dist.clone())?
         }
     };
-    eprintln!("run folder: {}", trainer.run_dir().display());
-    let bar = crate::progress::bar(0, "train");
+    let lead = dist.rank() == 0;
+    let bar = if lead {
+        eprintln!("run folder: {}", trainer.run_dir().display());
+        crate::progress::bar(0, "train")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let outcome = trainer.run(&bar);
     bar.finish();
     let outcome = outcome?;
+    if !lead {
+        return Ok(());
+    }
     let summary = serde_json::to_vec_pretty(&outcome).expect("serialises");
     let path = outcome.run.join("summary.json");
     depth_core::atomic::write_atomic(&path, |w| w.write_all(&summary))?;

@@ -22,6 +22,8 @@ pub enum TrainError {
          the last good checkpoint is untouched — lower the learning rate, enable grad_clip, or check the data"
     )]
     Diverged { count: usize, step: u64, detail: String },
+    #[error("distributed training: {reason}")]
+    Dist { reason: String },
     #[error(transparent)]
     Core(#[from] depth_core::CoreError),
     #[error(transparent)]

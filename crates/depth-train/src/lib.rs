@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod dist;
 pub mod ema;
 pub mod error;
 pub mod grads;
@@ -25,6 +26,7 @@ pub mod trainer;
 pub mod validate;
 
 pub use config::{InitSpec, Labels, ModelSpec, Task, TrainConfig};
+pub use dist::{Collective, Launch, Solo};
 pub use error::{Result, TrainError};
 pub use grads::Grads;
 pub use optim::{AdamW, GroupSettings, OptimConfig, ParamGroup, groups_for};

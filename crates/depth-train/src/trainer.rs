@@ -7,9 +7,16 @@
 //! benchmarks are scored; every `checkpoint.every` steps (and at the end) a checkpoint is
 //! written. A run stopped at any point and resumed from its checkpoint computes the same
 //! losses, bit for bit on the CPU, as one that never stopped.
+//!
+//! Data parallel (`dist`): every rank loads its shard of each epoch (the loader's rank/world)
+//! with batch_size samples per step, the gradients and the logged numbers are averaged over
+//! the ranks, and every rank applies the same update; rank 0 alone writes the run folder
+//! (config, logs, checkpoints, validation, final model). N ranks with batch B take the steps
+//! one process takes with batch N·B.
 
 use crate::checkpoint::{self, Checkpoint, Contents};
 use crate::config::{Labels, Task, TrainConfig};
+use crate::dist::{Collective, Solo};
 use crate::ema::Ema;
 use crate::error::{Result, TrainError};
 use crate::grads::Grads;
@@ -31,6 +38,7 @@ use depth_models::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -91,14 +99,22 @@ pub struct Trainer {
     objective: Objective,
     frozen: Option<DinoVisionTransformer>,
     validator: Option<Validator>,
-    log: RunLog,
+    /// Rank 0's log; the other ranks write nothing.
+    log: Option<RunLog>,
     state: TrainerState,
+    dist: Arc<dyn Collective>,
 }
 
 impl Trainer {
     /// A new run in `cfg.out`. A folder that already holds a checkpoint is refused (resume it,
     /// or choose another `out`); everything is opened and checked before the first step.
     pub fn start(cfg: TrainConfig) -> Result<Trainer> {
+        Self::start_with(cfg, Arc::new(Solo))
+    }
+
+    /// [`Trainer::start`] as one rank of a data-parallel job (see `dist::connect`).
+    pub fn start_with(mut cfg: TrainConfig, dist: Arc<dyn Collective>) -> Result<Trainer> {
+        (cfg.data.loader.rank, cfg.data.loader.world) = (dist.rank(), dist.world());
         let run = cfg.out.clone();
         let ckpts = run.join("checkpoints");
         if ckpts.join(checkpoint::POINTER).exists() {
@@ -114,13 +130,21 @@ impl Trainer {
                 ),
             });
         }
-        depth_core::atomic::check_writable(&run)?;
-        Self::build(cfg, run, None, true)
+        if dist.rank() == 0 {
+            depth_core::atomic::check_writable(&run)?;
+        }
+        Self::build(cfg, run, None, true, dist)
     }
 
     /// Continues the run in `run` from its newest complete checkpoint (from the start when it
     /// has none yet), with the configuration saved there; `device` may move it.
     pub fn resume(run: &Path, device: Option<String>) -> Result<Trainer> {
+        Self::resume_with(run, device, Arc::new(Solo))
+    }
+
+    /// [`Trainer::resume`] as one rank of a data-parallel job: the job has as many ranks as the
+    /// run had (a rank's place in an epoch depends on it).
+    pub fn resume_with(run: &Path, device: Option<String>, dist: Arc<dyn Collective>) -> Result<Trainer> {
         let cfg_path = run.join(CONFIG_FILE);
         if !cfg_path.is_file() {
             return Err(TrainError::Config {
@@ -132,18 +156,40 @@ impl Trainer {
         if let Some(d) = device {
             cfg.device = d;
         }
-        depth_core::atomic::sweep_stale_temps(run);
+        if cfg.data.loader.world != dist.world() {
+            return Err(TrainError::Config {
+                path: cfg_path,
+                reason: format!(
+                    "the run was trained on {} rank(s) and this job has {}: resume it with the same number \
+                     (`mpirun -np {}`; 1 = without mpirun)",
+                    cfg.data.loader.world,
+                    dist.world(),
+                    cfg.data.loader.world
+                ),
+            });
+        }
+        cfg.data.loader.rank = dist.rank();
+        if dist.rank() == 0 {
+            depth_core::atomic::sweep_stale_temps(run);
+        }
         let ckpt = checkpoint::latest(&run.join("checkpoints"))?;
         match &ckpt {
             Some(c) => tracing::info!("resuming {} from step {}", run.display(), c.step),
             None => tracing::info!("{} has no checkpoint yet: starting it from the beginning", run.display()),
         }
-        Self::build(cfg, run.into(), ckpt, false)
+        Self::build(cfg, run.into(), ckpt, false, dist)
     }
 
     /// Opens everything a run needs; a `new_run` writes its folder only once all of it opened,
     /// so a config that cannot run (a missing dataset, a bad encoder file) leaves nothing.
-    fn build(cfg: TrainConfig, run: PathBuf, ckpt: Option<Checkpoint>, new_run: bool) -> Result<Trainer> {
+    fn build(
+        cfg: TrainConfig,
+        run: PathBuf,
+        ckpt: Option<Checkpoint>,
+        new_run: bool,
+        dist: Arc<dyn Collective>,
+    ) -> Result<Trainer> {
+        let lead = dist.rank() == 0;
         let device = depth_core::parse_device(&cfg.device)?;
         let model_cfg =
             cfg.model.config().map_err(|reason| TrainError::Config { path: run.clone(), reason })?;
@@ -169,6 +215,7 @@ impl Trainer {
             parameters(&built.varmap).map_err(|reason| TrainError::BadInput { what: "model", reason })?;
         let optim = AdamW::new(groups_for(&all, &cfg.optim))?;
         let params = optim.params();
+        broadcast_vars(dist.as_ref(), &params)?;
         let ema = cfg.optim.ema.map(|d| Ema::new(d, &params)).transpose()?;
         let (loader, pseudo) = open_loader(&cfg)?;
         let frozen = match &cfg.loss.feature_align {
@@ -178,20 +225,26 @@ impl Trainer {
             }
             None => None,
         };
-        let validator = cfg.validate.as_ref().map(|v| Validator::new(v, cfg.task, &run)).transpose()?;
+        let validator = match (&cfg.validate, lead) {
+            (Some(v), true) => Some(Validator::new(v, cfg.task, &run)?),
+            _ => None,
+        };
         let objective = Objective {
             gm_weight: cfg.loss.gm_weight,
             trim_pseudo: cfg.loss.trim_pseudo,
             scales: cfg.loss.scales,
         };
-        if new_run {
+        if new_run && lead {
             let ckpts = run.join("checkpoints");
             std::fs::create_dir_all(&ckpts).map_err(|e| TrainError::io(&ckpts, e))?;
             let text = cfg.to_toml();
             depth_core::atomic::write_atomic(&run.join(CONFIG_FILE), |w| w.write_all(text.as_bytes()))?;
         }
+        let log = lead
+            .then(|| RunLog::open(&run, ckpt.as_ref().map(|c| c.step), cfg.log.tensorboard))
+            .transpose()?;
         let mut trainer = Trainer {
-            log: RunLog::open(&run, ckpt.as_ref().map(|c| c.step), cfg.log.tensorboard)?,
+            log,
             state: TrainerState {
                 step: 0,
                 cursor: Cursor::default(),
@@ -216,6 +269,7 @@ impl Trainer {
             objective,
             frozen,
             validator,
+            dist,
         };
         if let Some(c) = ckpt {
             trainer.restore(&c)?;
@@ -270,8 +324,9 @@ impl Trainer {
         &self.optim
     }
 
-    pub fn log(&self) -> &RunLog {
-        &self.log
+    /// The run's log (rank 0 alone keeps one).
+    pub fn log(&self) -> Option<&RunLog> {
+        self.log.as_ref()
     }
 
     /// The EMA's averages (None without EMA).
@@ -290,8 +345,10 @@ impl Trainer {
         let started = (Instant::now(), self.state.images);
         let last_loss = self.run_until(self.cfg.schedule.steps, bar)?;
         let final_model = self.run.join(FINAL_MODEL);
-        save_model(&self.eval_tensors()?, &self.model_cfg, &self.model_meta(), &final_model)?;
-        self.log.plot()?;
+        if let Some(log) = &self.log {
+            save_model(&self.eval_tensors()?, &self.model_cfg, &self.model_meta(), &final_model)?;
+            log.plot()?;
+        }
         let secs = started.0.elapsed().as_secs_f64();
         Ok(Outcome {
             run: self.run.clone(),
@@ -317,18 +374,26 @@ impl Trainer {
             let lr = rec.lr.values().next().copied().unwrap_or(0.0);
             bar.set_message(format!("loss {:.4} lr {lr:.2e} {:.1} img/s", rec.loss, rec.images_per_s));
             bar.set_position(step);
-            self.log.step(rec)?;
+            let lead = match &mut self.log {
+                Some(log) => {
+                    log.step(rec)?;
+                    true
+                }
+                None => false,
+            };
             let last = step == total;
             if let Some(v) = &self.cfg.validate
                 && (step % v.every == 0 || last)
             {
                 self.validate()?;
             }
-            if step % self.cfg.checkpoint.every == 0 || last {
+            if lead && (step % self.cfg.checkpoint.every == 0 || last) {
                 self.save_checkpoint()?;
             }
-            if step % self.cfg.log.plot_every == 0 || last {
-                self.log.plot()?;
+            if let Some(log) = &self.log
+                && (step % self.cfg.log.plot_every == 0 || last)
+            {
+                log.plot()?;
             }
         }
         Ok(last_loss)
@@ -389,6 +454,14 @@ impl Trainer {
             let store = (loss / accumulate as f64)?.backward()?;
             grads.accumulate(Grads::from_store(&store, &self.params))?;
         }
+        if self.dist.world() > 1 {
+            let (l, n, other_bad) =
+                self.average_over_ranks(&mut grads, &mut terms, loss_sum, images, bad.is_some())?;
+            (loss_sum, images) = (l, n);
+            if other_bad && bad.is_none() {
+                bad = Some("a non-finite loss on another rank".into());
+            }
+        }
         let norm = match self.cfg.optim.grad_clip {
             Some(max) => grads.clip(max)?,
             None => grads.global_norm()?,
@@ -433,6 +506,58 @@ impl Trainer {
             images_per_s: images as f64 / t0.elapsed().as_secs_f64().max(1e-9),
             skipped: bad.is_some(),
         })
+    }
+
+    /// Averages the step's gradients, loss and terms over the ranks (every rank gets the same
+    /// bits); returns the mean loss sum, the images of all ranks, and whether any rank had a
+    /// non-finite loss. The gradients travel as one flat buffer over every optimised parameter
+    /// (zeros where a rank has none), so each rank sends the same length whatever happened.
+    fn average_over_ranks(
+        &self,
+        grads: &mut Grads,
+        terms: &mut BTreeMap<String, f64>,
+        loss_sum: f64,
+        images: usize,
+        bad: bool,
+    ) -> Result<(f64, usize, bool)> {
+        let world = self.dist.world();
+        let mut flat = Vec::new();
+        for (name, var) in &self.params {
+            match grads.get(name) {
+                Some(g) => flat.extend(g.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?),
+                None => flat.resize(flat.len() + var.elem_count(), 0.0),
+            }
+        }
+        self.dist.sum_f32(&mut flat)?;
+        let mut averaged = BTreeMap::new();
+        let mut at = 0;
+        for (name, var) in &self.params {
+            let n = var.elem_count();
+            if let Some(g) = grads.get(name) {
+                let mean: Vec<f32> = flat[at..at + n].iter().map(|v| v / world as f32).collect();
+                averaged.insert(
+                    name.clone(),
+                    Tensor::from_vec(mean, g.shape(), g.device())?.to_dtype(g.dtype())?,
+                );
+            }
+            at += n;
+        }
+        *grads = Grads::from_map(averaged);
+        // loss, images, bad, then each term's sum and the ranks that had it
+        let mut stats = vec![loss_sum, images as f64, f64::from(u8::from(bad))];
+        for name in TERMS {
+            stats.extend(terms.get(name).map_or([0.0, 0.0], |v| [*v, 1.0]));
+        }
+        debug_assert!(terms.keys().all(|k| TERMS.contains(&k.as_str())), "a loss term missing from TERMS");
+        self.dist.sum_f64(&mut stats)?;
+        terms.clear();
+        for (i, name) in TERMS.iter().enumerate() {
+            let (sum, ranks) = (stats[3 + 2 * i], stats[4 + 2 * i]);
+            if ranks > 0.0 {
+                terms.insert(name.to_string(), sum / ranks);
+            }
+        }
+        Ok((stats[0] / world as f64, stats[1] as usize, stats[2] > 0.0))
     }
 
     /// The batch's loss and its terms.
@@ -529,7 +654,10 @@ impl Trainer {
                 self.state.best = Some(best);
             }
         }
-        self.log.validation(rec, &pictures)
+        match &mut self.log {
+            Some(log) => log.validation(rec, &pictures),
+            None => Ok(()),
+        }
     }
 
     /// Writes a checkpoint of the current step.
@@ -550,6 +678,24 @@ impl Trainer {
         };
         checkpoint::write(&self.run.join("checkpoints"), &contents, self.cfg.checkpoint.keep_last)
     }
+}
+
+/// Every loss term a step can log (averaged over the ranks by name).
+const TERMS: [&str; 4] = ["ssi", "gm", "feature_align", "silog"];
+
+/// Rank 0's values of the parameters on every rank (they are built alike from the same seed
+/// and files; this makes sure).
+fn broadcast_vars(dist: &dyn Collective, params: &[(String, Var)]) -> Result<()> {
+    if dist.world() == 1 {
+        return Ok(());
+    }
+    for (_, var) in params {
+        let t = var.as_tensor();
+        let mut values = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        dist.broadcast_f32(&mut values)?;
+        var.set(&Tensor::from_vec(values, t.shape(), t.device())?.to_dtype(t.dtype())?)?;
+    }
+    Ok(())
 }
 
 /// The loader over the configured sources, and which of them carry pseudo-labels.
