@@ -374,20 +374,16 @@ impl Trainer {
             let lr = rec.lr.values().next().copied().unwrap_or(0.0);
             bar.set_message(format!("loss {:.4} lr {lr:.2e} {:.1} img/s", rec.loss, rec.images_per_s));
             bar.set_position(step);
-            let lead = match &mut self.log {
-                Some(log) => {
-                    log.step(rec)?;
-                    true
-                }
-                None => false,
-            };
+            if let Some(log) = &mut self.log {
+                log.step(rec)?;
+            }
             let last = step == total;
             if let Some(v) = &self.cfg.validate
                 && (step % v.every == 0 || last)
             {
                 self.validate()?;
             }
-            if lead && (step % self.cfg.checkpoint.every == 0 || last) {
+            if self.log.is_some() && (step % self.cfg.checkpoint.every == 0 || last) {
                 self.save_checkpoint()?;
             }
             if let Some(log) = &self.log
@@ -529,20 +525,18 @@ impl Trainer {
             }
         }
         self.dist.sum_f32(&mut flat)?;
-        let mut averaged = BTreeMap::new();
+        let mut summed = BTreeMap::new();
         let mut at = 0;
         for (name, var) in &self.params {
             let n = var.elem_count();
             if let Some(g) = grads.get(name) {
-                let mean: Vec<f32> = flat[at..at + n].iter().map(|v| v / world as f32).collect();
-                averaged.insert(
-                    name.clone(),
-                    Tensor::from_vec(mean, g.shape(), g.device())?.to_dtype(g.dtype())?,
-                );
+                let sum = Tensor::from_slice(&flat[at..at + n], g.shape(), g.device())?;
+                summed.insert(name.clone(), sum.to_dtype(g.dtype())?);
             }
             at += n;
         }
-        *grads = Grads::from_map(averaged);
+        *grads = Grads::from_map(summed);
+        grads.scale(1.0 / world as f64)?;
         // loss, images, bad, then each term's sum and the ranks that had it
         let mut stats = vec![loss_sum, images as f64, f64::from(u8::from(bad))];
         for name in TERMS {
