@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use depth_models::dinov2::DinoVisionTransformer;
-use depth_models::{DepthEstimator, Encoder, Ffn, VitConfig, load_model};
+use depth_models::{DepthEstimator, Encoder, Ffn, ModelConfig, VitConfig, WeightsSource, load_model};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -39,7 +39,7 @@ fn vits() -> &'static depth_models::DepthAnythingV2 {
     static MODEL: OnceLock<depth_models::DepthAnythingV2> = OnceLock::new();
     MODEL.get_or_init(|| {
         let w = fixtures().join("weights/da2_vits_random.pth");
-        load_model(w.to_str().unwrap(), Encoder::Vits, &Device::Cpu).expect("load da2_vits_random.pth")
+        load_model(&w.as_path().into(), &Device::Cpu).expect("load da2_vits_random.pth")
     })
 }
 
@@ -79,7 +79,7 @@ fn check_reference_dir(dir: &Path, images: &Path) {
         }
         let mut e_depth: Option<f64> = None;
         if let Some(reference_depth) = r.tensors.get("depth") {
-            let depth = est.infer_image(&image::DynamicImage::ImageRgb8(img.clone())).unwrap();
+            let depth = est.estimate(&img).unwrap();
             let e = max_abs_diff(&depth.to_tensor().unwrap(), reference_depth) / max_abs(reference_depth);
             assert!(e <= 1e-4, "{name}: depth rel err {e:e}");
             e_depth = Some(e);
@@ -152,7 +152,7 @@ fn official_vitg_swiglu_encoder() {
 #[test]
 fn hugging_face_tiny_model() {
     let dir = fixtures().join("weights/hf_tiny");
-    let model = load_model(dir.to_str().unwrap(), Encoder::Vits, &Device::Cpu).unwrap();
+    let model = load_model(&dir.as_path().into(), &Device::Cpu).unwrap();
     let r = reference(&dir.join("reference.safetensors"));
     let ours = model.forward(&r.tensors["pixel_values"]).unwrap();
     let e = max_abs_diff(&ours, &r.tensors["predicted_depth"]);
@@ -164,11 +164,20 @@ fn hugging_face_tiny_model() {
 }
 
 #[test]
-fn wrong_encoder_for_a_checkpoint_names_keys_and_shapes() {
+fn a_checkpoint_is_read_at_its_size_and_a_wrong_config_names_keys_and_shapes() {
     let w = fixtures().join("weights/da2_vits_random.pth");
-    let err =
-        load_model(w.to_str().unwrap(), Encoder::Vitb, &Device::Cpu).expect_err("must not load").to_string();
-    for needle in ["da2_vits_random.pth", "pretrained.cls_token", "[1, 1, 768]", "[1, 1, 384]", "--encoder"] {
+    let (cfg, tensors) = WeightsSource::from(w.as_path()).load().unwrap();
+    assert_eq!(cfg, ModelConfig::official(Encoder::Vits), "the size is read from the shapes");
+    let err = depth_core::weights::StrictWeights::new(w.display().to_string(), tensors)
+        .build(DType::F32, &Device::Cpu, |vb| {
+            depth_models::DepthAnythingV2::new(&ModelConfig::official(Encoder::Vitb), vb)
+        })
+        .expect_err("must not load")
+        .to_string();
+    for needle in
+        ["da2_vits_random.pth", "pretrained.cls_token", "[1, 1, 768]", "[1, 1, 384]", "model configuration"]
+    {
         assert!(err.contains(needle), "'{needle}' missing from: {err}");
     }
+    assert!(!err.contains("--encoder"), "a library error names no CLI flag: {err}");
 }

@@ -17,7 +17,7 @@ pub enum XtaskError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
-    Losses(#[from] depth_losses::LossError),
+    Loss(#[from] depth_losses::LossError),
     #[error("{0}")]
     Failed(String),
     #[error("cannot read {path}: {source}")]

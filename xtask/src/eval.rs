@@ -6,7 +6,7 @@ use crate::error::{Result, XtaskError};
 use depth_data::TargetKind;
 use depth_eval::report::Unavailable;
 use depth_eval::{EvalConfig, Mode, ModelPredictor, PredDir, Predictor, Report, Runner};
-use depth_models::{Encoder, load_model};
+use depth_models::{Encoder, WeightsSource};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -64,32 +64,36 @@ pub(crate) enum PredKind {
     Disparity,
 }
 
-/// `[NAME=]ENCODER[:WEIGHTS]` → (name, encoder, weights). `[NAME=]PATH` of a checkpoint we
-/// wrote needs no encoder: its configuration (any size) is in the file.
-pub(crate) fn parse_model(spec: &str) -> Result<(String, Encoder, String)> {
+/// `[NAME=]WEIGHTS` (anything `--weights` takes: a checkpoint, an HF folder, a Hub id, an
+/// encoder name for the official checkpoint) or `[NAME=]ENCODER:WEIGHTS` (the checkpoint must
+/// have that size) → (name, source, expected size). The default name is the file's stem or the
+/// encoder's name.
+pub(crate) fn parse_model(spec: &str) -> Result<(String, WeightsSource, Option<Encoder>)> {
     let (name, rest) = match spec.split_once('=') {
         Some((n, r)) => (Some(n.to_string()), r),
         None => (None, spec),
     };
-    let path = std::path::Path::new(rest);
-    if path.is_file() {
-        let stem = path.file_stem().map_or_else(|| rest.to_string(), |s| s.to_string_lossy().into_owned());
-        return Ok((name.unwrap_or(stem), Encoder::Vits, rest.to_string()));
-    }
-    let (enc, weights) = match rest.split_once(':') {
-        Some((e, w)) => (e, Some(w.to_string())),
-        None => (rest, None),
-    };
-    let encoder: Encoder = enc.parse().map_err(|e| XtaskError::Failed(format!("--model {spec}: {e}")))?;
-    let weights = weights.unwrap_or_else(|| encoder.hub_repo().0.to_string());
-    let name = name.unwrap_or_else(|| {
-        let file = std::path::Path::new(&weights).file_stem().map(|s| s.to_string_lossy().into_owned());
-        match file {
-            Some(f) if std::path::Path::new(&weights).exists() => format!("{}-{f}", encoder.name()),
-            _ => encoder.name().to_string(),
+    let bad = |e: depth_models::ModelError| XtaskError::Failed(format!("--model {spec}: {e}"));
+    let (expect, source) = match rest.split_once(':') {
+        Some((e, w)) if !std::path::Path::new(rest).exists() && e.parse::<Encoder>().is_ok() => {
+            (e.parse::<Encoder>().ok(), w.parse::<WeightsSource>().map_err(bad)?)
         }
+        _ => (None, rest.parse::<WeightsSource>().map_err(bad)?),
+    };
+    let stem = match &source {
+        WeightsSource::File(p) | WeightsSource::Folder(p) => {
+            p.file_stem().map(|s| s.to_string_lossy().into_owned())
+        }
+        WeightsSource::Official(e) => Some(e.name().to_string()),
+        WeightsSource::Hub { repo, .. } => repo.rsplit('/').next().map(str::to_string),
+    };
+    let name = name.unwrap_or_else(|| match (expect, stem) {
+        (Some(e), Some(s)) if s != e.name() => format!("{}-{s}", e.name()),
+        (_, Some(s)) => s,
+        (Some(e), None) => e.name().to_string(),
+        (None, None) => rest.to_string(),
     });
-    Ok((name, encoder, weights))
+    Ok((name, source, expect))
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -167,12 +171,12 @@ pub(crate) fn evaluate(args: &EvalArgs) -> Result<Report> {
         specs.push("vits".into());
     }
     for spec in &specs {
-        let (name, encoder, weights) = parse_model(spec)?;
+        let (name, source, expect) = parse_model(spec)?;
         if predictors.iter().any(|p| p.name() == name) {
             return Err(XtaskError::Failed(format!("two models are named '{name}'; name them with NAME=")));
         }
-        tracing::info!("loading {name}: {weights} ({}) on {}", encoder.name(), args.device);
-        let model = load_model(&weights, encoder, &device)?;
+        tracing::info!("loading {name}: {source} on {}", args.device);
+        let model = crate::net_input::load_checked(&source, expect, &device)?;
         let estimator = args.input.estimator(model, device.clone());
         predictors.push(Box::new(ModelPredictor { name, estimator }));
     }
@@ -247,4 +251,35 @@ pub(crate) fn evaluate(args: &EvalArgs) -> Result<Report> {
     };
     report.write(&args.out)?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_specs_name_a_source_and_an_optional_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("student.safetensors");
+        std::fs::write(&file, b"x").unwrap();
+        let f = file.to_str().unwrap();
+        let spec = |s: &str| parse_model(s).unwrap();
+        assert_eq!(spec("vitl"), ("vitl".into(), WeightsSource::Official(Encoder::Vitl), None));
+        assert_eq!(spec(f), ("student".into(), WeightsSource::File(file.clone()), None));
+        assert_eq!(spec(&format!("s={f}")), ("s".into(), WeightsSource::File(file.clone()), None));
+        assert_eq!(
+            spec(&format!("vits:{f}")),
+            ("vits-student".into(), WeightsSource::File(file.clone()), Some(Encoder::Vits))
+        );
+        assert_eq!(
+            spec("vitb:acme/depth:m.pth"),
+            (
+                "vitb-depth".into(),
+                WeightsSource::Hub { repo: "acme/depth".into(), file: Some("m.pth".into()) },
+                Some(Encoder::Vitb)
+            )
+        );
+        let err = parse_model("t=nothing/here/at/all").unwrap_err().to_string();
+        assert!(err.contains("--model t=nothing/here/at/all") && err.contains("owner/name"), "{err}");
+    }
 }

@@ -6,18 +6,15 @@ use crate::error::{Result, XtaskError};
 use crate::infer::list_images;
 use depth_eval::features::{PatchGrid, cosine_to, extract, norms, pca_rgb};
 use depth_eval::visualize::{self, Bar, Colormap, Panel, Range, Scale, draw};
-use depth_models::{Encoder, load_model, read_image};
+use depth_models::read_image;
 use image::{RgbImage, imageops};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct FeaturesArgs {
-    #[arg(long, default_value = "vits")]
-    encoder: Encoder,
-    /// Checkpoint (as for `infer`); default: the official checkpoint of --encoder on the Hub.
-    #[arg(long)]
-    weights: Option<String>,
+    #[command(flatten)]
+    model: crate::net_input::ModelArgs,
     /// An image, a folder (searched recursively), or a .txt file with one path per line.
     #[arg(long)]
     img_path: PathBuf,
@@ -60,8 +57,11 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
     let files = list_images(&args.img_path)?;
     depth_core::atomic::prepare_output_dir(&args.out)?;
     let device = depth_core::parse_device(&args.device)?;
-    let weights = args.weights.clone().unwrap_or_else(|| args.encoder.hub_repo().0.to_string());
-    let model = load_model(&weights, args.encoder, &device)?;
+    let (source, model) = args.model.load(&device)?;
+    let described = format!(
+        "`{}` ({source})",
+        model.config().official_encoder().map_or("custom size", depth_models::Encoder::name)
+    );
     let layers = if args.layers.is_empty() { model.config().layers.to_vec() } else { args.layers.clone() };
     let p = model.config().vit.patch_size;
     let est = args.input.estimator(model, device.clone());
@@ -101,7 +101,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         bar.inc(1);
     }
     bar.finish();
-    let md = write_layers(&args, &layers, &items, &by_layer, p)?;
+    let md = write_layers(&args, &described, &layers, &items, &by_layer, p)?;
     depth_core::atomic::write_atomic(&args.out.join("features.md"), |w| w.write_all(md.as_bytes()))?;
     println!("{} images, layers {layers:?}: {}", items.len(), args.out.join("features.md").display());
     Ok(())
@@ -109,6 +109,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
 
 fn write_layers(
     args: &FeaturesArgs,
+    model: &str,
     layers: &[usize],
     items: &[Item],
     by_layer: &[Vec<PatchGrid>],
@@ -117,12 +118,10 @@ fn write_layers(
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "# DINOv2 features\n\nEncoder `{}` ({}), {} images, input size {}. Per layer: the image as the \
+        "# DINOv2 features\n\nEncoder {model}, {} images, input size {}. Per layer: the image as the \
          network sees it | the first three principal components of the patch tokens as RGB (PCA fitted \
          jointly over all images{}) | token L2 norm (inferno, per image) | cosine similarity to the \
          selected patch (turbo, −1…1, white square).\n",
-        args.encoder.name(),
-        args.weights.as_deref().unwrap_or("official"),
         items.len(),
         args.input.input_size,
         args.fg_threshold

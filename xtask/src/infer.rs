@@ -5,20 +5,15 @@
 use crate::error::{Result, XtaskError};
 use crate::raw::RawFormat;
 use depth_core::atomic::write_atomic;
-use depth_eval::visualize::{Colormap, save_png};
-use depth_models::{DepthEstimator, DepthMap, Encoder, load_model, read_image};
-use image::{DynamicImage, RgbImage};
+use depth_eval::visualize::save_png;
+use depth_models::{Colormap, DepthEstimator, DepthMap, read_image};
+use image::RgbImage;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
 pub struct InferArgs {
-    /// Encoder size of the checkpoint.
-    #[arg(long, default_value = "vits")]
-    encoder: Encoder,
-    /// Checkpoint: a .pth/safetensors file, an HF folder, or a Hub id (owner/name[:file]).
-    /// Default: the official checkpoint of --encoder on the Hub.
-    #[arg(long)]
-    weights: Option<String>,
+    #[command(flatten)]
+    model: crate::net_input::ModelArgs,
     /// An image, a folder (searched recursively), or a .txt file with one path per line.
     #[arg(long)]
     img_path: PathBuf,
@@ -94,8 +89,8 @@ pub(crate) fn output_names(files: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(names)
 }
 
-/// The official picture: depth min–max scaled to 0…255 (truncated), coloured, and unless
-/// `pred_only` the image, a 50-pixel white gap and the depth side by side.
+/// The official picture: the depth coloured (over its own min–max or a fixed range) and,
+/// unless `pred_only`, the image, a 50-pixel white gap and the depth side by side.
 fn picture(
     img: &RgbImage,
     d: &DepthMap,
@@ -103,13 +98,10 @@ fn picture(
     range: Option<(f32, f32)>,
     pred_only: bool,
 ) -> RgbImage {
-    let (lo, hi) = range.unwrap_or_else(|| d.min_max());
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let colour = |v: f32| {
-        let k = ((v - lo) / span * 255.0).clamp(0.0, 255.0) as u8;
-        cmap.lut(k)
+    let depth = match range {
+        Some((lo, hi)) => d.colorize_range(cmap, lo, hi),
+        None => d.colorize(cmap),
     };
-    let depth = RgbImage::from_fn(d.width, d.height, |x, y| image::Rgb(colour(d.get(x, y))));
     if pred_only {
         return depth;
     }
@@ -174,9 +166,8 @@ impl Job<'_> {
             let (group, rest): (Vec<_>, Vec<_>) =
                 decoded.into_iter().partition(|(_, _, i)| i.dimensions() == dims);
             decoded = rest;
-            let imgs: Vec<DynamicImage> =
-                group.iter().map(|(_, _, i)| DynamicImage::ImageRgb8(i.clone())).collect();
-            match self.est.infer_batch(&imgs) {
+            let imgs: Vec<&RgbImage> = group.iter().map(|(_, _, i)| i).collect();
+            match self.est.estimate_batch(&imgs) {
                 Ok(depths) => {
                     for ((p, name, img), d) in group.iter().zip(&depths) {
                         if let Err(e) = self.write_outputs(name, img, d) {
@@ -201,10 +192,8 @@ pub fn run(args: InferArgs) -> Result<()> {
     let files = list_images(&args.img_path)?;
     let jobs: Vec<(PathBuf, PathBuf)> = files.iter().cloned().zip(output_names(&files)?).collect();
     let device = depth_core::parse_device(&args.device)?;
-    let (repo, _) = args.encoder.hub_repo();
-    let weights = args.weights.clone().unwrap_or_else(|| repo.to_string());
-    tracing::info!("loading {weights} ({}) on {}", args.encoder.name(), args.device);
-    let model = load_model(&weights, args.encoder, &device)?;
+    let (source, model) = args.model.load(&device)?;
+    tracing::info!("loaded {source} on {}", args.device);
     depth_core::atomic::prepare_output_dir(&args.outdir)?;
     let job = Job { est: args.input.estimator(model, device), args: &args };
     let bar = crate::progress::bar(files.len() as u64, "infer");

@@ -1,8 +1,58 @@
-//! The network-input options of every command that runs a model (infer, features, eval,
-//! pseudo-label): one definition, one check.
+//! The model and network-input options of every command that runs a model (infer, features,
+//! eval, pseudo-label): one definition, one check.
 
+use crate::error::{Result, XtaskError};
 use clap::builder::RangedU64ValueParser;
-use depth_models::{DEFAULT_MAX_TOKENS, DepthAnythingV2, DepthEstimator};
+use depth_models::{DEFAULT_MAX_TOKENS, DepthAnythingV2, DepthEstimator, Encoder, WeightsSource, load_model};
+
+/// `--weights` and `--encoder`.
+#[derive(Clone, Debug, clap::Args)]
+pub(crate) struct ModelArgs {
+    /// Encoder size: which official checkpoint to fetch when --weights is not given (default
+    /// vits); with --weights, the size the checkpoint must have (it is read from the checkpoint).
+    #[arg(long)]
+    pub(crate) encoder: Option<Encoder>,
+    /// Checkpoint: a .pth/.pt/.bin/.ckpt/safetensors file, an HF folder, a Hub id
+    /// (owner/name[:file]) or an encoder name. Default: the official checkpoint of --encoder.
+    #[arg(long)]
+    pub(crate) weights: Option<String>,
+}
+
+impl ModelArgs {
+    /// Where the weights come from.
+    pub(crate) fn source(&self) -> Result<WeightsSource> {
+        match &self.weights {
+            Some(w) => Ok(w.parse()?),
+            None => Ok(self.encoder.unwrap_or(Encoder::Vits).into()),
+        }
+    }
+
+    /// The model, loaded strictly.
+    pub(crate) fn load(&self, device: &candle_core::Device) -> Result<(WeightsSource, DepthAnythingV2)> {
+        let source = self.source()?;
+        let model = load_checked(&source, self.encoder, device)?;
+        Ok((source, model))
+    }
+}
+
+/// Loads `source`; when `expect` names an encoder size, the checkpoint must have it.
+pub(crate) fn load_checked(
+    source: &WeightsSource,
+    expect: Option<Encoder>,
+    device: &candle_core::Device,
+) -> Result<DepthAnythingV2> {
+    let model = load_model(source, device)?;
+    let found = model.config().official_encoder();
+    match expect {
+        Some(e) if found != Some(e) => Err(XtaskError::Failed(format!(
+            "{source} holds a {} model, not the {} that --encoder asks for; drop --encoder (the size is \
+             read from the checkpoint) or pass the matching one",
+            found.map_or("custom-size", Encoder::name),
+            e.name()
+        ))),
+        _ => Ok(model),
+    }
+}
 
 #[derive(Clone, Debug, clap::Args)]
 pub(crate) struct NetInput {

@@ -6,7 +6,6 @@
 use crate::error::{Result, XtaskError};
 use depth_data::TeacherId;
 use depth_data::config::{DataConfig, Kind};
-use depth_models::{load_model, weights_file};
 use depth_train::pseudo_label::{Labeller, Shard, Summary, list_images};
 use std::path::PathBuf;
 
@@ -72,12 +71,12 @@ pub fn label(args: &PseudoLabelArgs) -> Result<Summary> {
         return Err(XtaskError::NoImages(source));
     }
     depth_core::atomic::prepare_output_dir(&args.store)?;
-    let (name, encoder, weights) = crate::eval::parse_model(&args.teacher)?;
-    let file = weights_file(&weights, encoder)?;
+    let (name, source, expect) = crate::eval::parse_model(&args.teacher)?;
+    let file = source.file()?;
     tracing::info!("teacher {name}: {} — hashing the weights", file.display());
     let sha256 = depth_data::manifest::sha256_file(&file)?;
     let device = depth_core::parse_device(&args.device)?;
-    let model = load_model(&weights, encoder, &device)?;
+    let model = crate::net_input::load_checked(&source, expect, &device)?;
     let labeller = Labeller {
         estimator: args.input.estimator(model, device),
         teacher: TeacherId { name, sha256, input_size: args.input.input_size },

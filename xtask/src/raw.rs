@@ -29,18 +29,9 @@ impl RawFormat {
     }
 }
 
-/// NumPy format 1.0, `<f4`, C order, shape (h, w).
+/// float32 `.npy` of shape (h, w): depth-core's writer, as `DepthMap::to_npy`.
 fn write_npy(d: &DepthMap, w: &mut dyn Write) -> io::Result<()> {
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", d.height, d.width);
-    // magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64
-    let pad = 64 - (10 + header.len() + 1) % 64;
-    header.push_str(&" ".repeat(pad % 64));
-    header.push('\n');
-    w.write_all(b"\x93NUMPY\x01\x00")?;
-    w.write_all(&(header.len() as u16).to_le_bytes())?;
-    w.write_all(header.as_bytes())?;
-    d.data.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))
+    depth_core::npy::write_f32(w, &[d.height as u64, d.width as u64], &d.data)
 }
 
 /// Greyscale PFM ("Pf"), little endian (negative scale), rows bottom to top.
@@ -52,13 +43,9 @@ fn write_pfm(d: &DepthMap, w: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
+/// As `DepthMap::to_png16`.
 fn write_png16(d: &DepthMap, w: &mut dyn Write) -> io::Result<()> {
-    w.write_all(&depth_eval::export::png16(
-        &d.data,
-        d.width,
-        d.height,
-        depth_eval::export::Png16Scale::MinMax,
-    )?)
+    w.write_all(&d.png16_bytes().map_err(io::Error::other)?)
 }
 
 #[cfg(test)]
@@ -67,18 +54,6 @@ mod tests {
 
     fn map() -> DepthMap {
         DepthMap { width: 3, height: 2, data: vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.5] }
-    }
-
-    #[test]
-    fn npy_header_is_aligned_and_data_follows() {
-        let mut out = Vec::new();
-        RawFormat::Npy.write(&map(), &mut out).unwrap();
-        let hlen = u16::from_le_bytes([out[8], out[9]]) as usize;
-        assert_eq!((10 + hlen) % 64, 0);
-        assert!(std::str::from_utf8(&out[10..10 + hlen]).unwrap().contains("'shape': (2, 3)"));
-        let data: Vec<f32> =
-            out[10 + hlen..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-        assert_eq!(data, map().data);
     }
 
     #[test]

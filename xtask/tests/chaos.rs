@@ -56,7 +56,7 @@ fn check_whole(path: &Path) -> Result<(), String> {
     let ok = match ext {
         "safetensors" => safetensors::SafeTensors::deserialize(&bytes).map(|_| ()).map_err(|e| e.to_string()),
         "png" => image::load_from_memory(&bytes).map(|_| ()).map_err(|e| e.to_string()),
-        "npy" => depth_data::npy::read_f32(path).map(|_| ()).map_err(|e| e.to_string()),
+        "npy" => depth_core::npy::read_f32(path).map(|_| ()).map_err(|e| e.to_string()),
         "json" => serde_json::from_slice::<serde_json::Value>(&bytes).map(|_| ()).map_err(|e| e.to_string()),
         "jsonl" => std::str::from_utf8(&bytes).map_err(|e| e.to_string()).and_then(|t| {
             t.lines().try_for_each(|l| {

@@ -66,7 +66,7 @@ fn pred_dir_on_real_frames_matches_direct_calls() {
         let smp = data.load(i).unwrap();
         let (w, h) = smp.image.dimensions();
         let mut bytes = Vec::new();
-        depth_data::npy::write_f32(&mut bytes, &[h as u64, w as u64], &depth_of(&smp.image)).unwrap();
+        depth_core::npy::write_f32(&mut bytes, &[h as u64, w as u64], &depth_of(&smp.image)).unwrap();
         std::fs::write(pd.path_for(&smp.id), bytes).unwrap();
     }
     let out = dir.path().join("report");
@@ -249,7 +249,7 @@ fn pairwise_sets_score_precomputed_predictions_and_list_unreadable_annotations()
     let ramp: Vec<f32> = (0..48).map(|i| ((i / 8) + (i % 8)) as f32).collect();
     for stem in ["a", "b"] {
         let mut bytes = Vec::new();
-        depth_data::npy::write_f32(&mut bytes, &[6, 8], &ramp).unwrap();
+        depth_core::npy::write_f32(&mut bytes, &[6, 8], &ramp).unwrap();
         std::fs::write(preds.join(format!("{stem}.npy")), bytes).unwrap();
     }
     // indoor: (4,6)=10 > (1,1)=2 right, (0,0)=0 < (5,7)=12 wrong; outdoor: (5,0)=5 > (0,1)=1 right

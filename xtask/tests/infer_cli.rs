@@ -139,3 +139,23 @@ fn a_hostile_folder_fails_per_file_and_the_good_images_are_done_once() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_encoder_size_is_read_from_the_checkpoint_and_a_contradicting_flag_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fixtures().join("weights/da2_vits_random.pth");
+    let img = fixtures().join("images/square04.png");
+    let (w, i) = (weights.to_str().unwrap(), img.to_str().unwrap());
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    let base = ["--weights", w, "--img-path", i, "--outdir", o, "--input-size", "70", "--pred-only"];
+    for (encoder, ok) in [(None, true), (Some("vits"), true), (Some("vitb"), false)] {
+        let extra: Vec<&str> = encoder.map_or(vec![], |e| vec!["--encoder", e]);
+        let run = xtask(&[&base[..], &extra[..]].concat(), &[]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.success(), ok, "--encoder {encoder:?}: {stderr}");
+        if !ok {
+            assert!(stderr.contains("holds a vits model") && stderr.contains("vitb"), "{stderr}");
+        }
+    }
+}

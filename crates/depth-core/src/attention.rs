@@ -15,8 +15,8 @@ const BLOCK: usize = 64;
 /// `softmax(scale · q kᵀ) v` for q, k, v of shape (…, N, D) (same leading dims).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
     if q.dims() != k.dims() || q.dims() != v.dims() || q.rank() < 2 {
-        return Err(CoreError::BadArgument {
-            op: "attention",
+        return Err(CoreError::BadInput {
+            what: "attention",
             reason: format!(
                 "q {:?}, k {:?}, v {:?} must have one shape (…, N, D)",
                 q.dims(),

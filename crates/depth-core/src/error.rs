@@ -19,10 +19,10 @@ pub enum CoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not a readable {format} weight file: {reason}")]
-    BadWeightFile { path: PathBuf, format: &'static str, reason: String },
+    #[error("{path}: not a valid {format} file: {reason}")]
+    Format { path: PathBuf, format: &'static str, reason: String },
     #[error(
-        "weights in {source_name} do not fit the model:\n{report}\nCheck that --encoder (and the model config) matches the checkpoint."
+        "weights in {source_name} do not fit the model:\n{report}\nCheck that the model configuration (encoder size, head, layers) is the checkpoint's."
     )]
     WeightMismatch { source_name: String, report: String },
     #[error(
@@ -38,8 +38,8 @@ pub enum CoreError {
     ImageDecode { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Config { path: PathBuf, reason: String },
-    #[error("{op}: {reason}")]
-    BadArgument { op: &'static str, reason: String },
+    #[error("{what}: {reason}")]
+    BadInput { what: &'static str, reason: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -20,14 +20,14 @@ const GROUP: usize = 256;
 /// x (…, K) · wᵀ (w: N × K) + b (N).
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims().to_vec();
-    let k = *dims.last().ok_or_else(|| crate::CoreError::BadArgument {
-        op: "linear",
+    let k = *dims.last().ok_or_else(|| crate::CoreError::BadInput {
+        what: "linear",
         reason: "the input has no dimensions".into(),
     })?;
     let (n, k2) = w.dims2()?;
     if k != k2 || b.is_some_and(|b| b.dims() != [n]) {
-        return Err(crate::CoreError::BadArgument {
-            op: "linear",
+        return Err(crate::CoreError::BadInput {
+            what: "linear",
             reason: format!("input {dims:?}, weight {:?}, bias {:?}", w.dims(), b.map(|b| b.dims().to_vec())),
         });
     }

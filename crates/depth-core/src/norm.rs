@@ -13,8 +13,8 @@ use rayon::prelude::*;
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     let d = x.dim(candle_core::D::Minus1)?;
     if gamma.dims() != [d] || beta.dims() != [d] {
-        return Err(CoreError::BadArgument {
-            op: "layer_norm",
+        return Err(CoreError::BadInput {
+            what: "layer_norm",
             reason: format!(
                 "input {:?} needs weight and bias of shape [{d}], got {:?} and {:?}",
                 x.dims(),

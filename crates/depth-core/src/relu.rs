@@ -1,5 +1,5 @@
 //! ReLU with a one-pass backward. candle's ReLU backward builds a comparison, a cast and a
-//! product — three full-size tensors — where dx = dy·[y > 0] needs one pass over (y, dy); in
+//! product — three full-size tensors — where dx = dy·`[y > 0]` needs one pass over (y, dy); in
 //! the DPT head at training sizes that was a quarter of the head's backward. The gradient at 0
 //! is 0, as PyTorch's. Off the CPU: candle's op.
 

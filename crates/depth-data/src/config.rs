@@ -112,7 +112,7 @@ impl DataConfig {
     }
 
     pub fn get(&self, name: &str) -> Result<&DatasetSpec> {
-        self.datasets.iter().find(|d| d.name == name).ok_or_else(|| DataError::BadArgument {
+        self.datasets.iter().find(|d| d.name == name).ok_or_else(|| DataError::BadInput {
             what: "dataset",
             reason: format!(
                 "no dataset '{name}' in the config; known: {}",
@@ -124,7 +124,7 @@ impl DataConfig {
 
 impl DatasetSpec {
     fn need<'a, T>(&self, field: &'static str, v: &'a Option<T>) -> Result<&'a T> {
-        v.as_ref().ok_or_else(|| DataError::BadArgument {
+        v.as_ref().ok_or_else(|| DataError::BadInput {
             what: "dataset config",
             reason: format!("dataset '{}' of kind {:?} needs `{field}`", self.name, self.kind),
         })

@@ -24,7 +24,7 @@ pub enum DataError {
     #[error("{path}: {reason}")]
     Absent { path: PathBuf, reason: String },
     #[error("{what}: {reason}")]
-    BadArgument { what: &'static str, reason: String },
+    BadInput { what: &'static str, reason: String },
     #[error(
         "{path}: HDF5 support is not compiled in; build depth-data with the `hdf5` feature (needs libhdf5-dev)"
     )]

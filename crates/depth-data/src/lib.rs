@@ -12,7 +12,6 @@ pub mod error;
 pub mod formats;
 pub mod loader;
 pub mod manifest;
-pub mod npy;
 pub mod sample;
 pub mod synth;
 pub mod transforms;

@@ -128,11 +128,11 @@ pub struct Loader {
 
 impl Loader {
     pub fn new(sources: Vec<Source>, config: LoaderConfig) -> Result<Self> {
-        let bad = |reason: String| Err(DataError::BadArgument { what: "loader", reason });
+        let bad = |reason: String| Err(DataError::BadInput { what: "loader", reason });
         if sources.is_empty() || sources.iter().all(|s| s.dataset.is_empty() || s.ratio <= 0.0) {
             return bad("no source has items and a positive ratio".into());
         }
-        config.check().map_err(|reason| DataError::BadArgument { what: "loader", reason })?;
+        config.check().map_err(|reason| DataError::BadInput { what: "loader", reason })?;
         Ok(Self { sources, config })
     }
 
@@ -252,7 +252,7 @@ impl BatchIter {
     fn collate(&self, items: Vec<(usize, Prepared)>, skipped: Vec<(String, String)>) -> Result<Batch> {
         let (b, h, w) = (items.len(), items[0].1.height, items[0].1.width);
         if let Some((_, p)) = items.iter().find(|(_, p)| (p.height, p.width) != (h, w)) {
-            return Err(DataError::BadArgument {
+            return Err(DataError::BadInput {
                 what: "batch",
                 reason: format!(
                     "{} is {}×{} after the transforms but the batch is {w}×{h}; set augment.crop to batch different sizes",
@@ -280,7 +280,7 @@ impl BatchIter {
         }
         let dev = Device::Cpu;
         Ok(Batch {
-            image: Tensor::from_vec(image, (b, 3, h, w), &dev)?,
+            image: depth_core::net_input::normalize(&Tensor::from_vec(image, (b, 3, h, w), &dev)?)?,
             target: Tensor::from_vec(target, (b, h, w), &dev)?,
             mask: Tensor::from_vec(mask, (b, h, w), &dev)?,
             kinds,
@@ -324,7 +324,6 @@ impl Iterator for BatchIter {
                 transforms::cutmix(&mut items[i].1, &other, aug.cutmix_area, &mut rng);
             }
         }
-        items.iter_mut().for_each(|(_, p)| transforms::normalize(p));
         Some(self.collate(items, skipped))
     }
 }

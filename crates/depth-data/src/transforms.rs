@@ -2,7 +2,7 @@
 //! the official lower-bound resize (image: OpenCV-exact `INTER_CUBIC` on RGB/255 in float64;
 //! target and mask: OpenCV `INTER_NEAREST`), random crop, horizontal flip, and the strong
 //! perturbations Depth Anything V1 applies to unlabeled images (colour jitter, grey scale,
-//! Gaussian blur, CutMix), then ImageNet normalisation.
+//! Gaussian blur, CutMix), then ImageNet normalisation of the batch (depth-core's, as inference).
 //!
 //! Every random choice comes from [`item_rng`]`(seed, epoch, position)`, so a sample is the
 //! same whichever worker thread prepares it and after a resume.
@@ -12,9 +12,6 @@ use crate::sample::{Sample, TargetKind};
 use candle_core::DType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// The RNG of one sample: a function of the run seed, the epoch and the sample's position.
 pub fn item_rng(seed: u64, epoch: u64, position: u64) -> ChaCha8Rng {
@@ -70,7 +67,7 @@ impl Default for Augment {
     }
 }
 
-/// A sample ready for batching: RGB in [0, 1] (CHW, float32) until [`normalize`], plus target.
+/// A sample ready for batching: RGB in [0, 1] (CHW, float32; the batch is normalised), plus target.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prepared {
     pub id: String,
@@ -92,13 +89,13 @@ pub fn nearest_index(dst: usize, src: usize) -> Vec<usize> {
     (0..dst).map(|x| ((x as f64 * scale).floor() as usize).min(src - 1)).collect()
 }
 
-/// The official `Resize(lower_bound, multiple_of=14)`: image by OpenCV cubic on float64 RGB/255,
-/// target and validity by nearest.
+/// The official `Resize(lower_bound, multiple_of=14)`: the image as inference resizes it
+/// (`depth_core::net_input`: OpenCV cubic on float64 RGB/255), target and validity by nearest.
 pub fn resize(sample: &Sample, input_size: usize, multiple: usize) -> Result<Prepared> {
     let (w, h) = (sample.image.width() as usize, sample.image.height() as usize);
-    let (nh, nw) = depth_core::lower_bound_size(h, w, input_size, multiple);
-    let x = depth_core::image_io::rgb_to_tensor(&sample.image)?;
-    let image = depth_core::cv_resize_cubic(&x, (nh, nw))?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let x = depth_core::net_input::resize_lower_bound(&sample.image, input_size, multiple)?;
+    let (_, _, nh, nw) = x.dims4()?;
+    let image = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     let target = sample.target.as_ref().map(|t| {
         let (rows, cols) = (nearest_index(nh, h), nearest_index(nw, w));
         let mut values = Vec::with_capacity(nh * nw);
@@ -315,16 +312,9 @@ pub fn cutmix(
     Some((x0, y0, bw, bh))
 }
 
-/// (x − mean) / std per channel, in place.
-pub fn normalize(p: &mut Prepared) {
-    let n = p.plane();
-    for (c, plane) in p.image.chunks_mut(n).enumerate() {
-        plane.iter_mut().for_each(|v| *v = (*v - IMAGENET_MEAN[c]) / IMAGENET_STD[c]);
-    }
-}
-
 /// Resize, crop and flip (every sample), then the strong perturbations when `strong` is set.
-/// CutMix pairs samples, so it happens at batch time ([`cutmix`]); normalisation last.
+/// CutMix pairs samples, so it happens at batch time ([`cutmix`]); the batch is normalised last
+/// (`depth_core::net_input::normalize`, in float32).
 pub fn prepare(sample: &Sample, aug: &Augment, strong: bool, rng: &mut impl Rng) -> Result<Prepared> {
     let mut p = resize(sample, aug.input_size, aug.multiple)?;
     if let Some(size) = aug.crop {

@@ -26,13 +26,15 @@ fn write_png16(path: &Path, w: u32, h: u32, v: &[u16]) {
 
 fn write_rgb(path: &Path, w: u32, h: u32) {
     mkdirs(path);
-    RgbImage::from_fn(w, h, |x, y| Rgb([x as u8 * 10, y as u8 * 10, 128])).save(path).unwrap();
+    RgbImage::from_fn(w, h, |x, y| Rgb([(x * 10 % 256) as u8, (y * 10 % 256) as u8, 128]))
+        .save(path)
+        .unwrap();
 }
 
 fn write_npy(path: &Path, shape: &[u64], data: &[f32]) {
     mkdirs(path);
     let mut f = std::io::BufWriter::new(fs::File::create(path).unwrap());
-    depth_data::npy::write_f32(&mut f, shape, data).unwrap();
+    depth_core::npy::write_f32(&mut f, shape, data).unwrap();
 }
 
 fn le_bytes(v: &[f32]) -> Vec<u8> {
@@ -95,7 +97,7 @@ fn png16_rejects_8bit_rgb_junk_and_missing() {
     assert!(png16::read_png16_depth(&junk, 1000.0, &[]).is_err());
     let e = png16::read_png16_depth(&d.path().join("none.png"), 1000.0, &[]).unwrap_err();
     assert!(matches!(e, DataError::Io { .. }), "{e}");
-    assert!(matches!(png16::read_png16_depth(&junk, 0.0, &[]), Err(DataError::BadArgument { .. })));
+    assert!(matches!(png16::read_png16_depth(&junk, 0.0, &[]), Err(DataError::BadInput { .. })));
 }
 
 #[test]
@@ -250,7 +252,7 @@ fn kitti_raw_drive_and_depth_split() {
     assert_eq!(s.intrinsics, Some(Intrinsics { fx: 100.0, fy: 100.0, cx: 50.5, cy: 20.6 }));
     let t = s.target.unwrap();
     assert_eq!((t.valid_count(), t.get(49, 20)), (1, 8.0));
-    assert!(matches!(kitti::kitti_raw(&drive, 1), Err(DataError::BadArgument { .. })));
+    assert!(matches!(kitti::kitti_raw(&drive, 1), Err(DataError::BadInput { .. })));
 
     // benchmark split: images under the raw root, depth under the benchmark root
     let gt = d.path().join("gt/2011_09_26_drive_0001_sync/proj_depth/groundtruth/image_02/0000000000.png");
@@ -735,12 +737,12 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
     let depth = Target::depth(1, 1, vec![1.0]);
     assert!(matches!(
         pseudo::write_pseudo_label(&store, Path::new("x.png"), &depth, &teacher, ""),
-        Err(DataError::BadArgument { .. })
+        Err(DataError::BadInput { .. })
     ));
     for bad in ["../x.png", "/abs/x.png"] {
         assert!(matches!(
             pseudo::write_pseudo_label(&store, Path::new(bad), &t, &teacher, ""),
-            Err(DataError::BadArgument { .. })
+            Err(DataError::BadInput { .. })
         ));
     }
     write_rgb(&images.join("web/a.png"), 3, 2);
@@ -835,7 +837,7 @@ fn an_npy_header_that_claims_more_than_the_file_is_refused_before_allocating() {
     bytes.extend_from_slice(header.as_bytes());
     bytes.extend_from_slice(&[0u8; 16]);
     std::fs::write(&p, &bytes).unwrap();
-    let err = depth_data::npy::read_f32(&p).unwrap_err().to_string();
+    let err = depth_core::npy::read_f32(&p).unwrap_err().to_string();
     assert!(err.contains("bomb.npy") && err.contains("claims shape [1000000, 1000000]"), "{err}");
 }
 
@@ -844,17 +846,17 @@ fn npy_headers_are_parsed_without_backtracking_and_every_float_layout_reads() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     // found by fuzzing: npyz's header grammar took minutes on these 208 bytes
     let t = std::time::Instant::now();
-    let err = depth_data::npy::read_f32(&data.join("fuzz_npy_header_hang.npy")).unwrap_err().to_string();
+    let err = depth_core::npy::read_f32(&data.join("fuzz_npy_header_hang.npy")).unwrap_err().to_string();
     assert!(err.contains("fuzz_npy_header_hang.npy"), "{err}");
     assert!(t.elapsed() < std::time::Duration::from_secs(5), "the header took {:?}", t.elapsed());
     // written by np.save(np.arange(6, dtype='>f8').reshape(2, 3))
-    let (shape, values) = depth_data::npy::read_f32(&data.join("f8_big_endian.npy")).unwrap();
+    let (shape, values) = depth_core::npy::read_f32(&data.join("f8_big_endian.npy")).unwrap();
     assert_eq!((shape, values), (vec![2, 3], vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]));
     // our own writer round-trips, and a short file is refused
     let mut bytes = Vec::new();
-    depth_data::npy::write_f32(&mut bytes, &[2, 2], &[1.0, -2.5, 3.0, 4.0]).unwrap();
-    assert_eq!(depth_data::npy::parse_f32(&bytes).unwrap(), (vec![2, 2], vec![1.0, -2.5, 3.0, 4.0]));
+    depth_core::npy::write_f32(&mut bytes, &[2, 2], &[1.0, -2.5, 3.0, 4.0]).unwrap();
+    assert_eq!(depth_core::npy::parse_f32(&bytes).unwrap(), (vec![2, 2], vec![1.0, -2.5, 3.0, 4.0]));
     assert!(
-        depth_data::npy::parse_f32(&bytes[..bytes.len() - 1]).unwrap_err().contains("claims shape [2, 2]")
+        depth_core::npy::parse_f32(&bytes[..bytes.len() - 1]).unwrap_err().contains("claims shape [2, 2]")
     );
 }

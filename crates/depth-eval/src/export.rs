@@ -1,46 +1,10 @@
-//! Depth as files other tools read: 16-bit PNG (min–max normalised, or a fixed scale such as
-//! KITTI's 256 per metre) and PLY point clouds back-projected through pinhole intrinsics.
+//! PLY point clouds back-projected through pinhole intrinsics (16-bit PNG depth is
+//! `depth_core::png16`).
 
 use crate::error::{EvalError, Result};
 use depth_data::Intrinsics;
 use image::RgbImage;
-use std::io::{self, Write};
-
-/// How depth values become 16-bit integers.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Png16Scale {
-    /// min…max of the finite values → 0…65535 (the relative-depth convention of `infer`).
-    MinMax,
-    /// round(v · factor), clamped to 0…65535 (KITTI stores depth × 256, many indoor sets mm).
-    Factor(f64),
-}
-
-/// A single-channel 16-bit PNG of `values` (row-major `width`×`height`); non-finite values
-/// become 0 (the "no depth" value of the 16-bit depth formats).
-pub fn png16(values: &[f32], width: u32, height: u32, scale: Png16Scale) -> io::Result<Vec<u8>> {
-    let finite = values.iter().copied().filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let to_u16 = |v: f32| -> u16 {
-        if !v.is_finite() {
-            return 0;
-        }
-        let x = match scale {
-            Png16Scale::MinMax if hi > lo => ((v - lo) / (hi - lo)).clamp(0.0, 1.0) as f64 * 65535.0,
-            Png16Scale::MinMax => 0.0,
-            Png16Scale::Factor(f) => v as f64 * f,
-        };
-        x.round().clamp(0.0, 65535.0) as u16
-    };
-    let img = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(
-        width,
-        height,
-        values.iter().map(|&v| to_u16(v)).collect::<Vec<u16>>(),
-    )
-    .ok_or_else(|| io::Error::other(format!("{} values for a {width}×{height} image", values.len())))?;
-    let mut buf = io::Cursor::new(Vec::new());
-    img.write_to(&mut buf, image::ImageFormat::Png).map_err(io::Error::other)?;
-    Ok(buf.into_inner())
-}
+use std::io::Write;
 
 /// Back-projects planar depth through `k`: pixel (u, v) with depth z → ((u − cx)·z/fx,
 /// (v − cy)·z/fy, z), pixel centres at integer coordinates as in OpenCV. Pixels that are not
@@ -108,20 +72,6 @@ pub fn write_ply(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn png16_min_max_and_factor() {
-        let v = [0.0f32, 1.0, 2.0, 3.0, f32::NAN, 5.5];
-        let decode = |bytes: Vec<u8>| image::load_from_memory(&bytes).unwrap().into_luma16();
-        let img = decode(png16(&v, 3, 2, Png16Scale::MinMax).unwrap());
-        assert_eq!(img.get_pixel(0, 0).0[0], 0);
-        assert_eq!(img.get_pixel(2, 1).0[0], 65535);
-        assert_eq!(img.get_pixel(1, 1).0[0], 0, "NaN is 0");
-        let kitti = decode(png16(&v, 3, 2, Png16Scale::Factor(256.0)).unwrap());
-        assert_eq!(kitti.get_pixel(1, 0).0[0], 256);
-        assert_eq!(kitti.get_pixel(2, 1).0[0], 1408);
-        assert!(png16(&v, 4, 2, Png16Scale::MinMax).is_err());
-    }
 
     #[test]
     fn ply_points_lie_on_their_rays() {

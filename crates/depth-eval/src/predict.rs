@@ -4,7 +4,7 @@
 use crate::error::{EvalError, Result};
 use candle_core::{Device, Tensor};
 use depth_data::{Sample, TargetKind};
-use depth_models::DepthEstimator;
+use depth_models::{DepthEstimator, DepthMap};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,13 @@ pub struct Prediction {
     pub height: u32,
     pub kind: TargetKind,
     pub values: Vec<f32>,
+}
+
+/// A relative model's output: disparity.
+impl From<DepthMap> for Prediction {
+    fn from(d: DepthMap) -> Self {
+        Prediction { width: d.width, height: d.height, kind: TargetKind::Disparity, values: d.data }
+    }
 }
 
 impl Prediction {
@@ -60,8 +67,7 @@ impl Predictor for ModelPredictor {
     }
 
     fn predict(&mut self, sample: &Sample) -> Result<Prediction> {
-        let d = self.estimator.infer_image(&image::DynamicImage::ImageRgb8(sample.image.clone()))?;
-        Ok(Prediction { width: d.width, height: d.height, kind: TargetKind::Disparity, values: d.data })
+        Ok(self.estimator.estimate(&sample.image)?.into())
     }
 }
 
@@ -168,7 +174,7 @@ impl Predictor for PredDir {
                 ),
             ));
         }
-        let (shape, values) = depth_data::npy::read_f32(&path)?;
+        let (shape, values) = depth_core::npy::read_f32(&path)?;
         let (h, w) = match shape[..] {
             [h, w] | [1, h, w] => (h as u32, w as u32),
             _ => {

@@ -148,7 +148,7 @@ fn report_on_real_frames_equals_direct_calls() {
             let s = data.load(i).unwrap();
             let (w, h) = s.image.dimensions();
             let mut bytes = Vec::new();
-            depth_data::npy::write_f32(&mut bytes, &[h as u64, w as u64], &luminance_disparity(&s.image))
+            depth_core::npy::write_f32(&mut bytes, &[h as u64, w as u64], &luminance_disparity(&s.image))
                 .unwrap();
             std::fs::write(runner_preds.path_for(&s.id), bytes).unwrap();
         }
@@ -375,7 +375,7 @@ fn write_npy(path: &Path, t: &depth_data::Target, f: impl Fn(f32) -> f32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let values: Vec<f32> = t.values.iter().map(|&v| f(v)).collect();
     let mut bytes = Vec::new();
-    depth_data::npy::write_f32(&mut bytes, &[t.height as u64, t.width as u64], &values).unwrap();
+    depth_core::npy::write_f32(&mut bytes, &[t.height as u64, t.width as u64], &values).unwrap();
     std::fs::write(path, bytes).unwrap();
 }
 

@@ -4,8 +4,8 @@
 pub enum LossError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    #[error("{loss}: {reason}")]
-    BadInput { loss: &'static str, reason: String },
+    #[error("{what}: {reason}")]
+    BadInput { what: &'static str, reason: String },
 }
 
 pub type Result<T> = std::result::Result<T, LossError>;

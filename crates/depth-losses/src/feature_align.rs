@@ -10,7 +10,7 @@ use candle_core::{D, Tensor};
 pub fn feature_alignment_loss(student: &Tensor, teacher: &Tensor, margin: f64) -> Result<Tensor> {
     if student.dims() != teacher.dims() {
         return Err(LossError::BadInput {
-            loss: "feature_alignment_loss",
+            what: "feature_alignment_loss",
             reason: format!("student {:?} and teacher {:?} differ in shape", student.dims(), teacher.dims()),
         });
     }

@@ -15,12 +15,12 @@ pub struct Valid {
 impl Valid {
     pub fn new(mask: &Tensor, target: &Tensor, loss: &'static str) -> Result<Self> {
         let (b, h, w) = target.dims3().map_err(|_| LossError::BadInput {
-            loss,
+            what: loss,
             reason: format!("target must be (B, H, W), got {:?}", target.dims()),
         })?;
         if mask.dims() != target.dims() {
             return Err(LossError::BadInput {
-                loss,
+                what: loss,
                 reason: format!("mask {:?} and target {:?} differ in shape", mask.dims(), target.dims()),
             });
         }

@@ -175,7 +175,7 @@ pub struct LayerOutput {
 
 impl DinoVisionTransformer {
     /// Fresh tensors as the official `init_weights`: position embeddings N(0, 0.02), class token
-    /// N(0, 1e-6), mask token 0, linears as [`VIT_STD`], patch embedding PyTorch's default conv.
+    /// N(0, 1e-6), mask token 0, linears as `VIT_STD` (0.02), patch embedding PyTorch's default conv.
     pub fn new(cfg: &VitConfig, vb: VarBuilder) -> Result<Self> {
         let (dim, p) = (cfg.embed_dim, cfg.patch_size);
         let grid = cfg.img_size / p;

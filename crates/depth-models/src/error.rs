@@ -10,8 +10,6 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
     #[error("{path}: not a Hugging Face Depth Anything config: {reason}")]
     HfConfig { path: PathBuf, reason: String },
-    #[error("batch images differ in size: {first:?} vs {other:?}; batch only same-size images")]
-    BatchSizeMismatch { first: (u32, u32), other: (u32, u32) },
     #[error("{what}: {reason}")]
     BadInput { what: &'static str, reason: String },
 }

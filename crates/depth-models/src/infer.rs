@@ -1,116 +1,75 @@
-//! The inference API downstream crates use: load a model (file, HF folder or Hub id), then
-//! `infer_image` like the official `infer_image` (preprocess, network, bilinear back to the
-//! original size) or `infer_batch` over same-size images.
+//! The inference API downstream crates use: [`DepthEstimator::from_pretrained`] from a
+//! [`WeightsSource`], then [`DepthEstimator::estimate`] as the official `infer_image`
+//! (preprocess, network, bilinear back to the original size) on a path or an image in memory,
+//! or [`DepthEstimator::estimate_batch`] over many.
 
-use crate::config::{Encoder, ModelConfig};
 use crate::depth_anything::DepthAnythingV2;
+use crate::depth_map::DepthMap;
 use crate::error::{ModelError, Result};
-use crate::{hf, preprocess};
+use crate::source::WeightsSource;
 use candle_core::{DType, Device, Tensor};
-use depth_core::weights::{HubOptions, StrictWeights, TensorMap, hub_file, load_weights};
+use depth_core::weights::StrictWeights;
 use image::{DynamicImage, RgbImage};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-/// A dense depth map (relative depth: larger is closer), row-major.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DepthMap {
-    pub width: u32,
-    pub height: u32,
-    pub data: Vec<f32>,
+/// An image [`DepthEstimator::estimate`] takes: a path (decoded as OpenCV's `cv2.imread`,
+/// libjpeg-turbo for JPEG, so the numbers are the official code's), or an image in memory.
+pub trait ImageInput {
+    fn to_rgb(&self) -> Result<Cow<'_, RgbImage>>;
 }
 
-impl DepthMap {
-    pub fn get(&self, x: u32, y: u32) -> f32 {
-        self.data[(y * self.width + x) as usize]
-    }
-
-    /// (min, max) over finite values; (0, 0) when there are none.
-    pub fn min_max(&self) -> (f32, f32) {
-        let finite = self.data.iter().copied().filter(|v| v.is_finite());
-        let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-        if lo <= hi { (lo, hi) } else { (0.0, 0.0) }
-    }
-
-    /// (H, W) float32 on the CPU.
-    pub fn to_tensor(&self) -> Result<Tensor> {
-        Ok(Tensor::from_slice(&self.data, (self.height as usize, self.width as usize), &Device::Cpu)?)
+impl ImageInput for Path {
+    fn to_rgb(&self) -> Result<Cow<'_, RgbImage>> {
+        Ok(Cow::Owned(depth_core::read_image(self)?))
     }
 }
 
-/// The weights file behind `weights` (see [`load_model`]): the file itself, an HF folder's
-/// `model.safetensors`, or a Hub file (fetched into the cache when needed).
-pub fn weights_file(weights: &str, encoder: Encoder) -> Result<PathBuf> {
-    let path = Path::new(weights);
-    if path.is_dir() {
-        return Ok(path.join("model.safetensors"));
+impl ImageInput for PathBuf {
+    fn to_rgb(&self) -> Result<Cow<'_, RgbImage>> {
+        self.as_path().to_rgb()
     }
-    if path.is_file() {
-        return Ok(path.into());
-    }
-    let (repo, file) = hub_id(weights)?;
-    let default = if repo.ends_with("-hf") { "model.safetensors" } else { encoder.hub_repo().1 };
-    Ok(hub_file(repo, file.unwrap_or(default), &HubOptions::from_env())?)
 }
 
-/// `owner/name[:file]`.
-fn hub_id(weights: &str) -> Result<(&str, Option<&str>)> {
-    let (repo, file) = match weights.split_once(':') {
-        Some((r, f)) => (r, Some(f)),
-        None => (weights, None),
-    };
-    if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) {
-        return Err(ModelError::BadInput {
-            what: "weights",
-            reason: format!("'{weights}' is neither a file, a folder, nor a Hub id like owner/name[:file]"),
-        });
+impl ImageInput for str {
+    fn to_rgb(&self) -> Result<Cow<'_, RgbImage>> {
+        Path::new(self).to_rgb()
     }
-    Ok((repo, file))
 }
 
-/// Where weights come from, resolved to tensors in the official layout and a configuration:
-/// an HF folder's config.json, a checkpoint's own metadata (ours), else `encoder`'s official one.
-pub(crate) fn resolve(weights: &str, encoder: Encoder) -> Result<(String, ModelConfig, TensorMap)> {
-    let path = Path::new(weights);
-    let file = weights_file(weights, encoder)?;
-    let tensors = load_weights(&file)?;
-    let hf_layout = tensors.keys().any(|k| k.starts_with("backbone."));
-    let cfg = if path.is_dir() || (hf_layout && path.is_file()) {
-        hf::read_config(&file.with_file_name("config.json"))?
-    } else if !path.exists() && hub_id(weights)?.0.ends_with("-hf") {
-        hf::read_config(&hub_file(hub_id(weights)?.0, "config.json", &HubOptions::from_env())?)?
-    } else {
-        stored_config(&file)?.unwrap_or_else(|| ModelConfig::official(encoder))
-    };
-    let tensors = if hf_layout { hf::to_official(tensors)? } else { tensors };
-    Ok((weights.into(), cfg, tensors))
-}
-
-/// The configuration a checkpoint written by [`crate::save_model`] carries, if any.
-fn stored_config(path: &Path) -> Result<Option<ModelConfig>> {
-    if matches!(path.extension().and_then(|e| e.to_str()), Some("pth" | "pt" | "bin" | "ckpt")) {
-        return Ok(None);
+impl ImageInput for String {
+    fn to_rgb(&self) -> Result<Cow<'_, RgbImage>> {
+        Path::new(self).to_rgb()
     }
-    let meta = depth_core::weights::safetensors_metadata(path)?;
-    let Some(json) = meta.get(crate::config::META_CONFIG) else { return Ok(None) };
-    let cfg: ModelConfig = serde_json::from_str(json).map_err(|e| ModelError::BadInput {
-        what: "checkpoint",
-        reason: format!("{}: its model config does not parse: {e}", path.display()),
-    })?;
-    cfg.validate().map_err(|e| ModelError::BadInput {
-        what: "checkpoint",
-        reason: format!("{}: its model config is inconsistent: {e}", path.display()),
-    })?;
-    Ok(Some(cfg))
 }
 
-/// Loads a model strictly (every tensor present, used and of the right shape). `weights` is a
-/// `.pth`/safetensors file in the official layout, an HF folder (config.json + model.safetensors),
-/// or a Hub id (`owner/name`, optionally `:file`; `-hf` repos are read in the HF layout).
-/// A checkpoint of ours brings its own configuration (any size, relative or metric); for other
-/// official-layout weights `encoder` sets it.
-pub fn load_model(weights: &str, encoder: Encoder, device: &Device) -> Result<DepthAnythingV2> {
-    let (source, cfg, tensors) = resolve(weights, encoder)?;
-    let strict = StrictWeights::new(source, tensors);
+impl ImageInput for RgbImage {
+    fn to_rgb(&self) -> Result<Cow<'_, RgbImage>> {
+        Ok(Cow::Borrowed(self))
+    }
+}
+
+/// Converted to 8-bit RGB (alpha dropped, grey replicated).
+impl ImageInput for DynamicImage {
+    fn to_rgb(&self) -> Result<Cow<'_, RgbImage>> {
+        Ok(match self {
+            DynamicImage::ImageRgb8(img) => Cow::Borrowed(img),
+            other => Cow::Owned(other.to_rgb8()),
+        })
+    }
+}
+
+impl<T: ImageInput + ?Sized> ImageInput for &T {
+    fn to_rgb(&self) -> Result<Cow<'_, RgbImage>> {
+        (**self).to_rgb()
+    }
+}
+
+/// Loads a model strictly (every tensor present, used and of the right shape) with the
+/// configuration its source brings (see [`WeightsSource`]).
+pub fn load_model(source: &WeightsSource, device: &Device) -> Result<DepthAnythingV2> {
+    let (cfg, tensors) = source.load()?;
+    let strict = StrictWeights::new(source.to_string(), tensors);
     Ok(strict.build(DType::F32, device, |vb| DepthAnythingV2::new(&cfg, vb))?)
 }
 
@@ -120,7 +79,17 @@ pub fn load_model(weights: &str, encoder: Encoder, device: &Device) -> Result<De
 /// for hours, and a 2×5000 one asks for 16 GB before the first layer.
 pub const DEFAULT_MAX_TOKENS: usize = 16_384;
 
-/// A model ready for inference on a device.
+/// A model ready for inference on a device. `Send + Sync`: share one behind an `Arc` between
+/// threads.
+///
+/// ```no_run
+/// # fn main() -> Result<(), depth_models::ModelError> {
+/// use depth_models::{DepthEstimator, Encoder};
+/// let estimator = DepthEstimator::from_pretrained(Encoder::Vits, &candle_core::Device::Cpu)?;
+/// let depth = estimator.estimate("photo.jpg")?;
+/// depth.to_npy("photo_depth.npy")?;
+/// # Ok(()) }
+/// ```
 pub struct DepthEstimator {
     model: DepthAnythingV2,
     device: Device,
@@ -129,6 +98,14 @@ pub struct DepthEstimator {
 }
 
 impl DepthEstimator {
+    /// Loads the model of `source` (an [`crate::Encoder`] for the official checkpoint, a path,
+    /// or a parsed [`WeightsSource`]) onto `device`, ready to estimate at the official input
+    /// size (518).
+    pub fn from_pretrained(source: impl Into<WeightsSource>, device: &Device) -> Result<Self> {
+        Ok(Self::new(load_model(&source.into(), device)?, device.clone()))
+    }
+
+    /// An estimator of a model already built (on `device`).
     pub fn new(model: DepthAnythingV2, device: Device) -> Self {
         Self { model, device, input_size: 518, max_tokens: DEFAULT_MAX_TOKENS }
     }
@@ -162,7 +139,8 @@ impl DepthEstimator {
             return bad(format!(
                 "a {width}×{height} image at input size {} becomes a {w}×{h} network input, {tokens} patch \
                  tokens, more than the limit of {} (attention grows with their square; the official code \
-                 would try it). Crop the image, lower --input-size, or raise --max-tokens",
+                 would try it). Crop the image, lower the input size (`with_input_size`, --input-size) or raise \
+                 the limit (`with_max_tokens`, --max-tokens)",
                 self.input_size, self.max_tokens
             ));
         }
@@ -176,25 +154,36 @@ impl DepthEstimator {
     /// The network input of one image, exactly as the official `image2tensor` (on the CPU).
     pub fn preprocess(&self, img: &RgbImage) -> Result<Tensor> {
         self.input_shape(img.width(), img.height())?;
-        preprocess::image_to_tensor(img, self.input_size, self.model.config().vit.patch_size)
+        let patch = self.model.config().vit.patch_size;
+        Ok(depth_core::net_input::image_to_tensor(img, self.input_size, patch)?)
     }
 
-    /// Relative depth at the image's own resolution.
-    pub fn infer_image(&self, img: &DynamicImage) -> Result<DepthMap> {
-        Ok(self.infer_batch(std::slice::from_ref(img))?.remove(0))
+    /// Depth of one image at its own resolution.
+    pub fn estimate(&self, image: impl ImageInput) -> Result<DepthMap> {
+        Ok(self.estimate_batch(&[image])?.remove(0))
     }
 
-    /// Several same-size images in one forward pass.
-    pub fn infer_batch(&self, imgs: &[DynamicImage]) -> Result<Vec<DepthMap>> {
-        let Some(first) = imgs.first() else { return Ok(Vec::new()) };
-        let (w, h) = (first.width(), first.height());
-        if let Some(other) = imgs.iter().find(|i| (i.width(), i.height()) != (w, h)) {
-            return Err(ModelError::BatchSizeMismatch {
-                first: (w, h),
-                other: (other.width(), other.height()),
-            });
+    /// Depth of several images, in their order; images of the same size share a forward pass
+    /// (give at most as many as fit in memory at once).
+    pub fn estimate_batch<I: ImageInput>(&self, images: &[I]) -> Result<Vec<DepthMap>> {
+        let rgb = images.iter().map(ImageInput::to_rgb).collect::<Result<Vec<_>>>()?;
+        let mut out: Vec<Option<DepthMap>> = vec![None; rgb.len()];
+        let mut todo: Vec<usize> = (0..rgb.len()).collect();
+        while let Some(&first) = todo.first() {
+            let dims = rgb[first].dimensions();
+            let (group, rest): (Vec<usize>, Vec<usize>) =
+                todo.into_iter().partition(|&i| rgb[i].dimensions() == dims);
+            todo = rest;
+            let maps = self.same_size(&group.iter().map(|&i| &*rgb[i]).collect::<Vec<_>>())?;
+            group.into_iter().zip(maps).for_each(|(i, m)| out[i] = Some(m));
         }
-        let inputs = imgs.iter().map(|i| self.preprocess(&i.to_rgb8())).collect::<Result<Vec<_>>>()?;
+        Ok(out.into_iter().map(|m| m.expect("every image is in one group")).collect())
+    }
+
+    /// Same-size images in one forward pass.
+    fn same_size(&self, imgs: &[&RgbImage]) -> Result<Vec<DepthMap>> {
+        let (w, h) = imgs[0].dimensions();
+        let inputs = imgs.iter().map(|i| self.preprocess(i)).collect::<Result<Vec<_>>>()?;
         let x = Tensor::cat(&inputs, 0)?.to_device(&self.device)?;
         let depth = self.model.forward(&x)?.unsqueeze(1)?;
         let depth = depth_core::bilinear_align_corners(&depth, (h as usize, w as usize))?;
@@ -206,6 +195,7 @@ impl DepthEstimator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ModelConfig;
 
     #[test]
     fn input_sizes_below_a_patch_and_inputs_over_the_token_limit_are_refused() {
@@ -224,5 +214,40 @@ mod tests {
         assert!(
             est.input_shape(640, 425).unwrap_err().to_string().contains("smaller than one 14-pixel patch")
         );
+    }
+
+    #[test]
+    fn batches_of_mixed_sizes_come_back_in_order_and_equal_single_images() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<DepthEstimator>();
+        let cfg = ModelConfig::custom(32, 2, 2, 16);
+        let model =
+            crate::build_trainable(&cfg, &crate::WeightsInit::Scratch, 7, &Device::Cpu).unwrap().model;
+        let est = DepthEstimator::new(model, Device::Cpu).with_input_size(28);
+        let img = |w: u32, h: u32, seed: u32| {
+            RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([(x * 7 + seed) as u8, (y * 13) as u8, (x * y + seed) as u8])
+            })
+        };
+        let imgs = [img(30, 20, 1), img(16, 40, 2), img(30, 20, 3)];
+        let maps = est.estimate_batch(&imgs).unwrap();
+        assert_eq!(
+            maps.iter().map(|m| (m.width, m.height)).collect::<Vec<_>>(),
+            [(30, 20), (16, 40), (30, 20)]
+        );
+        // a batch sums in another order than one image (gemm blocking): equal to float rounding
+        let close = |a: &DepthMap, b: &DepthMap| {
+            let scale = b.data.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            (a.width, a.height) == (b.width, b.height)
+                && a.data.iter().zip(&b.data).all(|(x, y)| (x - y).abs() <= 1e-5 * scale)
+        };
+        for (i, m) in imgs.iter().zip(&maps) {
+            assert!(close(&est.estimate(i).unwrap(), m));
+        }
+        assert_ne!(maps[0], maps[2], "different images, different maps");
+        let dynamic = DynamicImage::ImageRgb8(imgs[1].clone()).to_rgba8();
+        assert_eq!(est.estimate(DynamicImage::ImageRgba8(dynamic)).unwrap(), est.estimate(&imgs[1]).unwrap());
+        assert!(est.estimate("no/such/image.png").unwrap_err().to_string().contains("no/such/image.png"));
+        assert!(est.estimate_batch::<RgbImage>(&[]).unwrap().is_empty());
     }
 }

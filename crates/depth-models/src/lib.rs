@@ -1,5 +1,28 @@
 //! depth-models: DINOv2 ViT encoders (S/B/L/G and custom sizes), the DPT head and Depth Anything
-//! V2, with the official preprocessing and an inference API (`load_model`, `DepthEstimator`).
+//! V2, with the official preprocessing and an inference API ([`DepthEstimator`]).
+//!
+//! Depth for a photo, exactly as the official code computes it:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let fixtures = depth_core::fixtures::fixtures_dir()?;
+//! # let weights = fixtures.join("weights/da2_vits_random.pth");
+//! # let photo = fixtures.join("images/demo01.jpg");
+//! # let out = tempfile::tempdir()?;
+//! # let out = out.path();
+//! use depth_models::{Colormap, DepthEstimator};
+//!
+//! let estimator = DepthEstimator::from_pretrained(weights, &candle_core::Device::Cpu)?;
+//! let depth = estimator.estimate(&photo)?;
+//! depth.to_npy(out.join("depth.npy"))?;
+//! depth.colorize(Colormap::SpectralR).save(out.join("depth.png"))?;
+//! # assert_eq!((depth.width, depth.height), image::image_dimensions(&photo)?);
+//! # Ok(()) }
+//! ```
+//!
+//! `from_pretrained` takes an [`Encoder`] (the official checkpoint from the Hugging Face Hub),
+//! a path (a `.pth`/safetensors checkpoint, whose size is read from it, or an HF folder), or
+//! any [`WeightsSource`]; `estimate` a path or an image in memory.
 //!
 //! It owns the architectures, their configurations, the preprocessing that parity depends
 //! on (image reading is depth-core's), and the one key table (the Hugging Face layout); for
@@ -10,6 +33,7 @@
 
 pub mod config;
 pub mod depth_anything;
+pub mod depth_map;
 pub mod dinov2;
 pub mod dpt;
 pub mod error;
@@ -17,16 +41,19 @@ pub mod flops;
 pub mod hf;
 pub mod infer;
 pub mod params;
-pub mod preprocess;
+pub mod source;
 pub mod trainable;
 
 pub use config::{DptConfig, Encoder, Ffn, ModelConfig, PosEmbedResize, VitConfig};
 pub use depth_anything::DepthAnythingV2;
+pub use depth_core::colormap::Colormap;
 pub use depth_core::read_image;
+pub use depth_map::DepthMap;
 pub use error::{ModelError, Result};
 pub use flops::forward_flops;
-pub use infer::{DEFAULT_MAX_TOKENS, DepthEstimator, DepthMap, load_model, weights_file};
+pub use infer::{DEFAULT_MAX_TOKENS, DepthEstimator, ImageInput, load_model};
 pub use params::{Param, ParamKind, Part, parameters};
+pub use source::WeightsSource;
 pub use trainable::{
     Trainable, WeightsInit, build_trainable, load_frozen_encoder, model_tensors, save_model,
 };

@@ -8,12 +8,11 @@ use crate::config::{CHECKPOINT_FORMAT, META_CONFIG, META_FORMAT, ModelConfig, Vi
 use crate::depth_anything::DepthAnythingV2;
 use crate::dinov2::DinoVisionTransformer;
 use crate::error::{ModelError, Result};
-use crate::{hf, infer};
+use crate::hf;
+use crate::source::WeightsSource;
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
-use depth_core::weights::{
-    HubOptions, LoadSummary, Metadata, StrictWeights, TensorMap, hub_file, save_safetensors,
-};
+use depth_core::weights::{LoadSummary, Metadata, StrictWeights, TensorMap, save_safetensors};
 use std::path::Path;
 
 /// Where a model's initial tensors come from.
@@ -22,13 +21,14 @@ pub enum WeightsInit {
     /// Every tensor fresh: LayerNorm 1/0, ViT linears and position embedding N(0, 0.02), class
     /// token N(0, 1e-6), LayerScale from the config, PyTorch's default convs in the head.
     Scratch,
-    /// Every tensor from a checkpoint `load_model` reads (official `.pth`, ours, HF folder or id).
+    /// Every tensor from a checkpoint [`crate::load_model`] reads (official `.pth`, ours, HF
+    /// folder or id; any [`WeightsSource`] text).
     Full(String),
     /// The encoder from a checkpoint, the head fresh. Read: DINOv2's original checkpoints
     /// (`dinov2_vits14_pretrain.pth`: `blocks.*`, `cls_token`, …), transformers' Dinov2Model
     /// (`facebook/dinov2-small`: `embeddings.*`, `encoder.layer.*`), or any Depth Anything V2
-    /// checkpoint (its `pretrained.*`; the head's tensors are ignored and listed). A Hub id
-    /// without `:file` reads `model.safetensors`.
+    /// checkpoint (its `pretrained.*`; the head's tensors are ignored and listed). Any
+    /// [`WeightsSource`] text; a Hub id without `:file` reads `model.safetensors`.
     Encoder(String),
 }
 
@@ -54,8 +54,8 @@ pub fn build_trainable(
             StrictWeights::trainable("fresh", TensorMap::new(), &varmap).with_fresh(seed, |_| true)
         }
         WeightsInit::Full(w) => {
-            let (source, _, tensors) = infer::resolve(w, crate::Encoder::Vits)?;
-            StrictWeights::trainable(source, tensors, &varmap)
+            let source: WeightsSource = w.parse()?;
+            StrictWeights::trainable(source.to_string(), source.load()?.1, &varmap)
         }
         WeightsInit::Encoder(w) => StrictWeights::trainable(w.clone(), encoder_tensors(w)?, &varmap)
             .with_fresh(seed, |k| !k.starts_with("pretrained.")),
@@ -74,13 +74,7 @@ pub fn load_frozen_encoder(spec: &str, vit: &VitConfig, device: &Device) -> Resu
 
 /// A checkpoint's tensors in the official layout, whichever of the encoder layouts it has.
 fn encoder_tensors(spec: &str) -> Result<TensorMap> {
-    let path = Path::new(spec);
-    let raw = if path.exists() {
-        infer::resolve(spec, crate::Encoder::Vits)?.2
-    } else {
-        let (repo, file) = spec.split_once(':').unwrap_or((spec, "model.safetensors"));
-        depth_core::weights::load_weights(&hub_file(repo, file, &HubOptions::from_env())?)?
-    };
+    let raw = depth_core::weights::load_weights(&spec.parse::<WeightsSource>()?.file()?)?;
     let has = |prefix: &str| raw.keys().any(|k| k.starts_with(prefix));
     if has("pretrained.") {
         Ok(raw)

@@ -6,6 +6,9 @@ use candle_nn::{VarBuilder, VarMap};
 use depth_models::dinov2::{Block, DinoVisionTransformer, LayerOutput};
 use depth_models::dpt::DptHead;
 use depth_models::{DepthAnythingV2, DptConfig, Ffn, ModelConfig, VitConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 
 fn tiny_vit(ffn: Ffn) -> VitConfig {
     VitConfig { img_size: 56, ..VitConfig::custom(16, 2, 2, ffn) }
@@ -15,19 +18,40 @@ fn tiny_head() -> DptConfig {
     DptConfig { features: 8, out_channels: [4, 8, 16, 16], use_clstoken: false, head_hidden: 4 }
 }
 
-/// Builds with `f` on a fresh VarMap, then gives every variable random values: weights with
-/// std 1/√fan_in (activations stay O(1), so difference quotients keep their precision), vectors
-/// (biases, norms, LayerScale) std 0.4.
-fn random<M>(f: impl FnOnce(VarBuilder) -> candle_core::Result<M>) -> (M, VarMap) {
+/// Seeded normal samples: every run checks the same points, so a test passes or fails the same
+/// way each time (candle's `randn` is unseeded, and a random point lands within a step of a ReLU
+/// kink in about 2% of runs).
+struct Gauss(ChaCha8Rng);
+
+impl Gauss {
+    fn new(seed: u64) -> Self {
+        Self(ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    fn tensor(&mut self, std: f64, shape: impl Into<candle_core::Shape>) -> Tensor {
+        let shape = shape.into();
+        let v: Vec<f64> =
+            (0..shape.elem_count()).map(|_| std * self.0.sample::<f64, _>(StandardNormal)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+}
+
+/// Builds with `f` on a fresh VarMap, then gives every variable (in name order) seeded values:
+/// weights with std 1/√fan_in (activations stay O(1), so difference quotients keep their
+/// precision), vectors (biases, norms, LayerScale) std 0.4.
+fn random<M>(rng: &mut Gauss, f: impl FnOnce(VarBuilder) -> candle_core::Result<M>) -> (M, VarMap) {
     let vm = VarMap::new();
     let m = f(VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
-    for v in vm.all_vars() {
+    let mut vars: Vec<(String, Var)> =
+        vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, v) in vars {
         let dims = v.dims();
         let std = match dims.len() {
             0 | 1 => 0.4,
             _ => 1.0 / ((v.elem_count() / dims[0]) as f64).sqrt(),
         };
-        v.set(&Tensor::randn(0f64, std, v.shape(), &Device::Cpu).unwrap()).unwrap();
+        v.set(&rng.tensor(std, v.shape().clone())).unwrap();
     }
     (m, vm)
 }
@@ -39,7 +63,6 @@ fn check(vars: &[(String, Var)], loss: impl Fn() -> Tensor) {
         let g = grads.get(var.as_tensor()).expect("a variable got no gradient");
         let g = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        // small, so that a step rarely crosses a ReLU kink
         let eps = 1e-6;
         for i in (0..base.len()).step_by((base.len() / 6).max(1)) {
             let at = |d: f64| {
@@ -76,9 +99,10 @@ fn weighted_sum(y: &Tensor, w: &Tensor) -> Tensor {
 fn dinov2_block_gradients() {
     for ffn in [Ffn::Mlp, Ffn::SwiGlu] {
         let cfg = tiny_vit(ffn);
-        let (block, vm) = random(|vb| Block::new(&cfg, vb));
-        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (2, 5, 16), &Device::Cpu).unwrap()).unwrap();
-        let w = Tensor::randn(0f64, 1.0, (2, 5, 16), &Device::Cpu).unwrap();
+        let rng = &mut Gauss::new(1);
+        let (block, vm) = random(rng, |vb| Block::new(&cfg, vb));
+        let x = Var::from_tensor(&rng.tensor(1.0, (2, 5, 16))).unwrap();
+        let w = rng.tensor(1.0, (2, 5, 16));
         let mut vars = vars_except(&vm, &[]);
         vars.push(("input".into(), x.clone()));
         check(&vars, || weighted_sum(&block.forward(x.as_tensor()).unwrap(), &w));
@@ -88,12 +112,12 @@ fn dinov2_block_gradients() {
 #[test]
 fn dpt_head_gradients() {
     let (ph, pw, c) = (2, 3, 16);
-    let (head, vm) = random(|vb| DptHead::new(c, &tiny_head(), vb));
-    let tokens: Vec<Var> = (0..4)
-        .map(|_| Var::from_tensor(&Tensor::randn(0f64, 1.0, (1, ph * pw, c), &Device::Cpu).unwrap()).unwrap())
-        .collect();
+    let rng = &mut Gauss::new(2);
+    let (head, vm) = random(rng, |vb| DptHead::new(c, &tiny_head(), vb));
+    let tokens: Vec<Var> =
+        (0..4).map(|_| Var::from_tensor(&rng.tensor(1.0, (1, ph * pw, c))).unwrap()).collect();
     let cls = Tensor::zeros((1, c), DType::F64, &Device::Cpu).unwrap();
-    let w = Tensor::randn(0f64, 1.0, (1, 1, ph * 14, pw * 14), &Device::Cpu).unwrap();
+    let w = rng.tensor(1.0, (1, 1, ph * 14, pw * 14));
     let loss = || {
         let feats: Vec<LayerOutput> = tokens
             .iter()
@@ -111,8 +135,9 @@ fn every_parameter_of_a_full_model_gets_a_gradient() {
     // the relative head (ReLU) and the metric one (sigmoid × max_depth)
     for max_depth in [None, Some(20.0)] {
         let cfg = ModelConfig { vit: tiny_vit(Ffn::Mlp), head: tiny_head(), layers: [0, 1, 1, 1], max_depth };
-        let (model, vm) = random(|vb| DepthAnythingV2::new(&cfg, vb));
-        let x = Tensor::randn(0f64, 1.0, (2, 3, 42, 56), &Device::Cpu).unwrap();
+        let rng = &mut Gauss::new(3);
+        let (model, vm) = random(rng, |vb| DepthAnythingV2::new(&cfg, vb));
+        let x = rng.tensor(1.0, (2, 3, 42, 56));
         let y = model.forward(&x).unwrap();
         assert_eq!(y.dims(), [2, 42, 56]);
         let grads = (y + 1.0).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
@@ -130,9 +155,10 @@ fn every_parameter_of_a_full_model_gets_a_gradient() {
 #[test]
 fn non_square_inputs_interpolate_position_embeddings() {
     let cfg = tiny_vit(Ffn::Mlp);
-    let (vit, _) = random(|vb| DinoVisionTransformer::new(&cfg, vb));
+    let rng = &mut Gauss::new(4);
+    let (vit, _) = random(rng, |vb| DinoVisionTransformer::new(&cfg, vb));
     for (h, w) in [(56, 56), (42, 70), (70, 28)] {
-        let x = Tensor::randn(0f64, 1.0, (1, 3, h, w), &Device::Cpu).unwrap();
+        let x = rng.tensor(1.0, (1, 3, h, w));
         let out = vit.get_intermediate_layers(&x, &[1]).unwrap();
         assert_eq!(out[0].patch_tokens.dims(), [1, (h / 14) * (w / 14), 16]);
     }

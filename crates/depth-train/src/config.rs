@@ -269,7 +269,7 @@ impl Default for LogConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TeacherSpec {
-    /// As `pseudo-label --teacher`: ENCODER[:WEIGHTS] or a checkpoint path.
+    /// As `pseudo-label --teacher`: `[NAME=]WEIGHTS` or `[NAME=]ENCODER:WEIGHTS`.
     pub model: String,
     #[serde(default = "input_size")]
     pub input_size: usize,

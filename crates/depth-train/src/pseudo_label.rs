@@ -184,7 +184,7 @@ impl Labeller {
         };
         let started = Instant::now();
         // (item, image hash, decoded image) waiting for a batch of their size
-        let mut pending: Vec<(&ImageItem, String, image::DynamicImage)> = Vec::new();
+        let mut pending: Vec<(&ImageItem, String, image::RgbImage)> = Vec::new();
         for item in mine {
             let hash = match sha256_file(&item.path) {
                 Ok(h) => h,
@@ -214,7 +214,7 @@ impl Labeller {
                     if !same || pending.len() >= self.batch {
                         self.flush(&mut pending, store, &mut s, tick);
                     }
-                    pending.push((item, hash, image::DynamicImage::ImageRgb8(img)));
+                    pending.push((item, hash, img));
                 }
                 Err(e) => {
                     tracing::warn!("skipping {}: {e}", item.path.display());
@@ -232,7 +232,7 @@ impl Labeller {
     /// Labels the pending same-size images in one forward pass and writes their labels.
     fn flush(
         &self,
-        pending: &mut Vec<(&ImageItem, String, image::DynamicImage)>,
+        pending: &mut Vec<(&ImageItem, String, image::RgbImage)>,
         store: &Path,
         s: &mut Summary,
         tick: &dyn Fn(),
@@ -240,8 +240,8 @@ impl Labeller {
         if pending.is_empty() {
             return;
         }
-        let images: Vec<image::DynamicImage> = pending.iter().map(|p| p.2.clone()).collect();
-        let result = self.estimator.infer_batch(&images);
+        let images: Vec<&image::RgbImage> = pending.iter().map(|p| &p.2).collect();
+        let result = self.estimator.estimate_batch(&images);
         for (k, (item, hash, _)) in pending.drain(..).enumerate() {
             let written = match &result {
                 Ok(maps) => {

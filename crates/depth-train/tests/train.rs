@@ -6,7 +6,7 @@
 
 use candle_core::{DType, Device};
 use depth_core::weights::{Metadata, load_safetensors};
-use depth_models::{Encoder, load_model};
+use depth_models::load_model;
 use depth_train::log::{Record, read_log};
 use depth_train::{TrainConfig, TrainError, Trainer};
 use indicatif::ProgressBar;
@@ -107,7 +107,7 @@ fn a_tiny_run_learns_and_writes_its_outputs() {
     dirs.sort();
     assert_eq!(dirs, ["step-00000020", "step-00000040"]);
     // the exported student loads without flags (its config travels in the file)
-    let student = load_model(out.final_model.to_str().unwrap(), Encoder::Vitg, &Device::Cpu).unwrap();
+    let student = load_model(&out.final_model.as_path().into(), &Device::Cpu).unwrap();
     assert_eq!(student.config().vit.embed_dim, 32);
     // TensorBoard: one loss scalar per step, and the lr of each group
     let events = std::fs::read_dir(&run)
@@ -290,7 +290,7 @@ fn metric_fine_tuning_trains_the_metric_head_from_an_encoder() {
     let l = read_log(&run).unwrap();
     let Record::Train(first) = &l[0] else { panic!() };
     assert!(first.terms.contains_key("silog") && first.loss.is_finite());
-    let m = load_model(out.final_model.to_str().unwrap(), Encoder::Vits, &Device::Cpu).unwrap();
+    let m = load_model(&out.final_model.as_path().into(), &Device::Cpu).unwrap();
     assert_eq!(m.config().max_depth, Some(20.0));
     // the encoder came from the relative run: its first step's weights equal them before training
     let x = candle_core::Tensor::randn(0f32, 1.0, (1, 3, 56, 56), &Device::Cpu).unwrap();

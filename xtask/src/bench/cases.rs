@@ -278,8 +278,7 @@ fn pseudo_label(
     use depth_train::pseudo_label::{Labeller, Shard};
     let dir = tempfile_dir()?;
     let items = inputs.photo_items()?;
-    let weights = inputs.weights.to_string_lossy().into_owned();
-    let model = depth_models::load_model(&weights, encoder, device)?;
+    let model = depth_models::load_model(&inputs.weights.as_path().into(), device)?;
     let labeller = Labeller {
         estimator: depth_models::DepthEstimator::new(model, device.clone()).with_input_size(size),
         teacher: depth_data::TeacherId {

@@ -12,9 +12,9 @@ pub type TensorMap = HashMap<String, Tensor>;
 /// Reads a safetensors file onto the CPU.
 pub fn load_safetensors(path: &Path) -> Result<TensorMap> {
     let bytes = std::fs::read(path).map_err(|source| CoreError::Io { path: path.into(), source })?;
-    candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| CoreError::BadWeightFile {
+    candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| CoreError::Format {
         path: path.into(),
-        format: "safetensors",
+        format: "safetensors weights",
         reason: e.to_string(),
     })
 }
@@ -59,7 +59,7 @@ pub fn non_finite(tensors: &TensorMap) -> Result<Vec<(String, usize)>> {
 pub fn save_safetensors(tensors: &TensorMap, metadata: &Metadata, path: &Path) -> Result<()> {
     let meta = (!metadata.is_empty()).then(|| metadata.clone());
     let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), meta).map_err(|e| {
-        CoreError::BadWeightFile { path: path.into(), format: "safetensors", reason: e.to_string() }
+        CoreError::Format { path: path.into(), format: "safetensors weights", reason: e.to_string() }
     })?;
     let bytes = canonical_safetensors(bytes);
     crate::atomic::write_atomic(path, |w| w.write_all(&bytes))
@@ -101,7 +101,7 @@ const MAX_HEADER: u64 = 100_000_000;
 pub fn safetensors_metadata(path: &Path) -> Result<Metadata> {
     use std::io::Read;
     let io = |source| CoreError::Io { path: path.into(), source };
-    let bad = |reason: String| CoreError::BadWeightFile { path: path.into(), format: "safetensors", reason };
+    let bad = |reason: String| CoreError::Format { path: path.into(), format: "safetensors weights", reason };
     let mut f = std::fs::File::open(path).map_err(io)?;
     let size = f.metadata().map_err(io)?.len();
     let mut len = [0u8; 8];

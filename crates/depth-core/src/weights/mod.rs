@@ -3,6 +3,7 @@
 //! through a strict VarBuilder backend that refuses any missing, extra or mis-shaped tensor.
 
 mod files;
+#[cfg(feature = "io")]
 mod hub;
 mod pickle_scan;
 mod pth;
@@ -12,6 +13,7 @@ pub use files::{
     Metadata, TensorMap, canonical_safetensors, load_safetensors, load_weights, non_finite,
     safetensors_metadata, save_safetensors,
 };
+#[cfg(feature = "io")]
 pub use hub::{HubOptions, hub_file};
 pub use pth::load_pth;
 pub use strict::{LoadSummary, StrictWeights};

@@ -71,7 +71,8 @@ fn unreadable_tensors(pickle: &[u8], dir: &Path) -> candle_core::Result<Vec<(Str
 /// Reads an official PyTorch checkpoint (`torch.save` of a state dict, optionally wrapped under
 /// `model` or `state_dict`; a DistributedDataParallel `module.` prefix is removed).
 pub fn load_pth(path: &Path) -> Result<TensorMap> {
-    let bad = |reason: String| CoreError::BadWeightFile { path: path.into(), format: "PyTorch .pth", reason };
+    let bad =
+        |reason: String| CoreError::Format { path: path.into(), format: "PyTorch .pth weights", reason };
     let io = |source| CoreError::Io { path: path.into(), source };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let file_size = file.metadata().map_err(io)?.len();

@@ -5,8 +5,8 @@
 
 use super::{PairItem, Pairs, file_name, walk_files};
 use crate::error::{DataError, Result};
-use crate::npy;
 use crate::sample::{Intrinsics, Target};
+use depth_core::npy;
 use std::path::{Path, PathBuf};
 
 pub const DIODE_INTRINSICS: Intrinsics = Intrinsics { fx: 886.81, fy: 927.06, cx: 512.0, cy: 384.0 };

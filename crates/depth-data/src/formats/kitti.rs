@@ -147,7 +147,7 @@ pub fn read_velodyne_depth(
 /// left out. Intrinsics are those of P_rect_0{cam}.
 pub fn kitti_raw(drive_dir: &Path, cam: u8) -> Result<Pairs> {
     if cam != 2 && cam != 3 {
-        return Err(DataError::BadArgument { what: "kitti camera", reason: format!("{cam} is not 2 or 3") });
+        return Err(DataError::BadInput { what: "kitti camera", reason: format!("{cam} is not 2 or 3") });
     }
     let calib_dir = drive_dir.parent().unwrap_or(Path::new(".")).to_path_buf();
     let p = velo_to_image(&calib_dir, cam)?;

@@ -153,7 +153,7 @@ const MAX_NPZ_MEMBER: u64 = 1 << 30;
 
 /// Reads a float32 disparity array `key` of an `.npz` (`np.savez`, compressed or not) as
 /// (width, height, values); the member's claimed size is checked before it is inflated, and its
-/// header is read by [`crate::npy::parse_f32`].
+/// header is read by [`depth_core::npy::parse_f32`].
 pub fn read_npz_disparity(path: &Path, key: &str) -> Result<(u32, u32, Vec<f32>)> {
     use std::io::Read;
     const FMT: &str = "npz";
@@ -167,7 +167,7 @@ pub fn read_npz_disparity(path: &Path, key: &str) -> Result<(u32, u32, Vec<f32>)
     }
     let mut bytes = Vec::new();
     entry.take(MAX_NPZ_MEMBER).read_to_end(&mut bytes).map_err(|e| bad(format!("{member}: {e}")))?;
-    let (shape, v) = crate::npy::parse_f32(&bytes).map_err(|e| bad(format!("{member}: {e}")))?;
+    let (shape, v) = depth_core::npy::parse_f32(&bytes).map_err(|e| bad(format!("{member}: {e}")))?;
     let &[h, w] = shape.as_slice() else {
         return Err(bad(format!("{key} has shape {shape:?}, expected H×W")));
     };

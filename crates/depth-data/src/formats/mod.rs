@@ -130,7 +130,7 @@ pub struct SplitEntry {
 /// without ground truth so). A listed file that does not exist is [`DataError::MissingEntry`].
 pub fn read_split(split_file: &Path, roots: &[&Path]) -> Result<Vec<SplitEntry>> {
     if roots.is_empty() {
-        return Err(DataError::BadArgument { what: "read_split", reason: "no root given".into() });
+        return Err(DataError::BadInput { what: "read_split", reason: "no root given".into() });
     }
     let text = std::fs::read_to_string(split_file).map_err(|e| DataError::io(split_file, e))?;
     let mut entries = Vec::new();

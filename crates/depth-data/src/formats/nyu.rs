@@ -73,7 +73,7 @@ impl Dataset for NyuLabeled {
 
     fn load(&self, index: usize) -> Result<Sample> {
         if index >= self.len {
-            return Err(DataError::BadArgument {
+            return Err(DataError::BadInput {
                 what: "nyu_labeled index",
                 reason: format!("{index} ≥ {} frames", self.len),
             });

@@ -18,7 +18,7 @@ use std::path::Path;
 /// `invalid` are invalid.
 pub fn read_png16_depth(path: &Path, scale: f32, invalid: &[u16]) -> Result<Target> {
     if !(scale.is_finite() && scale > 0.0) {
-        return Err(DataError::BadArgument { what: "png16 scale", reason: format!("{scale} is not > 0") });
+        return Err(DataError::BadInput { what: "png16 scale", reason: format!("{scale} is not > 0") });
     }
     let bad = |e: image::ImageError| DataError::format(path, "16-bit PNG depth", e);
     let reader = ImageReader::open(path).map_err(|e| DataError::io(path, e))?;

@@ -44,7 +44,7 @@ pub fn label_path(store: &Path, image_rel: &Path) -> Result<PathBuf> {
     let inside = image_rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
     if !inside || image_rel.file_name().is_none() {
         let reason = format!("{} is not a relative path inside the image root", image_rel.display());
-        return Err(DataError::BadArgument { what: "pseudo-label image path", reason });
+        return Err(DataError::BadInput { what: "pseudo-label image path", reason });
     }
     Ok(store.join(image_rel).with_extension("safetensors"))
 }
@@ -66,7 +66,7 @@ pub fn write_pseudo_label(
             target.kind,
             target.values.len()
         );
-        return Err(DataError::BadArgument { what: "pseudo-label target", reason });
+        return Err(DataError::BadInput { what: "pseudo-label target", reason });
     }
     let path = label_path(store, image_rel)?;
     let bytes: Vec<u8> = target

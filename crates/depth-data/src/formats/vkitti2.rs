@@ -3,7 +3,7 @@
 //!
 //! Depth is a 16-bit PNG in centimetres (metres = value / 100); 65535 (655.35 m) marks the sky and
 //! is invalid, as is 0 (the dataset's README). Intrinsics come from `<variation>/intrinsic.txt`
-//! ("frame cameraID K[0,0] K[1,1] K[0,2] K[1,2]" per row) when that file is present.
+//! (`frame cameraID K[0,0] K[1,1] K[0,2] K[1,2]` per row) when that file is present.
 
 use super::png16::read_png16_depth;
 use super::{PairItem, Pairs, file_name, walk_files};

@@ -217,7 +217,7 @@ pub fn write_dataset(dir: &Path, data: &SynthDataset, mut progress: impl FnMut(u
                 w.write_all(&buf)
             })?;
             depth_core::atomic::write_atomic(&dir.join(&dpath), |w| {
-                crate::npy::write_f32(w, &[depth.height as u64, depth.width as u64], &depth.values)
+                depth_core::npy::write_f32(w, &[depth.height as u64, depth.width as u64], &depth.values)
             })?;
         }
         items.push(IndexItem {
@@ -274,7 +274,7 @@ impl Dataset for SynthFolder {
         let item = &self.index.items[index];
         let image = crate::sample::read_rgb(&self.root.join(&item.rgb))?;
         let dpath = self.root.join(&item.depth);
-        let (shape, values) = crate::npy::read_f32(&dpath)?;
+        let (shape, values) = depth_core::npy::read_f32(&dpath)?;
         let [h, w] = shape[..] else {
             return Err(DataError::format(&dpath, "npy", format!("shape {shape:?}, expected (H, W)")));
         };

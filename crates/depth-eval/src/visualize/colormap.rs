@@ -1,55 +1,7 @@
-//! Colour maps and value ranges: matplotlib's `Spectral_r` (the official demo's), `turbo`,
-//! `inferno` and grayscale, applied the way the official run.py does — scale to 0…255, truncate
-//! to a byte, look the byte up.
+//! Value ranges for the colour maps of depth-core (`Spectral_r`, the official demo's, `turbo`,
+//! `inferno`, grayscale): per image or fixed, optionally reversed.
 
-use super::lut;
-
-/// A 256-entry colour map.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Colormap {
-    SpectralR,
-    Turbo,
-    Inferno,
-    Gray,
-}
-
-impl Colormap {
-    pub const ALL: [Colormap; 4] = [Self::SpectralR, Self::Turbo, Self::Inferno, Self::Gray];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::SpectralR => "spectral_r",
-            Self::Turbo => "turbo",
-            Self::Inferno => "inferno",
-            Self::Gray => "gray",
-        }
-    }
-
-    /// Entry `k`, as matplotlib's `(cmap(k)[:3] * 255).astype(uint8)`.
-    pub fn lut(self, k: u8) -> [u8; 3] {
-        match self {
-            Self::SpectralR => lut::SPECTRAL_R[k as usize],
-            Self::Turbo => lut::TURBO[k as usize],
-            Self::Inferno => lut::INFERNO[k as usize],
-            Self::Gray => [k; 3],
-        }
-    }
-
-    /// The colour of `t` in [0, 1] (clamped; NaN gives entry 0): byte ⌊255·t⌋.
-    pub fn at(self, t: f64) -> [u8; 3] {
-        self.lut((t * 255.0).clamp(0.0, 255.0) as u8)
-    }
-}
-
-impl std::str::FromStr for Colormap {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|c| c.name() == s.to_ascii_lowercase()).ok_or_else(|| {
-            format!("unknown colour map '{s}'; one of {}", Self::ALL.map(|c| c.name()).join(", "))
-        })
-    }
-}
+pub use depth_core::colormap::Colormap;
 
 /// How values map to [0, 1].
 #[derive(Clone, Copy, Debug, PartialEq)]

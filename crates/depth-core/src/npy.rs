@@ -1,7 +1,8 @@
-//! float32 `.npy` arrays (NumPy format, C order; read here, written through npyz): the depth maps
-//! of DIODE and of our synthetic datasets, and the members of Middlebury's `.npz`.
+//! float32 `.npy` arrays (NumPy format, C order): the one
+//! reader and writer of the workspace — raw depth from `infer`, DIODE's and our synthetic
+//! datasets' depth, the members of Middlebury's `.npz`, predictions read by `eval`.
 
-use crate::error::{DataError, Result};
+use crate::error::{CoreError, Result};
 use std::io::Write;
 use std::path::Path;
 
@@ -10,12 +11,12 @@ const MAX_HEADER: usize = 1 << 16;
 
 /// Reads a float32 (or float64, converted) array and its shape.
 pub fn read_f32(path: &Path) -> Result<(Vec<u64>, Vec<f32>)> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    parse_f32(&bytes).map_err(|reason| DataError::format(path, "npy", reason))
+    let bytes = std::fs::read(path).map_err(|source| CoreError::Io { path: path.into(), source })?;
+    parse_f32(&bytes).map_err(|reason| CoreError::Format { path: path.into(), format: "npy", reason })
 }
 
 /// Parses `.npy` bytes (format versions 1–3) holding float32 or float64 in C order. The header
-/// is read here, not by npyz: its Python-literal grammar (pest) backtracks exponentially on
+/// is parsed here, not by npyz: its Python-literal grammar (pest) backtracks exponentially on
 /// nested brackets, so a 200-byte header hung it (found by fuzzing).
 pub fn parse_f32(bytes: &[u8]) -> std::result::Result<(Vec<u64>, Vec<f32>), String> {
     if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
@@ -87,10 +88,39 @@ pub fn parse_f32(bytes: &[u8]) -> std::result::Result<(Vec<u64>, Vec<f32>), Stri
     Ok((shape, values))
 }
 
-/// Writes a float32 array of `shape` (C order).
+/// Writes a float32 array of `shape` (C order) as NumPy 1.14+ does: format 1.0, `<f4`, the
+/// header padded so the data starts at a multiple of 64 bytes.
 pub fn write_f32(w: &mut dyn Write, shape: &[u64], data: &[f32]) -> std::io::Result<()> {
-    use npyz::WriterBuilder;
-    let mut writer = npyz::WriteOptions::<f32>::new().default_dtype().shape(shape).writer(w).begin_nd()?;
-    writer.extend(data.iter().copied())?;
-    writer.finish()
+    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+    let tuple = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
+    // magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64
+    header.push_str(&" ".repeat((64 - (10 + header.len() + 1) % 64) % 64));
+    header.push('\n');
+    let len = u16::try_from(header.len()).map_err(|_| std::io::Error::other("an .npy header over 64 KiB"))?;
+    w.write_all(b"\x93NUMPY\x01\x00")?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(header.as_bytes())?;
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    w.write_all(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_arrays_are_aligned_as_numpy_writes_them_and_read_back() {
+        for shape in [vec![2u64, 3], vec![6], vec![1, 2, 3]] {
+            let data = [0.0f32, 1.0, -2.5, 3.0, f32::MAX, 5.5];
+            let mut out = Vec::new();
+            write_f32(&mut out, &shape, &data).unwrap();
+            let hlen = u16::from_le_bytes([out[8], out[9]]) as usize;
+            assert_eq!((10 + hlen) % 64, 0);
+            assert_eq!(parse_f32(&out).unwrap(), (shape, data.to_vec()));
+        }
+        let mut out = Vec::new();
+        write_f32(&mut out, &[2, 3], &[0.0; 6]).unwrap();
+        assert!(std::str::from_utf8(&out[10..74]).unwrap().contains("'shape': (2, 3)"));
+    }
 }

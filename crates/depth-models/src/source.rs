@@ -1,0 +1,229 @@
+//! Where a model's weights come from ([`WeightsSource`]) and how they become tensors in the
+//! official layout with their configuration: an HF folder's `config.json`, a checkpoint's own
+//! metadata (ours), or the official size the tensors' shapes identify.
+
+use crate::config::{Encoder, META_CONFIG, ModelConfig};
+use crate::error::{ModelError, Result};
+use crate::hf;
+use depth_core::weights::{HubOptions, TensorMap, hub_file, load_weights};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where to load a model from. Every form brings its configuration: nothing else (no encoder
+/// name) needs to be given.
+///
+/// Parsed from text (`"vits"`, `"model.pth"`, `"owner/name[:file]"`) by [`str::parse`], as the
+/// command line takes it; built directly from an [`Encoder`] or a path with `From`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WeightsSource {
+    /// The official relative-depth checkpoint of an encoder size, from the Hugging Face Hub.
+    Official(Encoder),
+    /// A checkpoint file: `.pth`/`.pt`/`.bin`/`.ckpt`/safetensors in the official layout (its size
+    /// read from its shapes), one we wrote (its configuration in its metadata), or HF-layout
+    /// safetensors with `config.json` beside it.
+    File(PathBuf),
+    /// A Hugging Face folder: `config.json` + `model.safetensors`.
+    Folder(PathBuf),
+    /// A Hub repository, optionally one file of it (default: the official checkpoint of an
+    /// official repository, else `model.safetensors`; `-hf` repositories are read in the HF
+    /// layout with their `config.json`).
+    Hub { repo: String, file: Option<String> },
+}
+
+impl From<Encoder> for WeightsSource {
+    fn from(e: Encoder) -> Self {
+        Self::Official(e)
+    }
+}
+
+impl From<&Path> for WeightsSource {
+    /// A folder is read as an HF folder, anything else as a checkpoint file.
+    fn from(p: &Path) -> Self {
+        if p.is_dir() { Self::Folder(p.into()) } else { Self::File(p.into()) }
+    }
+}
+
+impl From<PathBuf> for WeightsSource {
+    fn from(p: PathBuf) -> Self {
+        Self::from(p.as_path())
+    }
+}
+
+impl std::str::FromStr for WeightsSource {
+    type Err = ModelError;
+
+    /// An existing folder or file, else an encoder name (`vits`, `vitb`, `vitl`, `vitg`), else a
+    /// Hub id `owner/name[:file]`.
+    fn from_str(spec: &str) -> Result<Self> {
+        let path = Path::new(spec);
+        if path.exists() {
+            return Ok(path.into());
+        }
+        if let Ok(e) = spec.parse::<Encoder>() {
+            return Ok(Self::Official(e));
+        }
+        let (repo, file) = match spec.split_once(':') {
+            Some((r, f)) => (r, Some(f.to_string())),
+            None => (spec, None),
+        };
+        if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) || file.as_deref() == Some("") {
+            return Err(ModelError::BadInput {
+                what: "weights",
+                reason: format!(
+                    "'{spec}' is no existing file or folder, no encoder name (vits, vitb, vitl, vitg) \
+                     and no Hub id like owner/name[:file]"
+                ),
+            });
+        }
+        Ok(Self::Hub { repo: repo.into(), file })
+    }
+}
+
+impl fmt::Display for WeightsSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Official(e) => write!(f, "{} (official, {})", e.hub_repo().0, e.name()),
+            Self::File(p) | Self::Folder(p) => write!(f, "{}", p.display()),
+            Self::Hub { repo, file: Some(file) } => write!(f, "{repo}:{file}"),
+            Self::Hub { repo, file: None } => write!(f, "{repo}"),
+        }
+    }
+}
+
+impl WeightsSource {
+    /// The local weights file: the file itself, the folder's `model.safetensors`, or the Hub
+    /// file (downloaded into the Hugging Face cache when needed; `HF_HUB_OFFLINE=1` never
+    /// downloads).
+    pub fn file(&self) -> Result<PathBuf> {
+        match self {
+            Self::File(p) => Ok(p.clone()),
+            Self::Folder(p) => Ok(p.join("model.safetensors")),
+            Self::Official(e) => {
+                let (repo, file) = e.hub_repo();
+                Ok(hub_file(repo, file, &HubOptions::from_env())?)
+            }
+            Self::Hub { repo, file } => {
+                let official = [Encoder::Vits, Encoder::Vitb, Encoder::Vitl, Encoder::Vitg]
+                    .into_iter()
+                    .map(Encoder::hub_repo)
+                    .find(|(r, _)| r == repo);
+                let default = official.map_or("model.safetensors", |(_, f)| f);
+                Ok(hub_file(repo, file.as_deref().unwrap_or(default), &HubOptions::from_env())?)
+            }
+        }
+    }
+
+    /// The tensors in the official layout (HF names translated) and the model configuration.
+    pub fn load(&self) -> Result<(ModelConfig, TensorMap)> {
+        let file = self.file()?;
+        let tensors = load_weights(&file)?;
+        if tensors.keys().any(|k| k.starts_with("backbone.")) {
+            let config = match self {
+                Self::Hub { repo, .. } => hub_file(repo, "config.json", &HubOptions::from_env())?,
+                _ => file.with_file_name("config.json"),
+            };
+            return Ok((hf::read_config(&config)?, hf::to_official(tensors)?));
+        }
+        let cfg = match stored_config(&file)? {
+            Some(cfg) => cfg,
+            None => official_config(&tensors).map_err(|reason| ModelError::BadInput {
+                what: "weights",
+                reason: format!("{}: {reason}", file.display()),
+            })?,
+        };
+        Ok((cfg, tensors))
+    }
+}
+
+/// The configuration a checkpoint written by [`crate::save_model`] carries, if any.
+fn stored_config(path: &Path) -> Result<Option<ModelConfig>> {
+    if matches!(path.extension().and_then(|e| e.to_str()), Some("pth" | "pt" | "bin" | "ckpt")) {
+        return Ok(None);
+    }
+    let meta = depth_core::weights::safetensors_metadata(path)?;
+    let Some(json) = meta.get(META_CONFIG) else { return Ok(None) };
+    let bad = |reason: String| ModelError::BadInput {
+        what: "checkpoint",
+        reason: format!("{}: its model config {reason}", path.display()),
+    };
+    let cfg: ModelConfig = serde_json::from_str(json).map_err(|e| bad(format!("does not parse: {e}")))?;
+    cfg.validate().map_err(|e| bad(format!("is inconsistent: {e}")))?;
+    Ok(Some(cfg))
+}
+
+/// The official configuration whose encoder the tensors hold: the class token's width names
+/// the size (384 vits, 768 vitb, 1024 vitl, 1536 vitg) and the block count must agree. Whether
+/// every tensor fits is the strict loader's to say.
+fn official_config(tensors: &TensorMap) -> std::result::Result<ModelConfig, String> {
+    let width = tensors
+        .get("pretrained.cls_token")
+        .and_then(|t| t.dims().last().copied())
+        .ok_or("no `pretrained.cls_token`: not a Depth Anything V2 checkpoint in the official layout")?;
+    let blocks = tensors
+        .keys()
+        .filter_map(|k| k.strip_prefix("pretrained.blocks.")?.split('.').next()?.parse::<usize>().ok())
+        .max()
+        .map_or(0, |b| b + 1);
+    let encoder = [Encoder::Vits, Encoder::Vitb, Encoder::Vitl, Encoder::Vitg]
+        .into_iter()
+        .find(|&e| ModelConfig::official(e).vit.embed_dim == width);
+    match encoder {
+        Some(e) if ModelConfig::official(e).vit.depth == blocks => Ok(ModelConfig::official(e)),
+        _ => Err(format!(
+            "an encoder of width {width} with {blocks} blocks is no official size (vits 384×12, vitb \
+             768×12, vitl 1024×24, vitg 1536×40); a checkpoint of another size must carry its \
+             configuration (write it with depth_models::save_model)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_names_an_encoder_a_hub_id_or_an_existing_path() {
+        assert_eq!("vitl".parse::<WeightsSource>().unwrap(), WeightsSource::Official(Encoder::Vitl));
+        assert_eq!(
+            "acme/depth-hf:weights/m.safetensors".parse::<WeightsSource>().unwrap(),
+            WeightsSource::Hub { repo: "acme/depth-hf".into(), file: Some("weights/m.safetensors".into()) }
+        );
+        assert_eq!(
+            "acme/depth".parse::<WeightsSource>().unwrap(),
+            WeightsSource::Hub { repo: "acme/depth".into(), file: None }
+        );
+        let dir = std::env::temp_dir();
+        assert_eq!(
+            dir.to_str().unwrap().parse::<WeightsSource>().unwrap(),
+            WeightsSource::Folder(dir.clone())
+        );
+        for bad in ["missing.pth", "a/b/c", "acme/depth:", "/x"] {
+            let err = bad.parse::<WeightsSource>().unwrap_err().to_string();
+            assert!(err.contains("owner/name[:file]") && err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn official_sizes_are_read_from_the_shapes() {
+        let tensors = |width: usize, blocks: usize| -> TensorMap {
+            let dev = candle_core::Device::Cpu;
+            let mut t = TensorMap::new();
+            t.insert(
+                "pretrained.cls_token".into(),
+                candle_core::Tensor::zeros((1, 1, width), candle_core::DType::F32, &dev).unwrap(),
+            );
+            for b in 0..blocks {
+                t.insert(
+                    format!("pretrained.blocks.{b}.norm1.weight"),
+                    candle_core::Tensor::zeros(width, candle_core::DType::F32, &dev).unwrap(),
+                );
+            }
+            t
+        };
+        assert_eq!(official_config(&tensors(768, 12)).unwrap(), ModelConfig::official(Encoder::Vitb));
+        assert_eq!(official_config(&tensors(1536, 40)).unwrap(), ModelConfig::official(Encoder::Vitg));
+        let err = official_config(&tensors(384, 6)).unwrap_err();
+        assert!(err.contains("width 384 with 6 blocks") && err.contains("save_model"), "{err}");
+        assert!(official_config(&TensorMap::new()).unwrap_err().contains("pretrained.cls_token"));
+    }
+}
