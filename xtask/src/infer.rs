@@ -15,30 +15,40 @@ pub struct InferArgs {
     #[command(flatten)]
     model: crate::net_input::ModelArgs,
     /// An image, a folder (searched recursively), or a .txt file with one path per line.
+    #[arg(long, required_unless_present = "video", conflicts_with = "video")]
+    img_path: Option<PathBuf>,
+    /// A video (any container and codec ffmpeg reads): writes <outdir>/<stem>.mp4, each frame
+    /// beside its depth as run_video.py, one colour range for the whole video.
     #[arg(long)]
-    img_path: PathBuf,
-    #[arg(long, default_value = "./vis_depth")]
-    outdir: PathBuf,
+    video: Option<PathBuf>,
+    /// Output folder (default ./vis_depth, or ./vis_video_depth for --video, as the official scripts).
+    #[arg(long)]
+    outdir: Option<PathBuf>,
     #[command(flatten)]
     input: crate::net_input::NetInput,
     /// Write only the depth picture, not the image beside it.
     #[arg(long)]
-    pred_only: bool,
+    pub(crate) pred_only: bool,
     /// Colour map of the depth pictures: spectral_r (the official demo's), turbo, inferno, gray.
     #[arg(long, default_value = "spectral_r")]
-    cmap: Colormap,
-    /// Fixed colour range LO,HI of the network output instead of each image's min–max.
+    pub(crate) cmap: Colormap,
+    /// Fixed colour range LO,HI of the network output instead of each image's min–max (for a
+    /// video: instead of the 2nd–98th percentile of its first 32 frames).
     #[arg(long, value_delimiter = ',')]
-    range: Option<Vec<f32>>,
+    pub(crate) range: Option<Vec<f32>>,
+    /// Video: colour each frame over its own min–max (run_video.py; flickers).
+    #[arg(long, requires = "video", conflicts_with = "range")]
+    pub(crate) per_frame_range: bool,
     /// The official run.py flag: the same as --cmap gray.
     #[arg(long)]
-    grayscale: bool,
-    /// Also write the depth itself: npy/pfm (float32), png16 (min–max normalised 16-bit).
+    pub(crate) grayscale: bool,
+    /// Also write the depth itself: npy/pfm (float32), png16 (min–max normalised 16-bit); for a
+    /// video one file per frame in <outdir>/<stem>_depth/.
     #[arg(long)]
-    save_raw: Option<RawFormat>,
-    /// Images per forward pass (same-size images only are batched together).
+    pub(crate) save_raw: Option<RawFormat>,
+    /// Images (video frames) per forward pass (same-size images only are batched together).
     #[arg(long, default_value_t = 1, value_parser = crate::net_input::positive())]
-    batch_size: usize,
+    pub(crate) batch_size: usize,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -121,7 +131,7 @@ impl Job<'_> {
     /// Writes the picture (and raw depth) of the input whose output name is `name`.
     fn write_outputs(&self, name: &Path, img: &RgbImage, d: &DepthMap) -> Result<()> {
         let a = self.args;
-        let base = a.outdir.join(name);
+        let base = a.outdir().join(name);
         if let Some(dir) = base.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|source| depth_core::CoreError::Write { path: dir.into(), source })?;
@@ -183,18 +193,42 @@ impl Job<'_> {
     }
 }
 
+impl InferArgs {
+    pub(crate) fn outdir(&self) -> PathBuf {
+        let default = if self.video.is_some() { "./vis_video_depth" } else { "./vis_depth" };
+        self.outdir.clone().unwrap_or_else(|| default.into())
+    }
+}
+
 pub fn run(args: InferArgs) -> Result<()> {
     if let Some(r) = &args.range
         && (r.len() != 2 || r[1] <= r[0])
     {
         return Err(XtaskError::Failed(format!("--range takes LO,HI with LO < HI; got {r:?}")));
     }
-    let files = list_images(&args.img_path)?;
+    if let Some(video) = &args.video {
+        let info = crate::video::probe(video)?;
+        let device = depth_core::parse_device(&args.device)?;
+        let (source, model) = args.model.load(&device)?;
+        tracing::info!(
+            "loaded {source} on {}; {}×{} at {} fps",
+            args.device,
+            info.width,
+            info.height,
+            info.fps
+        );
+        depth_core::atomic::prepare_output_dir(&args.outdir())?;
+        let est = args.input.estimator(model, device);
+        return crate::video::run(&args, video, &est);
+    }
+    let img_path = args.img_path.clone().expect("clap requires --img-path without --video");
+    let files = list_images(&img_path)?;
     let jobs: Vec<(PathBuf, PathBuf)> = files.iter().cloned().zip(output_names(&files)?).collect();
     let device = depth_core::parse_device(&args.device)?;
     let (source, model) = args.model.load(&device)?;
     tracing::info!("loaded {source} on {}", args.device);
-    depth_core::atomic::prepare_output_dir(&args.outdir)?;
+    let outdir = args.outdir();
+    depth_core::atomic::prepare_output_dir(&outdir)?;
     let job = Job { est: args.input.estimator(model, device), args: &args };
     let bar = crate::progress::bar(files.len() as u64, "infer");
     let failed: Vec<_> = jobs.chunks(args.batch_size.max(1)).flat_map(|c| job.run_chunk(c, &bar)).collect();
@@ -207,7 +241,7 @@ pub fn run(args: InferArgs) -> Result<()> {
             eprintln!("failed: {}: {e}", p.display())
         }
     }
-    println!("{} of {} images written to {}", files.len() - failed.len(), files.len(), args.outdir.display());
+    println!("{} of {} images written to {}", files.len() - failed.len(), files.len(), outdir.display());
     if failed.is_empty() {
         Ok(())
     } else {

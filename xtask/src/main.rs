@@ -16,6 +16,7 @@ mod progress;
 mod pseudo_label;
 mod raw;
 mod train;
+mod video;
 
 use clap::{Parser, Subcommand};
 

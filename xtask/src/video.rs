@@ -1,0 +1,394 @@
+//! `cargo xtask infer --video`: depth for every frame of a video, written as the official
+//! run_video.py writes it (frame, a 50-pixel white gap, coloured depth; same frame rate and frame
+//! count; audio dropped), but without its flicker: one colour range for the whole video, robust
+//! percentiles of the first frames' depth, unless `--per-frame-range` asks for each frame's own.
+//!
+//! ffmpeg (Debian's binary) decodes and encodes, as two piped child processes rather than a
+//! library binding: it reads any container and codec it was built with, needs no libav headers
+//! or bindgen at build time, and a malformed file can only kill the decoder, never this process
+//! (the decoder's death is how a broken video is noticed).
+
+use crate::error::{Result, XtaskError};
+use crate::infer::InferArgs;
+use crate::raw::RawFormat;
+use depth_core::atomic::write_atomic;
+use depth_models::{Colormap, DepthEstimator, DepthMap};
+use image::RgbImage;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+/// Frames whose depth sets the colour range of the whole video.
+const RANGE_FRAMES: usize = 32;
+/// The percentiles (of the pooled depth of those frames) that become the range's ends.
+const RANGE_PERCENTILES: (f64, f64) = (0.02, 0.98);
+/// The white gap between frame and depth, as run_video.py.
+const GAP: u32 = 50;
+
+/// What ffprobe says of the first video stream.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct VideoInfo {
+    pub width: u32,
+    pub height: u32,
+    /// The frame rate as ffmpeg writes it ("30000/1001").
+    pub fps: String,
+    /// The frame count when the container states it.
+    pub frames: Option<u64>,
+    /// The stated count, else duration × rate (for the progress bar only).
+    pub about: Option<u64>,
+}
+
+fn ffmpeg_missing(tool: &str, e: std::io::Error) -> XtaskError {
+    XtaskError::Failed(format!("cannot run {tool}: {e}; video needs ffmpeg (apt-get install ffmpeg)"))
+}
+
+/// Reads the stream's size, rate and count with ffprobe.
+pub(crate) fn probe(path: &Path) -> Result<VideoInfo> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-of", "json", "-show_entries"])
+        .arg("stream=width,height,avg_frame_rate,r_frame_rate,nb_frames:format=duration")
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| ffmpeg_missing("ffprobe", e))?;
+    let bad =
+        |reason: String| XtaskError::Failed(format!("{}: not a readable video: {reason}", path.display()));
+    if !out.status.success() {
+        return Err(bad(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| bad(format!("ffprobe said something else: {e}")))?;
+    let stream = json["streams"].get(0).ok_or_else(|| bad("it has no video stream".into()))?;
+    let dim = |k: &str| stream[k].as_u64().filter(|&v| v > 0 && v <= 1 << 15).map(|v| v as u32);
+    let (Some(width), Some(height)) = (dim("width"), dim("height")) else {
+        return Err(bad(format!("the stream claims a size of {}×{}", stream["width"], stream["height"])));
+    };
+    depth_core::image_io::check_claimed_size(width, height).map_err(bad)?;
+    let rate =
+        |k: &str| stream[k].as_str().filter(|r| !r.starts_with('0') && r.contains('/')).map(str::to_string);
+    let fps =
+        rate("avg_frame_rate").or_else(|| rate("r_frame_rate")).ok_or_else(|| bad("no frame rate".into()))?;
+    let frames = stream["nb_frames"].as_str().and_then(|n| n.parse().ok());
+    let rate: Option<f64> =
+        fps.split_once('/').and_then(|(n, d)| Some(n.parse::<f64>().ok()? / d.parse::<f64>().ok()?));
+    let duration: Option<f64> = json["format"]["duration"].as_str().and_then(|d| d.parse().ok());
+    let about = match (rate, duration) {
+        (Some(r), Some(d)) if (r * d).is_finite() && r * d >= 0.0 => Some((r * d).round().min(1e9) as u64),
+        _ => None,
+    };
+    Ok(VideoInfo { width, height, fps, frames, about: frames.or(about) })
+}
+
+/// Collects a child's stderr on a thread (so a chatty child never blocks on a full pipe).
+fn drain(child: &mut Child) -> std::thread::JoinHandle<String> {
+    let mut err = child.stderr.take().expect("stderr is piped");
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    })
+}
+
+/// The decoder: every frame of the first video stream as packed RGB, in order, none dropped or
+/// repeated.
+struct Decoder {
+    child: Child,
+    out: ChildStdout,
+    stderr: std::thread::JoinHandle<String>,
+    frame_bytes: usize,
+}
+
+impl Decoder {
+    fn spawn(path: &Path, info: &VideoInfo) -> Result<Decoder> {
+        let mut child = Command::new("ffmpeg")
+            // warnings too: a truncated file is only a warning ("File ended prematurely")
+            .args(["-v", "warning", "-nostdin", "-i"])
+            .arg(path)
+            .args(["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| ffmpeg_missing("ffmpeg", e))?;
+        let out = child.stdout.take().expect("stdout is piped");
+        let stderr = drain(&mut child);
+        Ok(Decoder { child, out, stderr, frame_bytes: info.width as usize * info.height as usize * 3 })
+    }
+
+    /// The next frame; `None` at the end (a partial last frame is an error).
+    fn next(&mut self, info: &VideoInfo) -> std::result::Result<Option<RgbImage>, String> {
+        let mut buf = vec![0u8; self.frame_bytes];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.out.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        match filled {
+            0 => Ok(None),
+            n if n < buf.len() => Err(format!("the last frame has {n} of its {} bytes", buf.len())),
+            _ => Ok(Some(RgbImage::from_raw(info.width, info.height, buf).expect("a whole frame"))),
+        }
+    }
+
+    /// Waits for ffmpeg; its complaint if it failed or met damaged data (ffmpeg decodes what it
+    /// can of a truncated or corrupt file and still exits 0, so its warnings are read too).
+    fn finish(mut self) -> std::result::Result<(), String> {
+        drop(self.out);
+        let status = self.child.wait().map_err(|e| e.to_string())?;
+        let stderr = self.stderr.join().unwrap_or_default();
+        let damaged = stderr.lines().filter(|l| {
+            let l = l.to_ascii_lowercase();
+            ["prematurely", "truncat", "corrupt", "invalid data", "error"].iter().any(|m| l.contains(m))
+        });
+        let damaged: Vec<&str> = damaged.collect();
+        if !status.success() {
+            Err(format!("ffmpeg {status}: {}", tail(&stderr)))
+        } else if !damaged.is_empty() {
+            Err(format!("ffmpeg: {}", tail(&damaged.join("\n"))))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The last lines of a child's complaint.
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.trim().lines().collect();
+    lines[lines.len().saturating_sub(3)..].join(" / ")
+}
+
+/// The encoder: H.264 in the output's container, the decoded rate, no audio; written to a
+/// temporary name and renamed when it is complete.
+struct Encoder {
+    child: Child,
+    input: ChildStdin,
+    stderr: std::thread::JoinHandle<String>,
+    temp: PathBuf,
+    path: PathBuf,
+}
+
+impl Encoder {
+    fn spawn(path: &Path, width: u32, height: u32, fps: &str) -> Result<Encoder> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let temp = path.with_file_name(format!(".{name}.partial"));
+        let mut child = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
+            .args(["-s", &format!("{width}x{height}"), "-framerate", fps, "-i", "-"])
+            // yuv420p (what players play) needs even sides
+            .args(["-an", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast"])
+            .args(["-crf", "18", "-pix_fmt", "yuv420p", "-f", "mp4"])
+            .arg(&temp)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| ffmpeg_missing("ffmpeg", e))?;
+        let input = child.stdin.take().expect("stdin is piped");
+        let stderr = drain(&mut child);
+        Ok(Encoder { child, input, stderr, temp, path: path.into() })
+    }
+
+    fn write(&mut self, frame: &RgbImage) -> Result<()> {
+        self.input.write_all(frame.as_raw()).map_err(|e| {
+            XtaskError::Failed(format!("{}: the encoder stopped taking frames: {e}", self.path.display()))
+        })
+    }
+
+    /// Closes the stream, waits for ffmpeg and renames the file into place.
+    fn finish(mut self) -> Result<()> {
+        drop(self.input);
+        let status = self.child.wait().map_err(|e| XtaskError::Io { path: self.path.clone(), source: e })?;
+        let stderr = self.stderr.join().unwrap_or_default();
+        if !status.success() {
+            let _ = std::fs::remove_file(&self.temp);
+            return Err(XtaskError::Failed(format!(
+                "{}: encoding failed ({status}): {}",
+                self.path.display(),
+                tail(&stderr)
+            )));
+        }
+        std::fs::rename(&self.temp, &self.path)
+            .map_err(|source| depth_core::CoreError::Write { path: self.path.clone(), source })?;
+        Ok(())
+    }
+
+    fn abandon(mut self) {
+        drop(self.input);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.temp);
+    }
+}
+
+/// The colour range of a video: the given percentiles of the finite values of `maps` pooled
+/// (robust to a few extreme pixels); `None` when they hold no finite value.
+pub(crate) fn video_range(maps: &[&DepthMap], (lo, hi): (f64, f64)) -> Option<(f32, f32)> {
+    let mut v: Vec<f32> =
+        maps.iter().flat_map(|m| m.data.iter().copied()).filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f32::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    Some((at(lo), at(hi)))
+}
+
+/// How the frames are coloured.
+enum Range {
+    /// Each frame over its own min–max (run_video.py).
+    PerFrame,
+    /// One range for every frame.
+    Fixed(f32, f32),
+}
+
+/// Runs `infer --video`.
+pub(crate) fn run(args: &InferArgs, video: &Path, est: &DepthEstimator) -> Result<()> {
+    let info = probe(video)?;
+    let stem = video.file_stem().map_or_else(|| "video".into(), |s| s.to_string_lossy().into_owned());
+    let outdir = args.outdir();
+    let out_path = outdir.join(format!("{stem}.mp4"));
+    let raw_dir = outdir.join(format!("{stem}_depth"));
+    if args.save_raw.is_some() {
+        std::fs::create_dir_all(&raw_dir)
+            .map_err(|source| depth_core::CoreError::Write { path: raw_dir.clone(), source })?;
+    }
+    let (w, h) = (info.width, info.height);
+    est.input_shape(w, h)?;
+    let out_w = if args.pred_only { w } else { 2 * w + GAP };
+    let mut decoder = Decoder::spawn(video, &info)?;
+    let mut encoder = Encoder::spawn(&out_path, out_w, h, &info.fps)?;
+    let bar = crate::progress::bar(info.about.unwrap_or(0), "video");
+    let cmap = if args.grayscale { Colormap::Gray } else { args.cmap };
+    let mut range = match (&args.range, args.per_frame_range) {
+        (Some(r), _) => Some(Range::Fixed(r[0], r[1])),
+        (None, true) => Some(Range::PerFrame),
+        (None, false) => None,
+    };
+    let mut pending: Vec<(RgbImage, DepthMap)> = Vec::new();
+    let mut written = 0u64;
+    let mut broken: Option<String> = None;
+    let mut job =
+        |pending: &mut Vec<(RgbImage, DepthMap)>, range: &Range, encoder: &mut Encoder| -> Result<()> {
+            for (frame, depth) in pending.drain(..) {
+                let coloured = match *range {
+                    Range::PerFrame => depth.colorize(cmap),
+                    Range::Fixed(lo, hi) => depth.colorize_range(cmap, lo, hi),
+                };
+                encoder.write(&side_by_side(&frame, &coloured, args.pred_only))?;
+                if let Some(f) = args.save_raw {
+                    let path = raw_dir.join(raw_name(written, f));
+                    write_atomic(&path, |wr| f.write(&depth, wr))?;
+                }
+                written += 1;
+                bar.inc(1);
+            }
+            Ok(())
+        };
+    let result = (|| -> Result<()> {
+        loop {
+            let mut frames = Vec::with_capacity(args.batch_size);
+            while frames.len() < args.batch_size.max(1) {
+                match decoder.next(&info) {
+                    Ok(Some(f)) => frames.push(f),
+                    Ok(None) => break,
+                    Err(e) => {
+                        broken = Some(e);
+                        break;
+                    }
+                }
+            }
+            if frames.is_empty() {
+                break;
+            }
+            let depths = est.estimate_batch(&frames)?;
+            pending.extend(frames.into_iter().zip(depths));
+            if range.is_none() && pending.len() >= RANGE_FRAMES {
+                range = Some(fixed_range(&pending));
+            }
+            if let Some(r) = &range {
+                job(&mut pending, r, &mut encoder)?;
+            }
+            if broken.is_some() {
+                break;
+            }
+        }
+        let r = range.take().unwrap_or_else(|| fixed_range(&pending));
+        job(&mut pending, &r, &mut encoder)
+    })();
+    let decoded = decoder.finish();
+    bar.set_length(written);
+    bar.finish();
+    if let Err(e) = result {
+        encoder.abandon();
+        return Err(e);
+    }
+    let short = info.frames.filter(|&n| written < n).map(|n| format!("the container holds {n} frames"));
+    let broken = broken.or(decoded.err()).or(short);
+    if written == 0 {
+        encoder.abandon();
+        return Err(XtaskError::Failed(format!(
+            "{}: no frame could be decoded ({})",
+            video.display(),
+            broken.unwrap_or_else(|| "the video stream is empty".into())
+        )));
+    }
+    encoder.finish()?;
+    match broken {
+        None => {
+            println!("{written} frames at {} fps written to {}", info.fps, out_path.display());
+            Ok(())
+        }
+        Some(e) => Err(XtaskError::Failed(format!(
+            "{}: the video is broken after frame {written} ({e}); the {written} frames before it are in {}",
+            video.display(),
+            out_path.display()
+        ))),
+    }
+}
+
+/// The fixed range of the frames decoded so far (the first ones of the video).
+fn fixed_range(pending: &[(RgbImage, DepthMap)]) -> Range {
+    let maps: Vec<&DepthMap> = pending.iter().map(|(_, d)| d).collect();
+    match video_range(&maps, RANGE_PERCENTILES) {
+        Some((lo, hi)) => Range::Fixed(lo, hi),
+        None => Range::PerFrame,
+    }
+}
+
+/// run_video.py's frame: the input, a white gap, the depth (or the depth alone).
+fn side_by_side(frame: &RgbImage, depth: &RgbImage, pred_only: bool) -> RgbImage {
+    if pred_only {
+        return depth.clone();
+    }
+    let mut out = RgbImage::from_pixel(2 * frame.width() + GAP, frame.height(), image::Rgb([255; 3]));
+    image::imageops::replace(&mut out, frame, 0, 0);
+    image::imageops::replace(&mut out, depth, (frame.width() + GAP) as i64, 0);
+    out
+}
+
+/// The file of frame `index`'s raw depth (in `<outdir>/<video stem>_depth/`).
+pub(crate) fn raw_name(index: u64, f: RawFormat) -> String {
+    format!("{index:06}.{}", f.extension())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_video_range_is_robust_to_outliers_and_pools_frames() {
+        let a = DepthMap { width: 10, height: 10, data: (0..100).map(|i| i as f32).collect() };
+        let mut b = a.clone();
+        b.data[0] = f32::NAN;
+        b.data[1] = 1e9;
+        let (lo, hi) = video_range(&[&a, &b], (0.02, 0.98)).unwrap();
+        assert!((2.0..=4.0).contains(&lo) && (96.0..=98.0).contains(&hi), "{lo} {hi}");
+        let empty = DepthMap { width: 1, height: 1, data: vec![f32::NAN] };
+        assert_eq!(video_range(&[&empty], (0.02, 0.98)), None);
+        assert_eq!(raw_name(7, RawFormat::Npy), "000007.npy");
+    }
+}
