@@ -15,6 +15,7 @@ mod net_input;
 mod progress;
 mod pseudo_label;
 mod raw;
+mod serve;
 mod train;
 mod video;
 
@@ -29,8 +30,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Phase {
-    /// Depth maps for images, like the official run.py.
+    /// Depth maps for images (run.py) or a video (run_video.py).
     Infer(infer::InferArgs),
+    /// The web demo (app.py): upload an image, see and download its depth.
+    Serve(serve::ServeArgs),
     /// Datasets: synthetic scenes, manifests, verification, validation, downloads.
     Data(data::DataArgs),
     /// Benchmarks: metrics, reports and pictures for models or precomputed predictions.
@@ -60,6 +63,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match Cli::parse().phase {
         Phase::Infer(args) => infer::run(args),
+        Phase::Serve(args) => serve::run_server(args),
         Phase::Data(args) => data::run(args),
         Phase::Eval(args) => eval::run(args),
         Phase::Features(args) => features::run(args),

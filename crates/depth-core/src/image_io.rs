@@ -23,14 +23,20 @@ pub const MAX_IMAGE_PIXELS: u64 = 89_478_485;
 /// Refuses a claimed size that is empty or larger than [`MAX_IMAGE_PIXELS`] (every image reader
 /// asks before decoding).
 pub fn check_claimed_size(w: u32, h: u32) -> std::result::Result<(), String> {
+    check_claimed_size_within(w, h, MAX_IMAGE_PIXELS)
+}
+
+/// As [`check_claimed_size`] with another limit (a server takes less than a batch job).
+pub fn check_claimed_size_within(w: u32, h: u32, max_pixels: u64) -> std::result::Result<(), String> {
     let pixels = w as u64 * h as u64;
     if pixels == 0 {
         return Err(format!("the header claims {w}×{h} pixels"));
     }
-    if pixels > MAX_IMAGE_PIXELS {
+    if pixels > max_pixels {
+        let why = if max_pixels == MAX_IMAGE_PIXELS { " (PIL's decompression-bomb threshold)" } else { "" };
         return Err(format!(
-            "the header claims {w}×{h} = {pixels} pixels, more than the limit of {MAX_IMAGE_PIXELS} \
-             (PIL's decompression-bomb threshold); downscale the image first if it is real"
+            "the header claims {w}×{h} = {pixels} pixels, more than the limit of {max_pixels}{why}; \
+             downscale the image first if it is real"
         ));
     }
     Ok(())
@@ -40,9 +46,14 @@ pub fn check_claimed_size(w: u32, h: u32) -> std::result::Result<(), String> {
 /// OpenCV), the rest through the `image` crate; grey, 16-bit, palette and alpha images become
 /// 8-bit RGB (alpha dropped), an animation its first frame; the EXIF orientation is applied.
 pub fn decode_image(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
+    decode_image_within(bytes, MAX_IMAGE_PIXELS)
+}
+
+/// As [`decode_image`], refusing images of more than `max_pixels` before decoding them.
+pub fn decode_image_within(bytes: &[u8], max_pixels: u64) -> std::result::Result<RgbImage, String> {
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         let header = turbojpeg::read_header(bytes).map_err(|e| e.to_string())?;
-        check_claimed_size(header.width as u32, header.height as u32)?;
+        check_claimed_size_within(header.width as u32, header.height as u32, max_pixels)?;
         let rgb: RgbImage = match header.colorspace {
             turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK => cmyk_to_rgb(bytes)?,
             _ => turbojpeg::decompress_image(bytes).map_err(|e| e.to_string())?,
@@ -60,7 +71,7 @@ pub fn decode_image(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     }
     let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
     let (w, h) = decoder.dimensions();
-    check_claimed_size(w, h)?;
+    check_claimed_size_within(w, h, max_pixels)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     img.apply_orientation(orientation);
