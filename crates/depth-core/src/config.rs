@@ -18,7 +18,7 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path, overrides: &[Str
     let bad = |reason: String| CoreError::Config { path: path.into(), reason };
     let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| bad(e.to_string()))?;
     for o in overrides {
-        apply_override(&mut table, o).map_err(|e| bad(format!("--set {o}: {e}")))?;
+        apply_override(&mut table, o).map_err(|e| bad(format!("override `{o}`: {e}")))?;
     }
     T::deserialize(toml::Value::Table(table)).map_err(|e| bad(e.to_string()))
 }
