@@ -55,7 +55,17 @@ struct App {
     queue: usize,
     waiting: AtomicUsize,
     /// One request at a time runs the model (and decodes, so queued images hold only bytes).
-    turn: tokio::sync::Mutex<()>,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A place in the queue, given back however the request ends (a client that hangs up while
+/// waiting drops its request future, and with it this).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -91,21 +101,25 @@ async fn depth(State(app): State<Arc<App>>, Query(q): Query<DepthQuery>, body: B
     if body.is_empty() {
         return refuse(StatusCode::BAD_REQUEST, "no image in the request");
     }
+    let place = Waiting(&app.waiting);
     if app.waiting.fetch_add(1, Ordering::SeqCst) >= app.queue {
-        app.waiting.fetch_sub(1, Ordering::SeqCst);
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "the demo is busy: too many images are waiting; retry soon",
         );
     }
     let queued = Instant::now();
-    let turn = app.turn.lock().await;
-    app.waiting.fetch_sub(1, Ordering::SeqCst);
+    let turn = app.turn.clone().lock_owned().await;
+    drop(place);
     let wait_ms = queued.elapsed().as_millis() as u64;
     let started = Instant::now();
     let worker = app.clone();
-    let result = tokio::task::spawn_blocking(move || run(&worker, &body, cmap)).await;
-    drop(turn);
+    // the turn goes with the work: if the client hangs up, the model stays busy until it is done
+    let result = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        run(&worker, &body, cmap)
+    })
+    .await;
     match result {
         Ok(Ok(mut reply)) => {
             reply.wait_ms = wait_ms;
@@ -187,7 +201,7 @@ pub fn run_server(args: ServeArgs) -> Result<()> {
         max_pixels: args.max_pixels,
         queue: args.queue,
         waiting: AtomicUsize::new(0),
-        turn: tokio::sync::Mutex::new(()),
+        turn: Arc::new(tokio::sync::Mutex::new(())),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

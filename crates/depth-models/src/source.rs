@@ -62,6 +62,13 @@ impl std::str::FromStr for WeightsSource {
         if let Ok(e) = spec.parse::<Encoder>() {
             return Ok(Self::Official(e));
         }
+        let checkpoint = [".pth", ".pt", ".bin", ".ckpt", ".safetensors"].iter().any(|x| spec.ends_with(x));
+        if checkpoint && !spec.contains(':') {
+            return Err(ModelError::BadInput {
+                what: "weights",
+                reason: format!("{spec}: no such file (a Hub file is named owner/name:file)"),
+            });
+        }
         let (repo, file) = match spec.split_once(':') {
             Some((r, f)) => (r, Some(f.to_string())),
             None => (spec, None),
@@ -197,9 +204,14 @@ mod tests {
             dir.to_str().unwrap().parse::<WeightsSource>().unwrap(),
             WeightsSource::Folder(dir.clone())
         );
-        for bad in ["missing.pth", "a/b/c", "acme/depth:", "/x"] {
+        for bad in ["missing", "a/b/c", "acme/depth:", "/x"] {
             let err = bad.parse::<WeightsSource>().unwrap_err().to_string();
             assert!(err.contains("owner/name[:file]") && err.contains(bad), "{err}");
+        }
+        // a mistyped checkpoint path is not taken for a Hub repository
+        for missing in ["runs/student.safetensors", "model.pth"] {
+            let err = missing.parse::<WeightsSource>().unwrap_err().to_string();
+            assert!(err.contains("no such file") && err.contains(missing), "{err}");
         }
     }
 
