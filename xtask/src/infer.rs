@@ -208,6 +208,7 @@ pub fn run(args: InferArgs) -> Result<()> {
     }
     if let Some(video) = &args.video {
         let info = crate::video::probe(video)?;
+        crate::video::output_path(&args, video)?;
         let device = depth_core::parse_device(&args.device)?;
         let (source, model) = args.model.load(&device)?;
         tracing::info!(

@@ -245,13 +245,31 @@ enum Range {
     Fixed(f32, f32),
 }
 
+fn stem(video: &Path) -> String {
+    video.file_stem().map_or_else(|| "video".into(), |s| s.to_string_lossy().into_owned())
+}
+
+/// `<outdir>/<stem>.mp4`, refused when it is the input itself (`--outdir` the video's folder).
+pub(crate) fn output_path(args: &InferArgs, video: &Path) -> Result<PathBuf> {
+    let out = args.outdir().join(format!("{}.mp4", stem(video)));
+    let same = match (out.canonicalize(), video.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(XtaskError::Failed(format!(
+            "{}: the output would overwrite the input video; choose another --outdir",
+            video.display()
+        )));
+    }
+    Ok(out)
+}
+
 /// Runs `infer --video`.
 pub(crate) fn run(args: &InferArgs, video: &Path, est: &DepthEstimator) -> Result<()> {
     let info = probe(video)?;
-    let stem = video.file_stem().map_or_else(|| "video".into(), |s| s.to_string_lossy().into_owned());
-    let outdir = args.outdir();
-    let out_path = outdir.join(format!("{stem}.mp4"));
-    let raw_dir = outdir.join(format!("{stem}_depth"));
+    let out_path = output_path(args, video)?;
+    let raw_dir = out_path.with_file_name(format!("{}_depth", stem(video)));
     if args.save_raw.is_some() {
         std::fs::create_dir_all(&raw_dir)
             .map_err(|source| depth_core::CoreError::Write { path: raw_dir.clone(), source })?;

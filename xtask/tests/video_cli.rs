@@ -125,6 +125,16 @@ fn a_truncated_video_ends_with_an_error_and_the_frames_before_the_break() {
         std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
     assert_eq!(names, ["cut.mp4"], "no partial file left");
 
+    // the output never replaces the input
+    let r = xtask(&["--video", clip.to_str().unwrap(), "--outdir", dir.path().to_str().unwrap()]);
+    let same = dir.path().join("same.mp4");
+    std::fs::copy(&clip, &same).unwrap();
+    let r2 = xtask(&["--video", same.to_str().unwrap(), "--outdir", dir.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&r2.stderr);
+    assert!(r.status.success(), "long.mkv → long.mp4 beside it is fine");
+    assert!(!r2.status.success() && stderr.contains("overwrite the input"), "{stderr}");
+    assert_eq!(std::fs::read(&same).unwrap(), bytes, "the input is untouched");
+
     // not a video at all: a clear error, nothing written
     let junk = dir.path().join("junk.mp4");
     std::fs::write(&junk, b"this is not a video").unwrap();
