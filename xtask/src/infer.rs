@@ -31,7 +31,7 @@ pub struct InferArgs {
     pub(crate) pred_only: bool,
     /// Colour map of the depth pictures: spectral_r (the official demo's), turbo, inferno, gray.
     #[arg(long, default_value = "spectral_r")]
-    pub(crate) cmap: Colormap,
+    cmap: Colormap,
     /// Fixed colour range LO,HI of the network output instead of each image's min–max (for a
     /// video: instead of the 2nd–98th percentile of its first 32 frames).
     #[arg(long, value_delimiter = ',')]
@@ -41,7 +41,7 @@ pub struct InferArgs {
     pub(crate) per_frame_range: bool,
     /// The official run.py flag: the same as --cmap gray.
     #[arg(long)]
-    pub(crate) grayscale: bool,
+    grayscale: bool,
     /// Also write the depth itself: npy/pfm (float32), png16 (min–max normalised 16-bit); for a
     /// video one file per frame in <outdir>/<stem>_depth/.
     #[arg(long)]
@@ -99,9 +99,13 @@ pub(crate) fn output_names(files: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(names)
 }
 
-/// The official picture: the depth coloured (over its own min–max or a fixed range) and,
-/// unless `pred_only`, the image, a 50-pixel white gap and the depth side by side.
-fn picture(
+/// The white gap between image and depth in the official pictures and videos.
+pub(crate) const GAP: u32 = 50;
+
+/// The official picture (run.py's, and each frame of run_video.py's): the depth coloured over
+/// its own min–max or a fixed range and, unless `pred_only`, the image, a white gap and the
+/// depth side by side.
+pub(crate) fn picture(
     img: &RgbImage,
     d: &DepthMap,
     cmap: Colormap,
@@ -115,10 +119,9 @@ fn picture(
     if pred_only {
         return depth;
     }
-    let gap = 50;
-    let mut out = RgbImage::from_pixel(2 * d.width + gap, d.height, image::Rgb([255; 3]));
+    let mut out = RgbImage::from_pixel(2 * d.width + GAP, d.height, image::Rgb([255; 3]));
     image::imageops::replace(&mut out, img, 0, 0);
-    image::imageops::replace(&mut out, &depth, (d.width + gap) as i64, 0);
+    image::imageops::replace(&mut out, &depth, (d.width + GAP) as i64, 0);
     out
 }
 
@@ -141,7 +144,7 @@ impl Job<'_> {
             p.push(suffix);
             PathBuf::from(p)
         };
-        let cmap = if a.grayscale { Colormap::Gray } else { a.cmap };
+        let cmap = a.colormap();
         let range = a.range.as_deref().map(|r| (r[0], r[1]));
         save_png(&picture(img, d, cmap, range, a.pred_only), &with(".png"))?;
         if let Some(f) = a.save_raw {
@@ -194,6 +197,11 @@ impl Job<'_> {
 }
 
 impl InferArgs {
+    /// `--cmap`, or gray with the official `--grayscale`.
+    pub(crate) fn colormap(&self) -> Colormap {
+        if self.grayscale { Colormap::Gray } else { self.cmap }
+    }
+
     pub(crate) fn outdir(&self) -> PathBuf {
         let default = if self.video.is_some() { "./vis_video_depth" } else { "./vis_depth" };
         self.outdir.clone().unwrap_or_else(|| default.into())
@@ -208,7 +216,7 @@ pub fn run(args: InferArgs) -> Result<()> {
     }
     if let Some(video) = &args.video {
         let info = crate::video::probe(video)?;
-        crate::video::output_path(&args, video)?;
+        let out_path = crate::video::output_path(&args, video)?;
         let device = depth_core::parse_device(&args.device)?;
         let (source, model) = args.model.load(&device)?;
         tracing::info!(
@@ -220,7 +228,7 @@ pub fn run(args: InferArgs) -> Result<()> {
         );
         depth_core::atomic::prepare_output_dir(&args.outdir())?;
         let est = args.input.estimator(model, device);
-        return crate::video::run(&args, video, &est);
+        return crate::video::run(&args, video, &info, &out_path, &est);
     }
     let img_path = args.img_path.clone().expect("clap requires --img-path without --video");
     let files = list_images(&img_path)?;

@@ -22,16 +22,11 @@ impl RawFormat {
 
     pub fn write(self, d: &DepthMap, w: &mut dyn Write) -> io::Result<()> {
         match self {
-            Self::Npy => write_npy(d, w),
+            Self::Npy => d.write_npy(w),
             Self::Png16 => write_png16(d, w),
             Self::Pfm => write_pfm(d, w),
         }
     }
-}
-
-/// float32 `.npy` of shape (h, w): depth-core's writer, as `DepthMap::to_npy`.
-fn write_npy(d: &DepthMap, w: &mut dyn Write) -> io::Result<()> {
-    depth_core::npy::write_f32(w, &[d.height as u64, d.width as u64], &d.data)
 }
 
 /// Greyscale PFM ("Pf"), little endian (negative scale), rows bottom to top.

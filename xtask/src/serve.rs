@@ -140,8 +140,7 @@ fn run(app: &App, bytes: &[u8], cmap: Colormap) -> std::result::Result<DepthRepl
     let mut color = std::io::Cursor::new(Vec::new());
     depth.colorize(cmap).write_to(&mut color, image::ImageFormat::Png).map_err(|e| e.to_string())?;
     let mut npy = Vec::new();
-    depth_core::npy::write_f32(&mut npy, &[depth.height as u64, depth.width as u64], &depth.data)
-        .map_err(|e| e.to_string())?;
+    depth.write_npy(&mut npy).map_err(|e| e.to_string())?;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let (min, max) = depth.min_max();
     Ok(DepthReply {

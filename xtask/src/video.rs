@@ -9,10 +9,10 @@
 //! (the decoder's death is how a broken video is noticed).
 
 use crate::error::{Result, XtaskError};
-use crate::infer::InferArgs;
+use crate::infer::{GAP, InferArgs, picture};
 use crate::raw::RawFormat;
 use depth_core::atomic::write_atomic;
-use depth_models::{Colormap, DepthEstimator, DepthMap};
+use depth_models::{DepthEstimator, DepthMap};
 use image::RgbImage;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -22,8 +22,6 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 const RANGE_FRAMES: usize = 32;
 /// The percentiles (of the pooled depth of those frames) that become the range's ends.
 const RANGE_PERCENTILES: (f64, f64) = (0.02, 0.98);
-/// The white gap between frame and depth, as run_video.py.
-const GAP: u32 = 50;
 
 /// What ffprobe says of the first video stream.
 #[derive(Clone, Debug, PartialEq)]
@@ -79,14 +77,17 @@ pub(crate) fn probe(path: &Path) -> Result<VideoInfo> {
     Ok(VideoInfo { width, height, fps, frames, about: frames.or(about) })
 }
 
-/// Collects a child's stderr on a thread (so a chatty child never blocks on a full pipe).
-fn drain(child: &mut Child) -> std::thread::JoinHandle<String> {
+/// Starts ffmpeg with stderr collected on a thread (so a chatty child never blocks on a full
+/// pipe).
+fn spawn_ffmpeg(cmd: &mut Command) -> Result<(Child, std::thread::JoinHandle<String>)> {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().map_err(|e| ffmpeg_missing("ffmpeg", e))?;
     let mut err = child.stderr.take().expect("stderr is piped");
-    std::thread::spawn(move || {
+    let stderr = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = err.read_to_string(&mut s);
         s
-    })
+    });
+    Ok((child, stderr))
 }
 
 /// The decoder: every frame of the first video stream as packed RGB, in order, none dropped or
@@ -100,36 +101,38 @@ struct Decoder {
 
 impl Decoder {
     fn spawn(path: &Path, info: &VideoInfo) -> Result<Decoder> {
-        let mut child = Command::new("ffmpeg")
-            // warnings too: a truncated file is only a warning ("File ended prematurely")
-            .args(["-v", "warning", "-nostdin", "-i"])
-            .arg(path)
-            .args(["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| ffmpeg_missing("ffmpeg", e))?;
+        let (mut child, stderr) = spawn_ffmpeg(
+            Command::new("ffmpeg")
+                // warnings too: a truncated file is only a warning ("File ended prematurely")
+                .args(["-v", "warning", "-nostdin", "-i"])
+                .arg(path)
+                .args([
+                    "-map",
+                    "0:v:0",
+                    "-fps_mode",
+                    "passthrough",
+                    "-f",
+                    "rawvideo",
+                    "-pix_fmt",
+                    "rgb24",
+                    "-",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped()),
+        )?;
         let out = child.stdout.take().expect("stdout is piped");
-        let stderr = drain(&mut child);
         Ok(Decoder { child, out, stderr, frame_bytes: info.width as usize * info.height as usize * 3 })
     }
 
     /// The next frame; `None` at the end (a partial last frame is an error).
     fn next(&mut self, info: &VideoInfo) -> std::result::Result<Option<RgbImage>, String> {
-        let mut buf = vec![0u8; self.frame_bytes];
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.out.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        match filled {
+        let mut buf = Vec::with_capacity(self.frame_bytes);
+        (&mut self.out).take(self.frame_bytes as u64).read_to_end(&mut buf).map_err(|e| e.to_string())?;
+        match buf.len() {
             0 => Ok(None),
-            n if n < buf.len() => Err(format!("the last frame has {n} of its {} bytes", buf.len())),
+            n if n < self.frame_bytes => {
+                Err(format!("the last frame has {n} of its {} bytes", self.frame_bytes))
+            }
             _ => Ok(Some(RgbImage::from_raw(info.width, info.height, buf).expect("a whole frame"))),
         }
     }
@@ -175,20 +178,26 @@ impl Encoder {
     fn spawn(path: &Path, width: u32, height: u32, fps: &str) -> Result<Encoder> {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let temp = path.with_file_name(format!(".{name}.partial"));
-        let mut child = Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
-            .args(["-s", &format!("{width}x{height}"), "-framerate", fps, "-i", "-"])
-            // yuv420p (what players play) needs even sides
-            .args(["-an", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast"])
-            .args(["-crf", "18", "-pix_fmt", "yuv420p", "-f", "mp4"])
-            .arg(&temp)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| ffmpeg_missing("ffmpeg", e))?;
+        let (mut child, stderr) = spawn_ffmpeg(
+            Command::new("ffmpeg")
+                .args(["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
+                .args(["-s", &format!("{width}x{height}"), "-framerate", fps, "-i", "-"])
+                // yuv420p (what players play) needs even sides
+                .args([
+                    "-an",
+                    "-vf",
+                    "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "veryfast",
+                ])
+                .args(["-crf", "18", "-pix_fmt", "yuv420p", "-f", "mp4"])
+                .arg(&temp)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null()),
+        )?;
         let input = child.stdin.take().expect("stdin is piped");
-        let stderr = drain(&mut child);
         Ok(Encoder { child, input, stderr, temp, path: path.into() })
     }
 
@@ -237,14 +246,6 @@ pub(crate) fn video_range(maps: &[&DepthMap], (lo, hi): (f64, f64)) -> Option<(f
     Some((at(lo), at(hi)))
 }
 
-/// How the frames are coloured.
-enum Range {
-    /// Each frame over its own min–max (run_video.py).
-    PerFrame,
-    /// One range for every frame.
-    Fixed(f32, f32),
-}
-
 fn stem(video: &Path) -> String {
     video.file_stem().map_or_else(|| "video".into(), |s| s.to_string_lossy().into_owned())
 }
@@ -265,10 +266,14 @@ pub(crate) fn output_path(args: &InferArgs, video: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Runs `infer --video`.
-pub(crate) fn run(args: &InferArgs, video: &Path, est: &DepthEstimator) -> Result<()> {
-    let info = probe(video)?;
-    let out_path = output_path(args, video)?;
+/// Runs `infer --video` on a probed video, writing `out_path` (from [`output_path`]).
+pub(crate) fn run(
+    args: &InferArgs,
+    video: &Path,
+    info: &VideoInfo,
+    out_path: &Path,
+    est: &DepthEstimator,
+) -> Result<()> {
     let raw_dir = out_path.with_file_name(format!("{}_depth", stem(video)));
     if args.save_raw.is_some() {
         std::fs::create_dir_all(&raw_dir)
@@ -277,40 +282,39 @@ pub(crate) fn run(args: &InferArgs, video: &Path, est: &DepthEstimator) -> Resul
     let (w, h) = (info.width, info.height);
     est.input_shape(w, h)?;
     let out_w = if args.pred_only { w } else { 2 * w + GAP };
-    let mut decoder = Decoder::spawn(video, &info)?;
-    let mut encoder = Encoder::spawn(&out_path, out_w, h, &info.fps)?;
+    let mut decoder = Decoder::spawn(video, info)?;
+    let mut encoder = Encoder::spawn(out_path, out_w, h, &info.fps)?;
     let bar = crate::progress::bar(info.about.unwrap_or(0), "video");
-    let cmap = if args.grayscale { Colormap::Gray } else { args.cmap };
-    let mut range = match (&args.range, args.per_frame_range) {
-        (Some(r), _) => Some(Range::Fixed(r[0], r[1])),
-        (None, true) => Some(Range::PerFrame),
+    let cmap = args.colormap();
+    // the colour range as `picture` takes it (None: each frame's own), once it is decided
+    let mut range: Option<Option<(f32, f32)>> = match (&args.range, args.per_frame_range) {
+        (Some(r), _) => Some(Some((r[0], r[1]))),
+        (None, true) => Some(None),
         (None, false) => None,
     };
     let mut pending: Vec<(RgbImage, DepthMap)> = Vec::new();
     let mut written = 0u64;
     let mut broken: Option<String> = None;
-    let mut job =
-        |pending: &mut Vec<(RgbImage, DepthMap)>, range: &Range, encoder: &mut Encoder| -> Result<()> {
-            for (frame, depth) in pending.drain(..) {
-                let coloured = match *range {
-                    Range::PerFrame => depth.colorize(cmap),
-                    Range::Fixed(lo, hi) => depth.colorize_range(cmap, lo, hi),
-                };
-                encoder.write(&side_by_side(&frame, &coloured, args.pred_only))?;
-                if let Some(f) = args.save_raw {
-                    let path = raw_dir.join(raw_name(written, f));
-                    write_atomic(&path, |wr| f.write(&depth, wr))?;
-                }
-                written += 1;
-                bar.inc(1);
+    let mut job = |pending: &mut Vec<(RgbImage, DepthMap)>,
+                   range: Option<(f32, f32)>,
+                   encoder: &mut Encoder|
+     -> Result<()> {
+        for (frame, depth) in pending.drain(..) {
+            encoder.write(&picture(&frame, &depth, cmap, range, args.pred_only))?;
+            if let Some(f) = args.save_raw {
+                let path = raw_dir.join(raw_name(written, f));
+                write_atomic(&path, |wr| f.write(&depth, wr))?;
             }
-            Ok(())
-        };
+            written += 1;
+            bar.inc(1);
+        }
+        Ok(())
+    };
     let result = (|| -> Result<()> {
         loop {
             let mut frames = Vec::with_capacity(args.batch_size);
             while frames.len() < args.batch_size.max(1) {
-                match decoder.next(&info) {
+                match decoder.next(info) {
                     Ok(Some(f)) => frames.push(f),
                     Ok(None) => break,
                     Err(e) => {
@@ -327,15 +331,15 @@ pub(crate) fn run(args: &InferArgs, video: &Path, est: &DepthEstimator) -> Resul
             if range.is_none() && pending.len() >= RANGE_FRAMES {
                 range = Some(fixed_range(&pending));
             }
-            if let Some(r) = &range {
+            if let Some(r) = range {
                 job(&mut pending, r, &mut encoder)?;
             }
             if broken.is_some() {
                 break;
             }
         }
-        let r = range.take().unwrap_or_else(|| fixed_range(&pending));
-        job(&mut pending, &r, &mut encoder)
+        let r = range.unwrap_or_else(|| fixed_range(&pending));
+        job(&mut pending, r, &mut encoder)
     })();
     let decoded = decoder.finish();
     bar.set_length(written);
@@ -368,24 +372,11 @@ pub(crate) fn run(args: &InferArgs, video: &Path, est: &DepthEstimator) -> Resul
     }
 }
 
-/// The fixed range of the frames decoded so far (the first ones of the video).
-fn fixed_range(pending: &[(RgbImage, DepthMap)]) -> Range {
+/// The fixed range of the frames decoded so far (the first ones of the video); each frame's own
+/// when they hold no finite value.
+fn fixed_range(pending: &[(RgbImage, DepthMap)]) -> Option<(f32, f32)> {
     let maps: Vec<&DepthMap> = pending.iter().map(|(_, d)| d).collect();
-    match video_range(&maps, RANGE_PERCENTILES) {
-        Some((lo, hi)) => Range::Fixed(lo, hi),
-        None => Range::PerFrame,
-    }
-}
-
-/// run_video.py's frame: the input, a white gap, the depth (or the depth alone).
-fn side_by_side(frame: &RgbImage, depth: &RgbImage, pred_only: bool) -> RgbImage {
-    if pred_only {
-        return depth.clone();
-    }
-    let mut out = RgbImage::from_pixel(2 * frame.width() + GAP, frame.height(), image::Rgb([255; 3]));
-    image::imageops::replace(&mut out, frame, 0, 0);
-    image::imageops::replace(&mut out, depth, (frame.width() + GAP) as i64, 0);
-    out
+    video_range(&maps, RANGE_PERCENTILES)
 }
 
 /// The file of frame `index`'s raw depth (in `<outdir>/<video stem>_depth/`).

@@ -27,6 +27,9 @@ impl std::str::FromStr for Encoder {
 }
 
 impl Encoder {
+    /// The four sizes, smallest first.
+    pub const ALL: [Encoder; 4] = [Self::Vits, Self::Vitb, Self::Vitl, Self::Vitg];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Vits => "vits",
@@ -201,7 +204,7 @@ impl ModelConfig {
     /// The official encoder size this configuration has, if any (the official code can then
     /// load a checkpoint of it).
     pub fn official_encoder(&self) -> Option<Encoder> {
-        [Encoder::Vits, Encoder::Vitb, Encoder::Vitl, Encoder::Vitg].into_iter().find(|&e| {
+        Encoder::ALL.into_iter().find(|&e| {
             let o = Self::official(e);
             o.vit == self.vit && o.head == self.head && o.layers == self.layers
         })
@@ -307,7 +310,7 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.official_encoder(), None);
         assert!(ModelConfig::custom(96, 6, 5, 32).validate().unwrap_err().contains("num_heads"));
-        for e in [Encoder::Vits, Encoder::Vitb, Encoder::Vitl, Encoder::Vitg] {
+        for e in Encoder::ALL {
             assert_eq!(ModelConfig::official(e).official_encoder(), Some(e));
             ModelConfig::official(e).validate().unwrap();
         }

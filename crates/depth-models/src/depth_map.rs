@@ -53,8 +53,12 @@ impl DepthMap {
 
     /// Writes the values as a float32 `.npy` of shape (H, W) (`np.load` reads it), atomically.
     pub fn to_npy(&self, path: impl AsRef<Path>) -> Result<()> {
-        let shape = [self.height as u64, self.width as u64];
-        Ok(write_atomic(path.as_ref(), |w| depth_core::npy::write_f32(w, &shape, &self.data))?)
+        Ok(write_atomic(path.as_ref(), |w| self.write_npy(w))?)
+    }
+
+    /// The `.npy` of [`DepthMap::to_npy`], into any writer.
+    pub fn write_npy(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        depth_core::npy::write_f32(w, &[self.height as u64, self.width as u64], &self.data)
     }
 
     /// Writes a 16-bit greyscale PNG, min–max normalised to 0…65535 (the official demo's raw

@@ -110,10 +110,7 @@ impl WeightsSource {
                 Ok(hub_file(repo, file, &HubOptions::from_env())?)
             }
             Self::Hub { repo, file } => {
-                let official = [Encoder::Vits, Encoder::Vitb, Encoder::Vitl, Encoder::Vitg]
-                    .into_iter()
-                    .map(Encoder::hub_repo)
-                    .find(|(r, _)| r == repo);
+                let official = Encoder::ALL.into_iter().map(Encoder::hub_repo).find(|(r, _)| r == repo);
                 let default = official.map_or("model.safetensors", |(_, f)| f);
                 Ok(hub_file(repo, file.as_deref().unwrap_or(default), &HubOptions::from_env())?)
             }
@@ -171,9 +168,7 @@ fn official_config(tensors: &TensorMap) -> std::result::Result<ModelConfig, Stri
         .filter_map(|k| k.strip_prefix("pretrained.blocks.")?.split('.').next()?.parse::<usize>().ok())
         .max()
         .map_or(0, |b| b + 1);
-    let encoder = [Encoder::Vits, Encoder::Vitb, Encoder::Vitl, Encoder::Vitg]
-        .into_iter()
-        .find(|&e| ModelConfig::official(e).vit.embed_dim == width);
+    let encoder = Encoder::ALL.into_iter().find(|&e| ModelConfig::official(e).vit.embed_dim == width);
     match encoder {
         Some(e) if ModelConfig::official(e).vit.depth == blocks => Ok(ModelConfig::official(e)),
         _ => Err(format!(
