@@ -73,7 +73,8 @@ fn png16_pixels(path: &Path) -> Vec<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_see_and_download_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let img = fixtures().join("images/square04.png");
+    // Chrome's file input takes only canonical paths; DEPTH_FIXTURES may be relative (CI: ../shared).
+    let img = fixtures().join("images/square04.png").canonicalize().unwrap();
     // what the demo must give: infer's 16-bit PNG of the same image at the same input size
     let expected = dir.path().join("expected");
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
