@@ -176,7 +176,7 @@ pub(crate) fn evaluate(args: &EvalArgs) -> Result<Report> {
             return Err(XtaskError::Failed(format!("two models are named '{name}'; name them with NAME=")));
         }
         tracing::info!("loading {name}: {source} on {}", args.device);
-        let model = crate::net_input::load_checked(&source, expect, &device)?;
+        let model = crate::net_input::load_checked(&source, expect, None, &device)?;
         let estimator = args.input.estimator(model, device.clone());
         predictors.push(Box::new(ModelPredictor { name, estimator }));
     }

@@ -3,7 +3,9 @@
 
 use crate::error::{Result, XtaskError};
 use clap::builder::RangedU64ValueParser;
-use depth_models::{DEFAULT_MAX_TOKENS, DepthAnythingV2, DepthEstimator, Encoder, WeightsSource, load_model};
+use depth_models::{
+    DEFAULT_MAX_TOKENS, DepthAnythingV2, DepthEstimator, Encoder, WeightsSource, load_model_with,
+};
 
 /// `--weights` and `--encoder`.
 #[derive(Clone, Debug, clap::Args)]
@@ -16,6 +18,18 @@ pub(crate) struct ModelArgs {
     /// (owner/name[:file]) or an encoder name. Default: the official checkpoint of --encoder.
     #[arg(long)]
     pub(crate) weights: Option<String>,
+    /// Metric depth in metres, at most this: the metric head of the official metric_depth/ code
+    /// (its --max-depth), for a metric checkpoint whose name does not say so. The official
+    /// depth_anything_v2_metric_{hypersim,vkitti}_* files are read as metric (20 m, 80 m) without it.
+    #[arg(long, value_parser = positive_metres, allow_hyphen_values = true)]
+    pub(crate) max_depth: Option<f64>,
+}
+
+fn positive_metres(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(m) if m > 0.0 && m.is_finite() => Ok(m),
+        _ => Err(format!("'{s}' is no positive number of metres")),
+    }
 }
 
 impl ModelArgs {
@@ -30,18 +44,20 @@ impl ModelArgs {
     /// The model, loaded strictly.
     pub(crate) fn load(&self, device: &candle_core::Device) -> Result<(WeightsSource, DepthAnythingV2)> {
         let source = self.source()?;
-        let model = load_checked(&source, self.encoder, device)?;
+        let model = load_checked(&source, self.encoder, self.max_depth, device)?;
         Ok((source, model))
     }
 }
 
-/// Loads `source`; when `expect` names an encoder size, the checkpoint must have it.
+/// Loads `source`, as a metric model of `max_depth` metres when given; when `expect` names an
+/// encoder size, the checkpoint must have it.
 pub(crate) fn load_checked(
     source: &WeightsSource,
     expect: Option<Encoder>,
+    max_depth: Option<f64>,
     device: &candle_core::Device,
 ) -> Result<DepthAnythingV2> {
-    let model = load_model(source, device)?;
+    let model = load_model_with(source, device, |cfg| cfg.max_depth = max_depth.or(cfg.max_depth))?;
     let found = model.config().official_encoder();
     match expect {
         Some(e) if found != Some(e) => Err(XtaskError::Failed(format!(

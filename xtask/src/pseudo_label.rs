@@ -76,7 +76,7 @@ pub fn label(args: &PseudoLabelArgs) -> Result<Summary> {
     tracing::info!("teacher {name}: {} — hashing the weights", file.display());
     let sha256 = depth_data::manifest::sha256_file(&file)?;
     let device = depth_core::parse_device(&args.device)?;
-    let model = crate::net_input::load_checked(&source, expect, &device)?;
+    let model = crate::net_input::load_checked(&source, expect, None, &device)?;
     let labeller = Labeller {
         estimator: args.input.estimator(model, device),
         teacher: TeacherId { name, sha256, input_size: args.input.input_size },

@@ -159,3 +159,34 @@ fn the_encoder_size_is_read_from_the_checkpoint_and_a_contradicting_flag_is_refu
         }
     }
 }
+
+#[test]
+fn an_official_metric_file_is_metric_by_its_name_and_max_depth_says_it_for_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fixtures().join("weights/da2_vits_random.pth");
+    let hypersim = dir.path().join("depth_anything_v2_metric_hypersim_vits.pth");
+    std::os::unix::fs::symlink(&weights, &hypersim).unwrap();
+    let img = fixtures().join("images/square04.png");
+    let run = |name: &str, w: &Path, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let base = ["--weights", w.to_str().unwrap(), "--img-path", img.to_str().unwrap()];
+        let o = ["--outdir", out.to_str().unwrap(), "--input-size", "70", "--save-raw", "npy"];
+        let run = xtask(&[&base[..], &o[..], extra].concat(), &[]);
+        assert!(run.status.success(), "{name}: {}", String::from_utf8_lossy(&run.stderr));
+        read_npy(&out.join("square04.npy")).1
+    };
+    let by_name = run("by_name", &hypersim, &[]);
+    let by_flag = run("by_flag", &weights, &["--max-depth", "20"]);
+    let relative = run("relative", &weights, &[]);
+    assert_eq!(by_name, by_flag, "the hypersim file is the 20 m metric model");
+    assert!(by_name.iter().all(|&d| d > 0.0 && d < 20.0), "metres in (0, 20)");
+    assert_ne!(by_name, relative);
+    for bad in ["0", "-3", "inf", "x"] {
+        let o = dir.path().join("bad");
+        let args = ["--weights", weights.to_str().unwrap(), "--img-path", img.to_str().unwrap()];
+        let r = xtask(&[&args[..], &["--outdir", o.to_str().unwrap(), "--max-depth", bad]].concat(), &[]);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success() && stderr.contains("no positive number of metres"), "{bad}: {stderr}");
+        assert!(!o.exists(), "nothing written for a refused flag");
+    }
+}

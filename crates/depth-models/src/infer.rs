@@ -3,6 +3,7 @@
 //! (preprocess, network, bilinear back to the original size) on a path or an image in memory,
 //! or [`DepthEstimator::estimate_batch`] over many.
 
+use crate::config::ModelConfig;
 use crate::depth_anything::DepthAnythingV2;
 use crate::depth_map::DepthMap;
 use crate::error::{ModelError, Result};
@@ -68,7 +69,24 @@ impl<T: ImageInput + ?Sized> ImageInput for &T {
 /// Loads a model strictly (every tensor present, used and of the right shape) with the
 /// configuration its source brings (see [`WeightsSource`]).
 pub fn load_model(source: &WeightsSource, device: &Device) -> Result<DepthAnythingV2> {
-    let (cfg, tensors) = source.load()?;
+    load_model_with(source, device, |_| {})
+}
+
+/// [`load_model`] with the source's configuration adjusted first, for what a checkpoint's
+/// tensors cannot say: a metric model fine-tuned by the official `metric_depth/` code under
+/// another name is `|cfg| cfg.max_depth = Some(80.0)` (its `--max-depth`), a relative one read
+/// as metric by its name is `|cfg| cfg.max_depth = None`.
+pub fn load_model_with(
+    source: &WeightsSource,
+    device: &Device,
+    adjust: impl FnOnce(&mut ModelConfig),
+) -> Result<DepthAnythingV2> {
+    let (mut cfg, tensors) = source.load()?;
+    adjust(&mut cfg);
+    cfg.validate().map_err(|reason| ModelError::BadInput {
+        what: "model config",
+        reason: format!("{source}: {reason}"),
+    })?;
     let strict = StrictWeights::new(source.to_string(), tensors);
     Ok(strict.build(DType::F32, device, |vb| DepthAnythingV2::new(&cfg, vb))?)
 }

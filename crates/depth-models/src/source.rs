@@ -110,9 +110,8 @@ impl WeightsSource {
                 Ok(hub_file(repo, file, &HubOptions::from_env())?)
             }
             Self::Hub { repo, file } => {
-                let official = Encoder::ALL.into_iter().map(Encoder::hub_repo).find(|(r, _)| r == repo);
-                let default = official.map_or("model.safetensors", |(_, f)| f);
-                Ok(hub_file(repo, file.as_deref().unwrap_or(default), &HubOptions::from_env())?)
+                let file = file.clone().or_else(|| official_file(repo)).unwrap_or("model.safetensors".into());
+                Ok(hub_file(repo, &file, &HubOptions::from_env())?)
             }
         }
     }
@@ -130,12 +129,46 @@ impl WeightsSource {
         }
         let cfg = match stored_config(&file)? {
             Some(cfg) => cfg,
-            None => official_config(&tensors).map_err(|reason| ModelError::BadInput {
-                what: "weights",
-                reason: format!("{}: {reason}", file.display()),
-            })?,
+            None => {
+                let mut cfg = official_config(&tensors).map_err(|reason| ModelError::BadInput {
+                    what: "weights",
+                    reason: format!("{}: {reason}", file.display()),
+                })?;
+                cfg.max_depth = official_max_depth(&file);
+                cfg
+            }
         };
         Ok((cfg, tensors))
+    }
+}
+
+/// The checkpoint file of an official Hub repository: `Depth-Anything-V2-{Small,Base,Large,Giant}`
+/// hold the relative models, `Depth-Anything-V2-Metric-{Hypersim,VKITTI}-{Small,Base,Large}` the
+/// metric ones (`depth_anything_v2_metric_{hypersim,vkitti}_{vits,vitb,vitl}.pth`).
+fn official_file(repo: &str) -> Option<String> {
+    if let Some((_, f)) = Encoder::ALL.into_iter().map(Encoder::hub_repo).find(|(r, _)| *r == repo) {
+        return Some(f.into());
+    }
+    let rest = repo.strip_prefix("depth-anything/Depth-Anything-V2-Metric-")?;
+    let (dataset, size) = rest.split_once('-')?;
+    let dataset = ["hypersim", "vkitti"].into_iter().find(|d| d.eq_ignore_ascii_case(dataset))?;
+    let encoder = Encoder::ALL.into_iter().find(|e| e.hub_repo().0.ends_with(&format!("-{size}")))?;
+    Some(format!("depth_anything_v2_metric_{dataset}_{}.pth", encoder.name()))
+}
+
+/// The depth range of an official metric checkpoint, which its tensors cannot tell from a
+/// relative one: the official `metric_depth/` code builds the model by the file's name,
+/// `depth_anything_v2_metric_hypersim_*` (indoor) with max_depth 20 m and `…_vkitti_*` (outdoor)
+/// with 80 m. Any other name is a relative model (a fine-tuned metric one whose name says
+/// nothing is loaded with [`crate::load_model_with`]).
+fn official_max_depth(file: &Path) -> Option<f64> {
+    let stem = file.file_stem()?.to_str()?;
+    let (dataset, encoder) = stem.strip_prefix("depth_anything_v2_metric_")?.split_once('_')?;
+    encoder.parse::<Encoder>().ok()?;
+    match dataset {
+        "hypersim" => Some(20.0),
+        "vkitti" => Some(80.0),
+        _ => None,
     }
 }
 
@@ -207,6 +240,34 @@ mod tests {
         for missing in ["runs/student.safetensors", "model.pth"] {
             let err = missing.parse::<WeightsSource>().unwrap_err().to_string();
             assert!(err.contains("no such file") && err.contains(missing), "{err}");
+        }
+    }
+
+    #[test]
+    fn official_metric_checkpoints_are_known_by_name() {
+        let m = |name: &str| official_max_depth(Path::new(name));
+        assert_eq!(m("ckpt/depth_anything_v2_metric_hypersim_vitl.pth"), Some(20.0));
+        assert_eq!(m("depth_anything_v2_metric_vkitti_vits.pth"), Some(80.0));
+        for relative in ["depth_anything_v2_vitl.pth", "depth_anything_v2_metric_nyu_vitl.pth", "metric.pth"]
+        {
+            assert_eq!(m(relative), None, "{relative}");
+        }
+        assert_eq!(m("depth_anything_v2_metric_hypersim_large.pth"), None);
+        assert_eq!(
+            official_file("depth-anything/Depth-Anything-V2-Metric-Hypersim-Large").as_deref(),
+            Some("depth_anything_v2_metric_hypersim_vitl.pth")
+        );
+        assert_eq!(
+            official_file("depth-anything/Depth-Anything-V2-Metric-VKITTI-Small").as_deref(),
+            Some("depth_anything_v2_metric_vkitti_vits.pth")
+        );
+        assert_eq!(
+            official_file("depth-anything/Depth-Anything-V2-Base").as_deref(),
+            Some("depth_anything_v2_vitb.pth")
+        );
+        for other in ["depth-anything/Depth-Anything-V2-Metric-Hypersim-Huge", "acme/Depth-Anything-V2-Small"]
+        {
+            assert_eq!(official_file(other), None, "{other}");
         }
     }
 

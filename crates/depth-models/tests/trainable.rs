@@ -6,8 +6,8 @@
 use candle_core::{DType, Device, Tensor};
 use depth_core::weights::{Metadata, TensorMap, load_safetensors, load_weights, save_safetensors};
 use depth_models::{
-    Encoder, ModelConfig, Part, WeightsInit, build_trainable, load_model, model_tensors, parameters,
-    save_model,
+    Encoder, ModelConfig, Part, WeightsInit, WeightsSource, build_trainable, load_model, load_model_with,
+    model_tensors, parameters, save_model,
 };
 use std::path::PathBuf;
 
@@ -245,8 +245,9 @@ fn partial_loads_report_every_bad_key() {
     assert!(err.contains("junk.safetensors") && err.contains("blocks.*"), "{err}");
 }
 
-#[test]
-fn metric_head_matches_the_official_metric_model() {
+/// The official metric_depth model (vits, max_depth 20) on da2_vits_random.pth: its input (a
+/// crop of a reference input), its depth, and its max_depth.
+fn metric_golden() -> (Tensor, Tensor, f64) {
     let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/metric_vits_crop.safetensors");
     let meta = depth_core::weights::safetensors_metadata(&golden).unwrap();
     let want = load_safetensors(&golden).unwrap().remove("depth").unwrap();
@@ -256,14 +257,56 @@ fn metric_head_matches_the_official_metric_model() {
         .unwrap();
     let (top, left): (usize, usize) = (meta["crop_top"].parse().unwrap(), meta["crop_left"].parse().unwrap());
     let x = input.narrow(2, top, 266).unwrap().narrow(3, left, 266).unwrap().contiguous().unwrap();
+    (x, want, meta["max_depth"].parse().unwrap())
+}
+
+#[test]
+fn metric_head_matches_the_official_metric_model() {
+    let (x, want, max_depth) = metric_golden();
     let mut cfg = ModelConfig::official(Encoder::Vits);
-    cfg.max_depth = Some(meta["max_depth"].parse().unwrap());
+    cfg.max_depth = Some(max_depth);
     let t = build_trainable(&cfg, &WeightsInit::Full(vits_random()), 0, &Device::Cpu).unwrap();
     let got = t.model.forward(&x).unwrap();
     assert_eq!(got.dims(), want.dims());
     let err = max_abs_diff(&got, &want);
     eprintln!("metric depth vs the official metric_depth model: max abs difference {err:.2e} m");
     assert!(err < 1e-4, "metric depth differs from the official metric_depth model by {err}");
+}
+
+#[test]
+fn official_metric_checkpoints_load_as_metric_by_their_name() {
+    // the official files: depth_anything_v2_metric_{hypersim,vkitti}_{encoder}.pth, same key
+    // layout and shapes as the relative ones
+    let (x, want, max_depth) = metric_golden();
+    assert_eq!(max_depth, 20.0);
+    let dir = tempfile::tempdir().unwrap();
+    let name = |n: &str| {
+        let p = dir.path().join(n);
+        std::os::unix::fs::symlink(vits_random(), &p).unwrap();
+        WeightsSource::from(p)
+    };
+    let hypersim = name("depth_anything_v2_metric_hypersim_vits.pth");
+    let model = load_model(&hypersim, &Device::Cpu).unwrap();
+    assert_eq!(model.config().max_depth, Some(20.0));
+    let by_name = model.forward(&x).unwrap();
+    let err = max_abs_diff(&by_name, &want);
+    assert!(err < 1e-4, "the official hypersim file differs from the official metric model by {err}");
+
+    let vkitti = load_model(&name("depth_anything_v2_metric_vkitti_vits.pth"), &Device::Cpu).unwrap();
+    assert_eq!(vkitti.config().max_depth, Some(80.0));
+    let got = vkitti.forward(&x).unwrap();
+    assert!(max_abs_diff(&(got * (20.0 / 80.0)).unwrap(), &want) < 1e-4, "80 m is the 20 m model × 4");
+
+    // any other name is relative; load_model_with says what the name does not
+    let renamed = name("my_finetune.pth");
+    assert_eq!(load_model(&renamed, &Device::Cpu).unwrap().config().max_depth, None);
+    let metric = load_model_with(&renamed, &Device::Cpu, |c| c.max_depth = Some(20.0)).unwrap();
+    assert_eq!(max_abs_diff(&metric.forward(&x).unwrap(), &by_name), 0.0);
+    let relative = load_model_with(&hypersim, &Device::Cpu, |c| c.max_depth = None).unwrap();
+    assert_eq!(relative.config().max_depth, None);
+    let err =
+        load_model_with(&renamed, &Device::Cpu, |c| c.max_depth = Some(-1.0)).err().unwrap().to_string();
+    assert!(err.contains("my_finetune.pth") && err.contains("max_depth -1 must be positive"), "{err}");
 }
 
 #[test]
