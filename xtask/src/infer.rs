@@ -6,7 +6,7 @@ use crate::error::{Result, XtaskError};
 use crate::raw::RawFormat;
 use depth_core::atomic::write_atomic;
 use depth_eval::visualize::save_png;
-use depth_models::{Colormap, DepthEstimator, DepthMap, read_image};
+use depth_models::{Colormap, DepthEstimator, DepthMap, read_image, size_groups};
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 
@@ -174,21 +174,20 @@ impl Job<'_> {
                 }
             }
         }
-        while !decoded.is_empty() {
-            let dims = decoded[0].2.dimensions();
-            let (group, rest): (Vec<_>, Vec<_>) =
-                decoded.into_iter().partition(|(_, _, i)| i.dimensions() == dims);
-            decoded = rest;
-            let imgs: Vec<&RgbImage> = group.iter().map(|(_, _, i)| i).collect();
+        // one estimate_batch per forward pass, so that a failing pass fails only its own images
+        let sizes: Vec<(u32, u32)> = decoded.iter().map(|(_, _, i)| i.dimensions()).collect();
+        for group in size_groups(&sizes) {
+            let imgs: Vec<&RgbImage> = group.iter().map(|&k| &decoded[k].2).collect();
             match self.est.estimate_batch(&imgs) {
                 Ok(depths) => {
-                    for ((p, name, img), d) in group.iter().zip(&depths) {
+                    for (&k, d) in group.iter().zip(&depths) {
+                        let (p, name, img) = &decoded[k];
                         if let Err(e) = self.write_outputs(name, img, d) {
                             failed.push(((*p).clone(), e.to_string()));
                         }
                     }
                 }
-                Err(e) => failed.extend(group.iter().map(|(p, _, _)| ((*p).clone(), e.to_string()))),
+                Err(e) => failed.extend(group.iter().map(|&k| (decoded[k].0.clone(), e.to_string()))),
             }
             bar.inc(group.len() as u64);
         }

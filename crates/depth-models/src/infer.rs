@@ -91,6 +91,20 @@ pub fn load_model_with(
     Ok(strict.build(DType::F32, device, |vb| DepthAnythingV2::new(&cfg, vb))?)
 }
 
+/// The indices of images of these sizes grouped by equal size (groups in the order of their
+/// first image, indices ascending): the forward passes of [`DepthEstimator::estimate_batch`],
+/// for a caller that wants to know which pass an image was in (to fail only that pass's images).
+pub fn size_groups(sizes: &[(u32, u32)]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        match groups.iter_mut().find(|g| sizes[g[0]] == *size) {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+}
+
 /// The most patch tokens one network input may have unless raised with
 /// [`DepthEstimator::with_max_tokens`]: a 518×784 input has 2,072, 1792×1792 has 16,384. The
 /// official code has no limit: a 4000×40 image becomes a 51800×518 input (137k tokens) that runs
@@ -186,12 +200,7 @@ impl DepthEstimator {
     pub fn estimate_batch<I: ImageInput>(&self, images: &[I]) -> Result<Vec<DepthMap>> {
         let rgb = images.iter().map(ImageInput::to_rgb).collect::<Result<Vec<_>>>()?;
         let mut out: Vec<Option<DepthMap>> = vec![None; rgb.len()];
-        let mut todo: Vec<usize> = (0..rgb.len()).collect();
-        while let Some(&first) = todo.first() {
-            let dims = rgb[first].dimensions();
-            let (group, rest): (Vec<usize>, Vec<usize>) =
-                todo.into_iter().partition(|&i| rgb[i].dimensions() == dims);
-            todo = rest;
+        for group in size_groups(&rgb.iter().map(|i| i.dimensions()).collect::<Vec<_>>()) {
             let maps = self.same_size(&group.iter().map(|&i| &*rgb[i]).collect::<Vec<_>>())?;
             group.into_iter().zip(maps).for_each(|(i, m)| out[i] = Some(m));
         }
@@ -267,5 +276,6 @@ mod tests {
         assert_eq!(est.estimate(DynamicImage::ImageRgba8(dynamic)).unwrap(), est.estimate(&imgs[1]).unwrap());
         assert!(est.estimate("no/such/image.png").unwrap_err().to_string().contains("no/such/image.png"));
         assert!(est.estimate_batch::<RgbImage>(&[]).unwrap().is_empty());
+        assert_eq!(size_groups(&[(3, 2), (2, 3), (3, 2), (1, 1), (2, 3)]), [vec![0, 2], vec![1, 4], vec![3]]);
     }
 }

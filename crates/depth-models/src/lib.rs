@@ -51,7 +51,7 @@ pub use depth_core::read_image;
 pub use depth_map::DepthMap;
 pub use error::{ModelError, Result};
 pub use flops::forward_flops;
-pub use infer::{DEFAULT_MAX_TOKENS, DepthEstimator, ImageInput, load_model, load_model_with};
+pub use infer::{DEFAULT_MAX_TOKENS, DepthEstimator, ImageInput, load_model, load_model_with, size_groups};
 pub use params::{Param, ParamKind, Part, parameters};
 pub use source::WeightsSource;
 pub use trainable::{

@@ -28,7 +28,8 @@ pub enum WeightsInit {
     /// (`dinov2_vits14_pretrain.pth`: `blocks.*`, `cls_token`, …), transformers' Dinov2Model
     /// (`facebook/dinov2-small`: `embeddings.*`, `encoder.layer.*`), or any Depth Anything V2
     /// checkpoint (its `pretrained.*`; the head's tensors are ignored and listed). Any
-    /// [`WeightsSource`] text; a Hub id without `:file` reads `model.safetensors`.
+    /// [`WeightsSource`] text; a Hub id without `:file` reads `model.safetensors` (an official
+    /// Depth Anything V2 repository: its checkpoint).
     Encoder(String),
 }
 
