@@ -3,7 +3,7 @@
 //! the ViT-G (SwiGLU) encoder path and the Hugging Face layout.
 
 use candle_core::{DType, Device, Tensor};
-use depth_models::dinov2::DinoVisionTransformer;
+use depth_models::DinoVisionTransformer;
 use depth_models::{DepthEstimator, Encoder, Ffn, ModelConfig, VitConfig, WeightsSource, load_model};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let p = file.path();
     match pick % 4 {
         0 => drop(depth_data::formats::middlebury::read_pfm(p)),
-        1 => drop(depth_data::npy::read_f32(p)),
+        1 => drop(depth_core::npy::read_f32(p)),
         2 => drop(depth_data::formats::png16::read_png16_depth(p, 1000.0, &[])),
         _ => drop(depth_data::formats::sintel::read_dpt(p)),
     }

@@ -2,5 +2,5 @@
 //! the `image` crate, EXIF orientation): any bytes give an image or an error.
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = depth_core::decode_image(data);
+    let _ = depth_core::image_io::decode_image(data);
 });

@@ -7,5 +7,5 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     file.write_all(data).unwrap();
     let _ = depth_core::weights::safetensors_metadata(file.path());
     let _ = depth_core::weights::load_safetensors(file.path());
-    let _ = depth_data::read_pseudo_label(file.path());
+    let _ = depth_data::formats::pseudo::read_pseudo_label(file.path());
 });

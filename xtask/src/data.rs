@@ -2,12 +2,15 @@
 //! into a report, and download Hub-hosted ones (or print the manual steps).
 
 use crate::error::{Result, XtaskError};
-use crate::progress::bar;
+use crate::progress::Bar;
 use clap::{Args, Subcommand};
+use depth_core::Progress;
+use depth_core::config::ConfigFile;
+use depth_core::hash::sha256_file;
 use depth_core::weights::{HubOptions, hub_file};
-use depth_data::config::{DataConfig, DatasetSpec};
-use depth_data::manifest::{FileEntry, Manifest, sha256_file};
+use depth_data::manifest::{FileEntry, Manifest};
 use depth_data::synth::{PhotoBank, SceneConfig, SynthDataset, write_dataset};
+use depth_data::{DataConfig, DatasetSpec};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -79,11 +82,13 @@ pub fn run(args: DataArgs) -> Result<()> {
         DataCmd::Synth { count, out, seed, size, photos, outdoor_fraction } => {
             synth(count, &out, seed, size, photos.as_deref(), outdoor_fraction)
         }
-        DataCmd::List { config } => list(&DataConfig::load(&config)?),
-        DataCmd::Manifest { name, config, out } => manifest(DataConfig::load(&config)?.get(&name)?, out),
-        DataCmd::Verify { name, config } => verify(DataConfig::load(&config)?.get(&name)?),
-        DataCmd::Validate { names, config, report } => validate(&DataConfig::load(&config)?, &names, &report),
-        DataCmd::Download { name, config } => download(DataConfig::load(&config)?.get(&name)?),
+        DataCmd::List { config } => list(&DataConfig::load(&config, &[])?),
+        DataCmd::Manifest { name, config, out } => manifest(DataConfig::load(&config, &[])?.get(&name)?, out),
+        DataCmd::Verify { name, config } => verify(DataConfig::load(&config, &[])?.get(&name)?),
+        DataCmd::Validate { names, config, report } => {
+            validate(&DataConfig::load(&config, &[])?, &names, &report)
+        }
+        DataCmd::Download { name, config } => download(DataConfig::load(&config, &[])?.get(&name)?),
     }
 }
 
@@ -103,9 +108,10 @@ fn synth(
     let config = SceneConfig { width: size, height: size, outdoor_fraction, ..SceneConfig::default() };
     let data = SynthDataset { config, bank: Arc::new(bank), seed, count };
     depth_core::atomic::prepare_output_dir(out)?;
-    let pb = bar(count as u64, "synth");
+    let pb = Bar::new("synth");
+    pb.start(count as u64, 0);
     write_dataset(out, &data, |n| pb.set_position(n as u64))?;
-    pb.finish();
+    drop(pb);
     println!("wrote {count} scenes to {} (index.json, rgb/, depth/)", out.display());
     Ok(())
 }
@@ -126,8 +132,9 @@ fn list(cfg: &DataConfig) -> Result<()> {
 
 /// The dataset's `manifest` from the config; `fix` says how to do without one.
 fn manifest_path<'a>(d: &'a DatasetSpec, fix: &str) -> Result<&'a Path> {
-    d.manifest.as_deref().ok_or_else(|| {
-        XtaskError::Failed(format!("dataset '{}' has no `manifest` in the config; {fix}", d.name))
+    d.manifest.as_deref().ok_or_else(|| XtaskError::Dataset {
+        dataset: d.name.clone(),
+        reason: format!("no `manifest` in the config; {fix}"),
     })
 }
 
@@ -137,9 +144,10 @@ fn manifest(d: &DatasetSpec, out: Option<PathBuf>) -> Result<()> {
         None => manifest_path(d, "pass --out or add one")?.to_path_buf(),
     };
     let n = depth_data::manifest::list_files(&d.root)?.len();
-    let pb = bar(n as u64, "hash");
-    let m = Manifest::build(&d.name, &d.root, |_| pb.inc(1))?;
-    pb.finish();
+    let pb = Bar::new("hash");
+    pb.start(n as u64, 0);
+    let m = Manifest::build(&d.name, &d.root, |_| pb.advance(1))?;
+    drop(pb);
     m.write(&out)?;
     let bytes: u64 = m.files.iter().map(|f| f.size).sum();
     println!("{}: {} files, {bytes} bytes → {}", d.name, m.files.len(), out.display());
@@ -149,19 +157,18 @@ fn manifest(d: &DatasetSpec, out: Option<PathBuf>) -> Result<()> {
 fn verify(d: &DatasetSpec) -> Result<()> {
     let m =
         Manifest::read(manifest_path(d, "add one (`cargo xtask data manifest NAME --out FILE` writes it)")?)?;
-    let pb = bar(m.files.len() as u64, "verify");
-    let v = m.verify(&d.root, |_| pb.inc(1));
-    pb.finish();
+    let pb = Bar::new("verify");
+    pb.start(m.files.len() as u64, 0);
+    let v = m.verify(&d.root, |_| pb.advance(1));
+    drop(pb);
     for (path, problem) in &v.problems {
         eprintln!("{}: {problem}", d.root.join(path).display());
     }
     if !v.ok() {
-        return Err(XtaskError::Failed(format!(
-            "{}: {} of {} files do not match the manifest",
-            d.name,
-            v.problems.len(),
-            v.checked
-        )));
+        return Err(XtaskError::Dataset {
+            dataset: d.name.clone(),
+            reason: format!("{} of {} files do not match the manifest", v.problems.len(), v.checked),
+        });
     }
     println!("{}: all {} files match the manifest", d.name, v.checked);
     Ok(())
@@ -191,10 +198,11 @@ fn validate(cfg: &DataConfig, names: &[String], report: &Path) -> Result<()> {
                 continue;
             }
         };
-        let pb = bar(ds.len() as u64, &d.name);
-        let mut v = depth_data::validate::validate(ds.as_ref(), || pb.inc(1));
+        let pb = Bar::new(&d.name);
+        pb.start(ds.len() as u64, 0);
+        let mut v = depth_data::validate::validate(ds.as_ref(), || pb.advance(1));
         v.dataset = d.name.clone();
-        pb.finish();
+        drop(pb);
         md += &v.to_markdown();
         if let Some(n) = d.expected.filter(|&n| n != v.items) {
             md += &format!("**expected {n} items, found {}**\n\n", v.items);
@@ -209,7 +217,9 @@ fn validate(cfg: &DataConfig, names: &[String], report: &Path) -> Result<()> {
     depth_core::atomic::write_atomic(&report.join("validation.json"), |w| w.write_all(json.as_bytes()))?;
     println!("report: {}", report.join("validation.md").display());
     if bad > 0 {
-        return Err(XtaskError::Failed(format!("{bad} problems found (see the report)")));
+        let dataset = if names.is_empty() { "*".to_string() } else { names.join(", ") };
+        let reason = format!("{bad} problems found (see {})", report.join("validation.md").display());
+        return Err(XtaskError::Dataset { dataset, reason });
     }
     Ok(())
 }
@@ -218,10 +228,10 @@ fn download(d: &DatasetSpec) -> Result<()> {
     let Some(hub) = &d.hub else {
         let steps =
             d.manual.as_deref().unwrap_or("no download source is configured; see the dataset's home page");
-        return Err(XtaskError::Failed(format!(
-            "dataset '{}' cannot be downloaded automatically. Steps:\n{steps}",
-            d.name
-        )));
+        return Err(XtaskError::Dataset {
+            dataset: d.name.clone(),
+            reason: format!("cannot be downloaded automatically. Steps:\n{steps}"),
+        });
     };
     let opts = HubOptions {
         revision: hub.revision.clone(),
@@ -232,9 +242,9 @@ fn download(d: &DatasetSpec) -> Result<()> {
         Some(p) if p.exists() => Some(Manifest::read(p)?),
         _ => None,
     };
-    std::fs::create_dir_all(&d.root)
-        .map_err(|source| depth_core::CoreError::Write { path: d.root.clone(), source })?;
-    let pb = bar(hub.files.len() as u64, "download");
+    std::fs::create_dir_all(&d.root).map_err(|source| depth_core::CoreError::write(&d.root, source))?;
+    let pb = Bar::new("download");
+    pb.start(hub.files.len() as u64, 0);
     let mut entries = Vec::new();
     for file in &hub.files {
         // hf-hub keeps completed files in its cache, so an interrupted run resumes per file
@@ -242,26 +252,27 @@ fn download(d: &DatasetSpec) -> Result<()> {
         let sha256 = sha256_file(&cached)?;
         let expected = known.as_ref().and_then(|m| m.files.iter().find(|f| &f.path == file));
         if let Some(expected) = expected.filter(|e| e.sha256 != sha256) {
-            return Err(XtaskError::Failed(format!(
-                "{file} from {}: sha256 {sha256}, the manifest expects {}; the download is corrupt or the \
-                 repository changed (pin `revision`)",
-                hub.repo, expected.sha256
-            )));
+            return Err(XtaskError::Dataset {
+                dataset: d.name.clone(),
+                reason: format!(
+                    "{file} from {}: sha256 {sha256}, the manifest expects {}; the download is corrupt or the \
+                     repository changed (pin `revision`)",
+                    hub.repo, expected.sha256
+                ),
+            });
         }
         let dest = d.root.join(file);
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|source| depth_core::CoreError::Write { path: parent.into(), source })?;
+            std::fs::create_dir_all(parent).map_err(|source| depth_core::CoreError::write(parent, source))?;
         }
         depth_core::atomic::write_atomic(&dest, |w| {
             std::io::copy(&mut std::fs::File::open(&cached)?, w).map(|_| ())
         })?;
-        let size =
-            std::fs::metadata(&dest).map_err(|source| XtaskError::Io { path: dest.clone(), source })?.len();
+        let size = std::fs::metadata(&dest).map_err(|source| depth_core::CoreError::io(&dest, source))?.len();
         entries.push(FileEntry { path: file.clone(), size, sha256 });
-        pb.inc(1);
+        pb.advance(1);
     }
-    pb.finish();
+    drop(pb);
     if known.is_none()
         && let Some(p) = &d.manifest
     {

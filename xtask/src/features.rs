@@ -3,7 +3,8 @@
 //! similarity to a selected patch) and a markdown summary with the statistics.
 
 use crate::error::{Result, XtaskError};
-use crate::infer::list_images;
+use depth_core::{DeviceSpec, Progress};
+use depth_data::list_images;
 use depth_eval::features::{PatchGrid, cosine_to, extract, norms, pca_rgb};
 use depth_eval::visualize::{self, Bar, Colormap, Panel, Range, Scale, draw};
 use depth_models::read_image;
@@ -15,7 +16,8 @@ use std::path::PathBuf;
 pub struct FeaturesArgs {
     #[command(flatten)]
     model: crate::net_input::ModelArgs,
-    /// An image, a folder (searched recursively), or a .txt file with one path per line.
+    /// An image, a folder (its images, searched recursively), or a .txt list of paths (one per
+    /// line, relative to the list's folder; `#` lines are comments).
     #[arg(long)]
     img_path: PathBuf,
     /// Encoder layers (0-based block indices); default: the four the DPT head reads.
@@ -32,8 +34,9 @@ pub struct FeaturesArgs {
     /// The patch to compare with, as X,Y pixels of the original image (default: its centre).
     #[arg(long, value_delimiter = ',')]
     select: Option<Vec<f64>>,
+    /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
-    device: String,
+    device: DeviceSpec,
 }
 
 struct Item {
@@ -52,11 +55,11 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
     if let Some(v) = args.select.as_deref()
         && v.len() != 2
     {
-        return Err(XtaskError::Failed(format!("--select takes X,Y; got {v:?}")));
+        return Err(XtaskError::usage("--select", format!("takes X,Y; got {v:?}")));
     }
-    let files = list_images(&args.img_path)?;
+    let files: Vec<_> = list_images(&args.img_path)?.into_iter().map(|i| i.path).collect();
     depth_core::atomic::prepare_output_dir(&args.out)?;
-    let device = depth_core::parse_device(&args.device)?;
+    let device = args.device.open()?;
     let (source, model) = args.model.load(&device)?;
     let described = format!(
         "`{}` ({source})",
@@ -65,7 +68,8 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
     let layers = if args.layers.is_empty() { model.config().layers.to_vec() } else { args.layers.clone() };
     let p = model.config().vit.patch_size;
     let est = args.input.estimator(model, device.clone());
-    let bar = crate::progress::bar(files.len() as u64, "features");
+    let bar = crate::progress::Bar::new("features");
+    bar.start(files.len() as u64, 0);
     let mut items = Vec::new();
     // patch grids, layer-major: by_layer[l][image]
     let mut by_layer: Vec<Vec<PatchGrid>> = layers.iter().map(|_| Vec::new()).collect();
@@ -74,7 +78,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         let x = est
             .preprocess(&img)
             .and_then(|x| Ok(x.to_device(&device)?))
-            .map_err(|e| XtaskError::Failed(format!("{}: {e}", f.display())))?;
+            .map_err(|e| XtaskError::usage("--img-path", format!("{}: {e}", f.display())))?;
         let grids = extract(est.model().encoder(), &x, &layers)?;
         let (rows, cols) = (grids[0].rows, grids[0].cols);
         let (sx, sy) = match args.select.as_deref() {
@@ -82,12 +86,10 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
             _ => (img.width() as f64 / 2.0, img.height() as f64 / 2.0),
         };
         if sx < 0.0 || sy < 0.0 || sx >= img.width() as f64 || sy >= img.height() as f64 {
-            return Err(XtaskError::Failed(format!(
-                "--select {sx},{sy} is outside {} ({}×{})",
-                f.display(),
-                img.width(),
-                img.height()
-            )));
+            return Err(XtaskError::usage(
+                "--select",
+                format!("{sx},{sy} is outside {} ({}×{})", f.display(), img.width(), img.height()),
+            ));
         }
         let selected = (
             (sy * rows as f64 / img.height() as f64) as usize,
@@ -98,9 +100,9 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         items.push(Item { name, view, selected });
         by_layer.iter_mut().zip(grids).for_each(|(l, g)| l.push(g));
-        bar.inc(1);
+        bar.advance(1);
     }
-    bar.finish();
+    drop(bar);
     let md = write_layers(&args, &described, &layers, &items, &by_layer, p)?;
     depth_core::atomic::write_atomic(&args.out.join("features.md"), |w| w.write_all(md.as_bytes()))?;
     println!("{} images, layers {layers:?}: {}", items.len(), args.out.join("features.md").display());

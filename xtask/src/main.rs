@@ -1,5 +1,9 @@
 //! xtask: `cargo xtask <phase>` runs the Depth Anything V2 pipeline. Each phase is a thin clap
-//! front over library calls; this crate holds no model or tensor logic of its own.
+//! front: it parses its flags into the libraries' typed options (devices, weights, models,
+//! configs through their one loading contract) and calls them; the phases never call each
+//! other's flags. What only the command line does lives here: drawing and writing depth
+//! pictures (`render.rs`, shared by images and videos), ffmpeg pipes, the web demo, the bench
+//! harness and the mini reproduction's orchestration. It holds no model or tensor logic.
 // The doc comments of the argument structs are clap's `--help` text, written for a terminal
 // (`ENCODER[:WEIGHTS]`, `DIR/<stem>.npy`), not rustdoc markdown.
 #![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
@@ -14,7 +18,7 @@ mod mini;
 mod net_input;
 mod progress;
 mod pseudo_label;
-mod raw;
+mod render;
 mod serve;
 mod train;
 mod video;

@@ -1,10 +1,10 @@
-//! The model and network-input options of every command that runs a model (infer, features,
-//! eval, pseudo-label): one definition, one check.
+//! The model and network-input options of every command that runs a model (infer,
+//! features, serve, eval, pseudo-label): one definition, one check.
 
-use crate::error::{Result, XtaskError};
+use crate::error::Result;
 use clap::builder::RangedU64ValueParser;
 use depth_models::{
-    DEFAULT_MAX_TOKENS, DepthAnythingV2, DepthEstimator, Encoder, WeightsSource, load_model_with,
+    DEFAULT_MAX_TOKENS, DepthAnythingV2, DepthEstimator, Encoder, WeightsSource, load_checked,
 };
 
 /// `--weights` and `--encoder`.
@@ -41,32 +41,11 @@ impl ModelArgs {
         }
     }
 
-    /// The model, loaded strictly.
+    /// The model, loaded strictly (of the size `--encoder` names, when given).
     pub(crate) fn load(&self, device: &candle_core::Device) -> Result<(WeightsSource, DepthAnythingV2)> {
         let source = self.source()?;
         let model = load_checked(&source, self.encoder, self.max_depth, device)?;
         Ok((source, model))
-    }
-}
-
-/// Loads `source`, as a metric model of `max_depth` metres when given; when `expect` names an
-/// encoder size, the checkpoint must have it.
-pub(crate) fn load_checked(
-    source: &WeightsSource,
-    expect: Option<Encoder>,
-    max_depth: Option<f64>,
-    device: &candle_core::Device,
-) -> Result<DepthAnythingV2> {
-    let model = load_model_with(source, device, |cfg| cfg.max_depth = max_depth.or(cfg.max_depth))?;
-    let found = model.config().official_encoder();
-    match expect {
-        Some(e) if found != Some(e) => Err(XtaskError::Failed(format!(
-            "{source} holds a {} model, not the {} that --encoder asks for; drop --encoder (the size is \
-             read from the checkpoint) or pass the matching one",
-            found.map_or("custom-size", Encoder::name),
-            e.name()
-        ))),
-        _ => Ok(model),
     }
 }
 

@@ -45,7 +45,7 @@ pub struct ServeArgs {
     queue: usize,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
-    device: String,
+    device: depth_core::DeviceSpec,
 }
 
 struct App {
@@ -96,7 +96,7 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
 async fn depth(State(app): State<Arc<App>>, Query(q): Query<DepthQuery>, body: Bytes) -> Response {
     let cmap = match q.cmap.as_deref().unwrap_or("spectral_r").parse::<Colormap>() {
         Ok(c) => c,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
     };
     if body.is_empty() {
         return refuse(StatusCode::BAD_REQUEST, "no image in the request");
@@ -191,7 +191,7 @@ async fn too_large(r: Response) -> Response {
 }
 
 pub fn run_server(args: ServeArgs) -> Result<()> {
-    let device = depth_core::parse_device(&args.device)?;
+    let device = args.device.open()?;
     let (source, model) = args.model.load(&device)?;
     let estimator = args.input.estimator(model, device);
     let app = Arc::new(App {
@@ -205,12 +205,12 @@ pub fn run_server(args: ServeArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| XtaskError::Failed(format!("cannot start the server runtime: {e}")))?;
+        .map_err(|e| XtaskError::Server { reason: format!("cannot start its runtime: {e}") })?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
-            .await
-            .map_err(|e| XtaskError::Failed(format!("cannot listen on {}:{}: {e}", args.host, args.port)))?;
-        let addr = listener.local_addr().map_err(|e| XtaskError::Failed(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await.map_err(|e| {
+            XtaskError::Server { reason: format!("cannot listen on {}:{}: {e}", args.host, args.port) }
+        })?;
+        let addr = listener.local_addr().map_err(|e| XtaskError::Server { reason: e.to_string() })?;
         println!("serving {source} on http://{addr}/ (Ctrl-C stops)");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
@@ -220,6 +220,6 @@ pub fn run_server(args: ServeArgs) -> Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await
-            .map_err(|e| XtaskError::Failed(format!("the server stopped: {e}")))
+            .map_err(|e| XtaskError::Server { reason: format!("stopped: {e}") })
     })
 }

@@ -5,8 +5,12 @@
 //! Under `mpirun -np N` each process is one rank of a data-parallel run (docs/distributed.md).
 
 use crate::error::{Result, XtaskError};
-use depth_train::{TrainConfig, Trainer};
+use crate::progress::Bar;
+use depth_core::DeviceSpec;
+use depth_core::config::ConfigFile;
+use depth_train::{Collective, Learner, TrainConfig};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -20,7 +24,7 @@ pub struct TrainArgs {
     resume: Option<PathBuf>,
     /// cpu, cuda or cuda:N (overrides the config's `device`).
     #[arg(long)]
-    device: Option<String>,
+    device: Option<DeviceSpec>,
     /// Override a config value, e.g. `--set optim.lr=1e-4 --set schedule.steps=100` (in the
     /// mini reproduction: of every training stage).
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -58,67 +62,44 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
 }
 
-fn train(args: TrainArgs, dist: std::sync::Arc<dyn depth_train::Collective>) -> Result<()> {
-    if args.config.is_none() && args.resume.is_none() {
-        if dist.world() > 1 {
-            return Err(XtaskError::Failed(
-                "the mini reproduction runs in one process; launch --config or --resume runs with mpirun"
-                    .into(),
-            ));
-        }
-        return crate::mini::run(crate::mini::MiniArgs {
-            configs: args.pipeline,
-            out: args.out,
-            unlabeled: args.unlabeled,
-            gt: args.gt,
-            sets: args.sets,
-            device: args.device,
-        });
-    }
-    if args.dry_run {
+fn train(args: TrainArgs, dist: Arc<dyn Collective>) -> Result<()> {
+    let sets = || {
         let mut sets = args.sets.clone();
-        if let Some(d) = &args.device {
-            sets.push(format!("device={d}"));
+        sets.extend(args.device.map(|d| format!("device=\"{d}\"")));
+        sets
+    };
+    let mut learner = match (&args.config, &args.resume) {
+        (None, None) => return mini(args, dist.as_ref()),
+        (Some(config), _) if args.dry_run => {
+            print!("{}", depth_train::plan::dry_run(&TrainConfig::load(config, &sets())?)?);
+            return Ok(());
         }
-        let config = args.config.as_deref().expect("clap requires --config");
-        print!("{}", depth_train::plan::dry_run(&TrainConfig::load(config, &sets)?)?);
-        return Ok(());
-    }
-    let mut trainer = match &args.resume {
-        Some(dir) => {
-            if !args.sets.is_empty() {
-                return Err(XtaskError::Failed(format!(
+        (_, Some(dir)) if !args.sets.is_empty() => {
+            return Err(XtaskError::usage(
+                "--set",
+                format!(
                     "--resume continues {} with its own config.toml; --set would change the run (start a new one instead)",
                     dir.display()
-                )));
-            }
-            Trainer::resume_with(dir, args.device.clone(), dist.clone())?
+                ),
+            ));
         }
-        None => {
-            let mut sets = args.sets.clone();
-            if let Some(d) = &args.device {
-                sets.push(format!("device={d}"));
-            }
-            let config = args.config.as_deref().expect("checked above");
-            Trainer::start_with(TrainConfig::load(config, &sets)?, dist.clone())?
-        }
+        (_, Some(dir)) => Learner::resume_with(dir, args.device, dist.clone())?,
+        (Some(config), None) => Learner::start_with(TrainConfig::load(config, &sets())?, dist.clone())?,
     };
     let lead = dist.rank() == 0;
     let bar = if lead {
-        eprintln!("run folder: {}", trainer.run_dir().display());
-        crate::progress::bar(0, "train")
+        eprintln!("run folder: {}", learner.run_dir().root().display());
+        Bar::new("train")
     } else {
-        indicatif::ProgressBar::hidden()
+        Bar::hidden()
     };
-    let outcome = trainer.run(&bar);
-    bar.finish();
+    let outcome = learner.run(&bar);
+    drop(bar);
     let outcome = outcome?;
     if !lead {
         return Ok(());
     }
-    let summary = serde_json::to_vec_pretty(&outcome).expect("serialises");
-    let path = outcome.run.join("summary.json");
-    depth_core::atomic::write_atomic(&path, |w| w.write_all(&summary))?;
+    let run = learner.run_dir();
     println!(
         "trained {} steps ({} skipped), last loss {}, {:.2} images/s",
         outcome.steps,
@@ -127,15 +108,27 @@ fn train(args: TrainArgs, dist: std::sync::Arc<dyn depth_train::Collective>) -> 
         outcome.images_per_s
     );
     if let Some(b) = &outcome.best {
-        println!(
-            "best {} {:.5} at step {} → {}",
-            b.metric,
-            b.value,
-            b.step,
-            outcome.run.join("best.safetensors").display()
-        );
+        println!("best {} {:.5} at step {} → {}", b.metric, b.value, b.step, run.best_model().display());
     }
     println!("model: {}", outcome.final_model.display());
-    println!("loss curve: {}", outcome.run.join("loss.png").display());
+    println!("loss curve: {}", run.loss_plot().display());
     Ok(())
+}
+
+/// The mini reproduction (no --config, no --resume).
+fn mini(args: TrainArgs, dist: &dyn Collective) -> Result<()> {
+    if dist.world() > 1 {
+        return Err(XtaskError::usage(
+            "mpirun",
+            "the mini reproduction runs in one process; launch --config or --resume runs with mpirun",
+        ));
+    }
+    crate::mini::run(crate::mini::MiniOptions {
+        configs: args.pipeline,
+        out: args.out,
+        unlabeled: args.unlabeled,
+        gt: args.gt,
+        sets: args.sets,
+        device: args.device,
+    })
 }

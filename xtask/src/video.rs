@@ -9,8 +9,9 @@
 //! (the decoder's death is how a broken video is noticed).
 
 use crate::error::{Result, XtaskError};
-use crate::infer::{GAP, InferArgs, picture};
-use crate::raw::RawFormat;
+use crate::progress::Bar;
+use crate::render::{RawFormat, Rendering};
+use depth_core::Progress;
 use depth_core::atomic::write_atomic;
 use depth_models::{DepthEstimator, DepthMap};
 use image::RgbImage;
@@ -37,7 +38,7 @@ pub(crate) struct VideoInfo {
 }
 
 fn ffmpeg_missing(tool: &str, e: std::io::Error) -> XtaskError {
-    XtaskError::Failed(format!("cannot run {tool}: {e}; video needs ffmpeg (apt-get install ffmpeg)"))
+    XtaskError::Tool { tool: tool.into(), hint: "video needs ffmpeg (apt-get install ffmpeg)", source: e }
 }
 
 /// Reads the stream's size, rate and count with ffprobe.
@@ -49,8 +50,10 @@ pub(crate) fn probe(path: &Path) -> Result<VideoInfo> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| ffmpeg_missing("ffprobe", e))?;
-    let bad =
-        |reason: String| XtaskError::Failed(format!("{}: not a readable video: {reason}", path.display()));
+    let bad = |reason: String| XtaskError::Video {
+        path: path.into(),
+        reason: format!("not a readable video: {reason}"),
+    };
     if !out.status.success() {
         return Err(bad(String::from_utf8_lossy(&out.stderr).trim().to_string()));
     }
@@ -61,7 +64,7 @@ pub(crate) fn probe(path: &Path) -> Result<VideoInfo> {
     let (Some(width), Some(height)) = (dim("width"), dim("height")) else {
         return Err(bad(format!("the stream claims a size of {}×{}", stream["width"], stream["height"])));
     };
-    depth_core::image_io::check_claimed_size(width, height).map_err(bad)?;
+    depth_core::image_io::check_claimed_size(width, height).map_err(|e| bad(e.to_string()))?;
     let rate =
         |k: &str| stream[k].as_str().filter(|r| !r.starts_with('0') && r.contains('/')).map(str::to_string);
     let fps =
@@ -202,26 +205,26 @@ impl Encoder {
     }
 
     fn write(&mut self, frame: &RgbImage) -> Result<()> {
-        self.input.write_all(frame.as_raw()).map_err(|e| {
-            XtaskError::Failed(format!("{}: the encoder stopped taking frames: {e}", self.path.display()))
+        self.input.write_all(frame.as_raw()).map_err(|e| XtaskError::Video {
+            path: self.path.clone(),
+            reason: format!("the encoder stopped taking frames: {e}"),
         })
     }
 
     /// Closes the stream, waits for ffmpeg and renames the file into place.
     fn finish(mut self) -> Result<()> {
         drop(self.input);
-        let status = self.child.wait().map_err(|e| XtaskError::Io { path: self.path.clone(), source: e })?;
+        let status = self.child.wait().map_err(|e| ffmpeg_missing("ffmpeg", e))?;
         let stderr = self.stderr.join().unwrap_or_default();
         if !status.success() {
             let _ = std::fs::remove_file(&self.temp);
-            return Err(XtaskError::Failed(format!(
-                "{}: encoding failed ({status}): {}",
-                self.path.display(),
-                tail(&stderr)
-            )));
+            return Err(XtaskError::Video {
+                path: self.path.clone(),
+                reason: format!("encoding failed ({status}): {}", tail(&stderr)),
+            });
         }
         std::fs::rename(&self.temp, &self.path)
-            .map_err(|source| depth_core::CoreError::Write { path: self.path.clone(), source })?;
+            .map_err(|source| depth_core::CoreError::write(&self.path, source))?;
         Ok(())
     }
 
@@ -251,125 +254,160 @@ fn stem(video: &Path) -> String {
 }
 
 /// `<outdir>/<stem>.mp4`, refused when it is the input itself (`--outdir` the video's folder).
-pub(crate) fn output_path(args: &InferArgs, video: &Path) -> Result<PathBuf> {
-    let out = args.outdir().join(format!("{}.mp4", stem(video)));
+pub(crate) fn output_path(outdir: &Path, video: &Path) -> Result<PathBuf> {
+    let out = outdir.join(format!("{}.mp4", stem(video)));
     let same = match (out.canonicalize(), video.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
     if same {
-        return Err(XtaskError::Failed(format!(
-            "{}: the output would overwrite the input video; choose another --outdir",
-            video.display()
-        )));
+        return Err(XtaskError::Video {
+            path: video.into(),
+            reason: "the output would overwrite the input video; choose another --outdir".into(),
+        });
     }
     Ok(out)
 }
 
-/// Runs `infer --video` on a probed video, writing `out_path` (from [`output_path`]).
-pub(crate) fn run(
-    args: &InferArgs,
-    video: &Path,
-    info: &VideoInfo,
-    out_path: &Path,
-    est: &DepthEstimator,
-) -> Result<()> {
-    let raw_dir = out_path.with_file_name(format!("{}_depth", stem(video)));
-    if args.save_raw.is_some() {
-        std::fs::create_dir_all(&raw_dir)
-            .map_err(|source| depth_core::CoreError::Write { path: raw_dir.clone(), source })?;
-    }
-    let (w, h) = (info.width, info.height);
-    est.input_shape(w, h)?;
-    let out_w = if args.pred_only { w } else { 2 * w + GAP };
+/// One video to turn into a depth video.
+pub(crate) struct VideoJob {
+    pub video: PathBuf,
+    pub info: VideoInfo,
+    /// From [`output_path`].
+    pub out: PathBuf,
+    /// Its range (when fixed) is the whole video's; without one the video's own is taken from
+    /// its first frames, or each frame's with `per_frame_range`.
+    pub rendering: Rendering,
+    pub per_frame_range: bool,
+    /// Each frame's depth also as a file in `<outdir>/<stem>_depth/`.
+    pub save_raw: Option<RawFormat>,
+    pub batch_size: usize,
+}
+
+/// Writes the depth video of `job`.
+pub(crate) fn run(job: &VideoJob, est: &DepthEstimator) -> Result<()> {
+    let (video, info) = (&job.video, &job.info);
+    let raw = match job.save_raw {
+        Some(f) => {
+            let dir = job.out.with_file_name(format!("{}_depth", stem(video)));
+            std::fs::create_dir_all(&dir).map_err(|source| depth_core::CoreError::write(&dir, source))?;
+            Some((f, dir))
+        }
+        None => None,
+    };
+    est.input_shape(info.width, info.height)?;
     let mut decoder = Decoder::spawn(video, info)?;
-    let mut encoder = Encoder::spawn(out_path, out_w, h, &info.fps)?;
-    let bar = crate::progress::bar(info.about.unwrap_or(0), "video");
-    let cmap = args.colormap();
-    // the colour range as `picture` takes it (None: each frame's own), once it is decided
-    let mut range: Option<Option<(f32, f32)>> = match (&args.range, args.per_frame_range) {
-        (Some(r), _) => Some(Some((r[0], r[1]))),
-        (None, true) => Some(None),
-        (None, false) => None,
-    };
-    let mut pending: Vec<(RgbImage, DepthMap)> = Vec::new();
-    let mut written = 0u64;
-    let mut broken: Option<String> = None;
-    let mut job = |pending: &mut Vec<(RgbImage, DepthMap)>,
-                   range: Option<(f32, f32)>,
-                   encoder: &mut Encoder|
-     -> Result<()> {
-        for (frame, depth) in pending.drain(..) {
-            encoder.write(&picture(&frame, &depth, cmap, range, args.pred_only))?;
-            if let Some(f) = args.save_raw {
-                let path = raw_dir.join(raw_name(written, f));
-                write_atomic(&path, |wr| f.write(&depth, wr))?;
-            }
-            written += 1;
-            bar.inc(1);
-        }
-        Ok(())
-    };
-    let result = (|| -> Result<()> {
-        loop {
-            let mut frames = Vec::with_capacity(args.batch_size);
-            while frames.len() < args.batch_size.max(1) {
-                match decoder.next(info) {
-                    Ok(Some(f)) => frames.push(f),
-                    Ok(None) => break,
-                    Err(e) => {
-                        broken = Some(e);
-                        break;
-                    }
-                }
-            }
-            if frames.is_empty() {
-                break;
-            }
-            let depths = est.estimate_batch(&frames)?;
-            pending.extend(frames.into_iter().zip(depths));
-            if range.is_none() && pending.len() >= RANGE_FRAMES {
-                range = Some(fixed_range(&pending));
-            }
-            if let Some(r) = range {
-                job(&mut pending, r, &mut encoder)?;
-            }
-            if broken.is_some() {
-                break;
-            }
-        }
-        let r = range.unwrap_or_else(|| fixed_range(&pending));
-        job(&mut pending, r, &mut encoder)
-    })();
+    let encoder = Encoder::spawn(&job.out, job.rendering.width(info.width), info.height, &info.fps)?;
+    let bar = Bar::new("video");
+    bar.start(info.about.unwrap_or(0), 0);
+    let mut sink = Sink { encoder, raw, written: 0, bar: &bar };
+    let result = depth_frames(job, est, &mut decoder, &mut sink);
     let decoded = decoder.finish();
+    let Sink { encoder, written, .. } = sink;
     bar.set_length(written);
-    bar.finish();
-    if let Err(e) = result {
-        encoder.abandon();
-        return Err(e);
-    }
+    drop(bar);
+    let broken = match result {
+        Ok(broken) => broken,
+        Err(e) => {
+            encoder.abandon();
+            return Err(e);
+        }
+    };
     let short = info.frames.filter(|&n| written < n).map(|n| format!("the container holds {n} frames"));
     let broken = broken.or(decoded.err()).or(short);
     if written == 0 {
         encoder.abandon();
-        return Err(XtaskError::Failed(format!(
-            "{}: no frame could be decoded ({})",
-            video.display(),
-            broken.unwrap_or_else(|| "the video stream is empty".into())
-        )));
+        let why = broken.unwrap_or_else(|| "the video stream is empty".into());
+        return Err(XtaskError::Video {
+            path: video.clone(),
+            reason: format!("no frame could be decoded ({why})"),
+        });
     }
     encoder.finish()?;
     match broken {
         None => {
-            println!("{written} frames at {} fps written to {}", info.fps, out_path.display());
+            println!("{written} frames at {} fps written to {}", info.fps, job.out.display());
             Ok(())
         }
-        Some(e) => Err(XtaskError::Failed(format!(
-            "{}: the video is broken after frame {written} ({e}); the {written} frames before it are in {}",
-            video.display(),
-            out_path.display()
-        ))),
+        Some(e) => Err(XtaskError::Video {
+            path: video.clone(),
+            reason: format!(
+                "the video is broken after frame {written} ({e}); the {written} frames before it are in {}",
+                job.out.display()
+            ),
+        }),
     }
+}
+
+/// Where finished frames go: the encoder and, with `--save-raw`, one depth file per frame.
+struct Sink<'a> {
+    encoder: Encoder,
+    raw: Option<(RawFormat, PathBuf)>,
+    written: u64,
+    bar: &'a Bar,
+}
+
+impl Sink<'_> {
+    fn write(&mut self, pending: &mut Vec<(RgbImage, DepthMap)>, rendering: &Rendering) -> Result<()> {
+        for (frame, depth) in pending.drain(..) {
+            self.encoder.write(&rendering.picture(&frame, &depth))?;
+            if let Some((f, dir)) = &self.raw {
+                write_atomic(&dir.join(raw_name(self.written, *f)), |w| f.write(&depth, w))?;
+            }
+            self.written += 1;
+            self.bar.advance(1);
+        }
+        Ok(())
+    }
+}
+
+/// Decodes every frame, estimates its depth in batches and writes it once the video's colour
+/// range is decided (from the first [`RANGE_FRAMES`] frames, unless fixed or per frame);
+/// returns why decoding stopped early, if it did.
+fn depth_frames(
+    job: &VideoJob,
+    est: &DepthEstimator,
+    decoder: &mut Decoder,
+    sink: &mut Sink,
+) -> Result<Option<String>> {
+    let mut rendering = match (job.rendering.range, job.per_frame_range) {
+        (Some(_), _) | (None, true) => Some(job.rendering),
+        (None, false) => None,
+    };
+    let decided =
+        |pending: &[(RgbImage, DepthMap)]| Rendering { range: fixed_range(pending), ..job.rendering };
+    let mut pending: Vec<(RgbImage, DepthMap)> = Vec::new();
+    let mut broken = None;
+    loop {
+        let mut frames = Vec::with_capacity(job.batch_size);
+        while frames.len() < job.batch_size.max(1) {
+            match decoder.next(&job.info) {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => break,
+                Err(e) => {
+                    broken = Some(e);
+                    break;
+                }
+            }
+        }
+        if frames.is_empty() {
+            break;
+        }
+        let depths = est.estimate_batch(&frames)?;
+        pending.extend(frames.into_iter().zip(depths));
+        if rendering.is_none() && pending.len() >= RANGE_FRAMES {
+            rendering = Some(decided(&pending));
+        }
+        if let Some(r) = &rendering {
+            sink.write(&mut pending, r)?;
+        }
+        if broken.is_some() {
+            break;
+        }
+    }
+    let r = rendering.unwrap_or_else(|| decided(&pending));
+    sink.write(&mut pending, &r)?;
+    Ok(broken)
 }
 
 /// The fixed range of the frames decoded so far (the first ones of the video); each frame's own

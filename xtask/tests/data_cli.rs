@@ -2,6 +2,7 @@
 //! that names a corrupt file, manifests that catch tampering, and downloads through the Hub
 //! cache (offline) that are checksummed, or manual steps printed.
 
+use depth_core::config::ConfigFile;
 use depth_data::Dataset;
 use depth_data::synth::SynthFolder;
 use std::path::Path;
@@ -131,8 +132,9 @@ fn downloads_come_from_the_hub_cache_checksummed_or_print_manual_steps() {
 
 #[test]
 fn the_shipped_config_opens_every_fixture_dataset() {
-    let cfg = depth_data::config::DataConfig::load(
+    let cfg = depth_data::DataConfig::load(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/data.toml"),
+        &[],
     )
     .unwrap();
     for (name, n) in [

@@ -2,6 +2,7 @@
 //! RGB-D frames give the numbers of direct depth-eval calls, a model run writes its report and
 //! pictures, a missing benchmark fails with the way to get it, and the feature views are written.
 
+use depth_core::config::ConfigFile;
 use depth_data::TargetKind;
 use depth_eval::{Alignment, EvalConfig, Metrics, align};
 use std::path::{Path, PathBuf};
@@ -52,7 +53,7 @@ fn pred_dir_on_real_frames_matches_direct_calls() {
     let dir = tempfile::tempdir().unwrap();
     let preds = dir.path().join("mine");
     std::fs::create_dir(&preds).unwrap();
-    let cfg = EvalConfig::load(&config()).unwrap();
+    let cfg = EvalConfig::load(&config(), &[]).unwrap();
     let (benches, _) = cfg.select(&["kitti_frames".into()]).unwrap();
     let data = cfg.open(benches[0]).unwrap();
     let pd = depth_eval::PredDir::new(&preds, TargetKind::Depth).unwrap();

@@ -123,7 +123,7 @@ fn a_hostile_folder_fails_per_file_and_the_good_images_are_done_once() {
     assert!(!run.status.success(), "{stderr}");
     assert!(stderr.contains("bomb.png") && stderr.contains("100000×100000"), "{stderr}");
     assert!(stderr.contains("wide.png") && stderr.contains("--max-tokens"), "{stderr}");
-    let written: Vec<PathBuf> = depth_core::walk_files(&out, &|_| true).unwrap();
+    let written: Vec<PathBuf> = depth_core::walk::walk_files(&out, &|_| true).unwrap();
     assert_eq!(written, [out.join("good.png")], "the good image once, nothing for the others");
     // arguments that cannot work are refused before the model loads, and so is a file as --outdir
     for bad in [["--input-size", "0"], ["--batch-size", "0"]] {

@@ -35,7 +35,7 @@ fn labels(store: &Path) -> BTreeMap<PathBuf, (Vec<u32>, String, String)> {
     for e in std::fs::read_dir(store).unwrap().flatten() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "safetensors") {
-            let (t, meta) = depth_data::read_pseudo_label(&p).unwrap();
+            let (t, meta) = depth_data::formats::pseudo::read_pseudo_label(&p).unwrap();
             let bits = t.values.iter().map(|v| v.to_bits()).collect();
             out.insert(p.strip_prefix(store).unwrap().into(), (bits, meta.teacher_sha256, meta.image_sha256));
         }
@@ -180,8 +180,9 @@ fn the_mini_reproduction_runs_end_to_end_and_finishes_after_a_kill() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     // the labels came from the teacher of this run
-    let (_, meta) = depth_data::read_pseudo_label(&out.join("labels/da2_demo01.safetensors")).unwrap();
-    let hash = depth_data::manifest::sha256_file(&teacher_done).unwrap();
+    let (_, meta) =
+        depth_data::formats::pseudo::read_pseudo_label(&out.join("labels/da2_demo01.safetensors")).unwrap();
+    let hash = depth_core::hash::sha256_file(&teacher_done).unwrap();
     assert_eq!(meta.teacher_sha256, hash);
     // a second run has nothing left to train
     let again = std::fs::read_to_string({
@@ -208,4 +209,63 @@ fn the_mini_reproduction_takes_more_photos_and_more_ground_truth() {
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("| gt0 | teacher | 3 |"), "the extra frames are scored:\n{report}");
     assert!(report.contains("real frames (12:"), "and pooled with the real frames:\n{report}");
+}
+
+/// One list means the same images to `infer` and to `pseudo-label`: paths relative to the
+/// list's folder (not to where the command runs), `#` lines and blank lines skipped.
+#[test]
+fn a_list_names_the_same_images_for_infer_and_pseudo_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = repo().join("assets/photos");
+    let mut names: Vec<String> = std::fs::read_dir(&photos)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".jpg"))
+        .collect();
+    names.sort();
+    // the list sits beside copies of three photos, in a folder of its own
+    let lists = dir.path().join("set");
+    std::fs::create_dir_all(lists.join("sub")).unwrap();
+    for n in &names[..3] {
+        std::fs::copy(photos.join(n), lists.join("sub").join(n)).unwrap();
+    }
+    let text = format!("# three photos\nsub/{}\n\nsub/{}\n# sub/{}\n", names[0], names[1], names[2]);
+    let list = lists.join("photos.txt");
+    std::fs::write(&list, text).unwrap();
+    // the commands run from the repository: a path relative to it would name nothing
+    let out = dir.path().join("infer");
+    ok(xtask(&["infer", "--weights", &teacher()[5..], "--img-path", list.to_str().unwrap()]).args([
+        "--outdir",
+        out.to_str().unwrap(),
+        "--input-size",
+        "70",
+        "--pred-only",
+    ]));
+    let store = dir.path().join("labels");
+    ok(xtask(&["pseudo-label", "--teacher", &teacher(), "--images", list.to_str().unwrap()]).args([
+        "--store",
+        store.to_str().unwrap(),
+        "--input-size",
+        "70",
+    ]));
+    let stems = |names: &[&String]| -> Vec<String> {
+        names
+            .iter()
+            .map(|n| Path::new(n.as_str()).file_stem().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    let expected = stems(&[&names[0], &names[1]]);
+    let mut inferred: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    inferred.sort();
+    assert_eq!(inferred, expected, "infer");
+    let labelled: Vec<String> = labels(&store.join("sub"))
+        .keys()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(labelled, expected, "pseudo-label");
 }

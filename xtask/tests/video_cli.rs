@@ -74,7 +74,7 @@ fn frames_rate_layout_and_raw_depth_match_the_input() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     // run_video.py's layout: frame | 50 white | depth; same count and rate; the audio dropped
     assert_eq!(probe(&out.join("clip.mp4")), (12, "10/1".into(), 2 * 64 + 50, 48, false));
-    let raw: Vec<PathBuf> = depth_core::walk_files(&out.join("clip_depth"), &|_| true).unwrap();
+    let raw: Vec<PathBuf> = depth_core::walk::walk_files(&out.join("clip_depth"), &|_| true).unwrap();
     assert_eq!(raw.len(), 12);
     // frame 7's depth equals image inference on the same frame, decoded by the same ffmpeg
     let frame = dir.path().join("frame7.png");

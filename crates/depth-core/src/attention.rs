@@ -15,15 +15,10 @@ const BLOCK: usize = 64;
 /// `softmax(scale · q kᵀ) v` for q, k, v of shape (…, N, D) (same leading dims).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
     if q.dims() != k.dims() || q.dims() != v.dims() || q.rank() < 2 {
-        return Err(CoreError::BadInput {
-            what: "attention",
-            reason: format!(
-                "q {:?}, k {:?}, v {:?} must have one shape (…, N, D)",
-                q.dims(),
-                k.dims(),
-                v.dims()
-            ),
-        });
+        return Err(CoreError::bad_input(
+            "attention",
+            format!("q {:?}, k {:?}, v {:?} must have one shape (…, N, D)", q.dims(), k.dims(), v.dims()),
+        ));
     }
     if !q.device().is_cpu() {
         let p = crate::softmax::softmax_last_dim(&(q.matmul(&k.t()?)? * scale)?)?;
@@ -94,9 +89,7 @@ impl CustomOp3 for Attention {
         d_out: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (q, k, v) = (q.detach(), k.detach(), v.detach());
-        let p = crate::softmax::softmax_last_dim(&(q.matmul(&k.t()?)? * self.scale)?)
-            .map_err(candle_core::Error::wrap)?
-            .detach();
+        let p = crate::softmax::softmax_last_dim(&(q.matmul(&k.t()?)? * self.scale)?)?.detach();
         let d_out = d_out.contiguous()?;
         let dv = p.t()?.matmul(&d_out)?;
         let dp = d_out.matmul(&v.t()?)?.contiguous()?;

@@ -1,13 +1,56 @@
-//! The one way the pipeline reads a TOML configuration (data, eval and train configs alike):
-//! parse with serde (a config type with `deny_unknown_fields` turns a typo into an error that
-//! names the key), apply `--set key=value` overrides first, and resolve paths relative to the
-//! config file, with `${DEPTH_FIXTURES}` standing for the shared fixtures folder.
+//! The one way the pipeline reads a TOML configuration (data, eval and train configs alike),
+//! and the one contract every config type follows ([`ConfigFile::load`]): read the file, apply
+//! the `--set key=value` overrides, deserialize (a config type with `deny_unknown_fields` turns
+//! a typo into an error that names the key), resolve paths relative to the config file (with
+//! `${DEPTH_FIXTURES}` standing for the shared fixtures folder), then validate. Defaults are
+//! stated on the fields they belong to.
 
 use crate::error::{CoreError, Result};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
-/// Reads `path` as a `T`, after applying `overrides` (`key.sub=value`, see [`apply_override`]).
+/// A setting that does not agree with the others (or with itself): which key, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct Invalid {
+    pub key: String,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { key: key.into(), reason: reason.into() }
+    }
+
+    /// The same problem one table further out (`optim` + `lr` → `optim.lr`).
+    pub fn under(self, table: &str) -> Self {
+        Self { key: format!("{table}.{}", self.key), reason: self.reason }
+    }
+}
+
+/// A configuration file type.
+pub trait ConfigFile: DeserializeOwned {
+    /// Makes the relative paths it holds relative to `base`, the config file's folder.
+    fn resolve(&mut self, _base: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    /// Checks that the settings agree, before anything is opened.
+    fn validate(&self) -> std::result::Result<(), Invalid>;
+
+    /// Reads `path` with `overrides` applied, resolves its paths and validates it; every error
+    /// names the file.
+    fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let mut cfg: Self = read_toml(path, overrides)?;
+        cfg.resolve(base_dir(path))?;
+        cfg.validate().map_err(|e| CoreError::config(path, e))?;
+        Ok(cfg)
+    }
+}
+
+/// Reads `path` as a `T`, after applying `overrides` (`key.sub=value`: a TOML value, or plain text;
+/// a number after a list's name picks one of its tables, `source.0.ratio=2`);
+/// nothing is resolved or validated (see [`ConfigFile::load`]).
 pub fn read_toml<T: DeserializeOwned>(path: &Path, overrides: &[String]) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|source| CoreError::Io { path: path.into(), source })?;
     parse_toml(&text, path, overrides)
@@ -27,7 +70,7 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path, overrides: &[Str
 /// `[1, 2]`, `"text"`), or taken as a plain string when it is not TOML (`name=student`).
 /// Tables on the way are created; a number selects an element of an array of tables
 /// (`source.0.ratio=2`).
-pub fn apply_override(table: &mut toml::Table, assignment: &str) -> std::result::Result<(), String> {
+fn apply_override(table: &mut toml::Table, assignment: &str) -> std::result::Result<(), String> {
     let (key, raw) = assignment.split_once('=').ok_or("expected key=value")?;
     let value = format!("v = {}", raw.trim())
         .parse::<toml::Table>()
@@ -101,11 +144,11 @@ pub fn base_dir(path: &Path) -> &Path {
 pub fn check_unique<'a>(
     names: impl IntoIterator<Item = &'a str>,
     what: &str,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Invalid> {
     let mut seen = std::collections::BTreeSet::new();
     for n in names {
         if !seen.insert(n) {
-            return Err(format!("{what} '{n}' is declared twice"));
+            return Err(Invalid::new(what, format!("{what} '{n}' is declared twice")));
         }
     }
     Ok(())
@@ -181,7 +224,10 @@ mod tests {
 
     #[test]
     fn duplicates_are_named() {
-        assert_eq!(check_unique(["a", "b", "a"], "dataset").unwrap_err(), "dataset 'a' is declared twice");
+        assert_eq!(
+            check_unique(["a", "b", "a"], "dataset").unwrap_err().reason,
+            "dataset 'a' is declared twice"
+        );
         assert!(check_unique(["a", "b"], "dataset").is_ok());
     }
 }

@@ -8,10 +8,29 @@ use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage, metadata::Orienta
 use std::io::Cursor;
 use std::path::Path;
 
+/// Why an image's bytes did not become a picture.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The header claims no pixels.
+    #[error("the header claims {width}×{height} pixels")]
+    Empty { width: u32, height: u32 },
+    /// The header claims more pixels than the limit: refused before decoding.
+    #[error(
+        "the header claims {width}×{height} = {} pixels, more than the limit of {limit}{}; downscale the \
+         image first if it is real",
+        *.width as u64 * *.height as u64,
+        if *.limit == MAX_IMAGE_PIXELS { " (PIL's decompression-bomb threshold)" } else { "" }
+    )]
+    TooLarge { width: u32, height: u32, limit: u64 },
+    /// Not an image, or a damaged one.
+    #[error("{0}")]
+    Undecodable(String),
+}
+
 /// Decodes an image file to 8-bit RGB.
 pub fn read_image(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|source| CoreError::Io { path: path.into(), source })?;
-    decode_image(&bytes).map_err(|reason| CoreError::ImageDecode { path: path.into(), reason })
+    decode_image(&bytes).map_err(|e| CoreError::ImageDecode { path: path.into(), reason: e.to_string() })
 }
 
 /// The most pixels an input image may have: PIL's decompression-bomb threshold
@@ -22,41 +41,35 @@ pub const MAX_IMAGE_PIXELS: u64 = 89_478_485;
 
 /// Refuses a claimed size that is empty or larger than [`MAX_IMAGE_PIXELS`] (every image reader
 /// asks before decoding).
-pub fn check_claimed_size(w: u32, h: u32) -> std::result::Result<(), String> {
+pub fn check_claimed_size(w: u32, h: u32) -> std::result::Result<(), ImageError> {
     check_claimed_size_within(w, h, MAX_IMAGE_PIXELS)
 }
 
 /// As [`check_claimed_size`] with another limit (a server takes less than a batch job).
-pub fn check_claimed_size_within(w: u32, h: u32, max_pixels: u64) -> std::result::Result<(), String> {
-    let pixels = w as u64 * h as u64;
-    if pixels == 0 {
-        return Err(format!("the header claims {w}×{h} pixels"));
+pub fn check_claimed_size_within(w: u32, h: u32, max_pixels: u64) -> std::result::Result<(), ImageError> {
+    match w as u64 * h as u64 {
+        0 => Err(ImageError::Empty { width: w, height: h }),
+        pixels if pixels > max_pixels => Err(ImageError::TooLarge { width: w, height: h, limit: max_pixels }),
+        _ => Ok(()),
     }
-    if pixels > max_pixels {
-        let why = if max_pixels == MAX_IMAGE_PIXELS { " (PIL's decompression-bomb threshold)" } else { "" };
-        return Err(format!(
-            "the header claims {w}×{h} = {pixels} pixels, more than the limit of {max_pixels}{why}; \
-             downscale the image first if it is real"
-        ));
-    }
-    Ok(())
 }
 
 /// Decodes image bytes to 8-bit RGB (see [`read_image`]). JPEG goes through libjpeg-turbo (as
 /// OpenCV), the rest through the `image` crate; grey, 16-bit, palette and alpha images become
 /// 8-bit RGB (alpha dropped), an animation its first frame; the EXIF orientation is applied.
-pub fn decode_image(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
+pub fn decode_image(bytes: &[u8]) -> std::result::Result<RgbImage, ImageError> {
     decode_image_within(bytes, MAX_IMAGE_PIXELS)
 }
 
 /// As [`decode_image`], refusing images of more than `max_pixels` before decoding them.
-pub fn decode_image_within(bytes: &[u8], max_pixels: u64) -> std::result::Result<RgbImage, String> {
+pub fn decode_image_within(bytes: &[u8], max_pixels: u64) -> std::result::Result<RgbImage, ImageError> {
+    let undecodable = |e: &dyn std::fmt::Display| ImageError::Undecodable(e.to_string());
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        let header = turbojpeg::read_header(bytes).map_err(|e| e.to_string())?;
+        let header = turbojpeg::read_header(bytes).map_err(|e| undecodable(&e))?;
         check_claimed_size_within(header.width as u32, header.height as u32, max_pixels)?;
         let rgb: RgbImage = match header.colorspace {
             turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK => cmyk_to_rgb(bytes)?,
-            _ => turbojpeg::decompress_image(bytes).map_err(|e| e.to_string())?,
+            _ => turbojpeg::decompress_image(bytes).map_err(|e| undecodable(&e))?,
         };
         let orientation = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes))
             .and_then(|mut d| d.orientation())
@@ -65,23 +78,24 @@ pub fn decode_image_within(bytes: &[u8], max_pixels: u64) -> std::result::Result
         img.apply_orientation(orientation);
         return Ok(img.into_rgb8());
     }
-    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| undecodable(&e))?;
     if reader.format().is_none() {
-        return Err("not an image format this tool reads (JPEG, PNG, BMP, TIFF, WebP)".into());
+        return Err(undecodable(&"not an image format this tool reads (JPEG, PNG, BMP, TIFF, WebP)"));
     }
-    let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    let mut decoder = reader.into_decoder().map_err(|e| undecodable(&e))?;
     let (w, h) = decoder.dimensions();
     check_claimed_size_within(w, h, max_pixels)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| undecodable(&e))?;
     img.apply_orientation(orientation);
     Ok(img.into_rgb8())
 }
 
 /// A CMYK or YCCK JPEG (print files, Photoshop exports) as `cv2.imread` gives it: libjpeg's
 /// CMYK samples, then per channel `k − ((255 − c)·k >> 8)` (OpenCV's `icvCvt_CMYK2BGR_8u_C4C3R`).
-fn cmyk_to_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
-    let img = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::CMYK).map_err(|e| e.to_string())?;
+fn cmyk_to_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, ImageError> {
+    let img = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::CMYK)
+        .map_err(|e| ImageError::Undecodable(e.to_string()))?;
     let (w, h) = (img.width, img.height);
     let mut rgb = Vec::with_capacity(w * h * 3);
     for row in img.pixels.chunks(img.pitch).take(h) {
@@ -90,7 +104,8 @@ fn cmyk_to_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
             rgb.extend(px[..3].iter().map(|&c| (k - (((255 - c as u32) * k) >> 8)) as u8));
         }
     }
-    RgbImage::from_raw(w as u32, h as u32, rgb).ok_or_else(|| "CMYK decode size mismatch".to_string())
+    RgbImage::from_raw(w as u32, h as u32, rgb)
+        .ok_or_else(|| ImageError::Undecodable("CMYK decode size mismatch".into()))
 }
 
 /// An 8-bit RGB image as (1, 3, H, W) float64 in [0, 1].
@@ -129,6 +144,8 @@ mod tests {
         let crc = crc32fast::hash(&png[12..29]);
         png[29..33].copy_from_slice(&crc.to_be_bytes());
         let err = decode_image(&png).unwrap_err();
+        assert!(matches!(err, ImageError::TooLarge { width: 100_000, height: 100_000, .. }), "{err}");
+        let err = err.to_string();
         assert!(err.contains("100000×100000") && err.contains("limit"), "{err}");
         // a JPEG whose SOF claims 65000×65000
         let mut jpeg = Vec::new();
@@ -136,7 +153,7 @@ mod tests {
         let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
         jpeg[sof + 5..sof + 7].copy_from_slice(&65_000u16.to_be_bytes());
         jpeg[sof + 7..sof + 9].copy_from_slice(&65_000u16.to_be_bytes());
-        let err = decode_image(&jpeg).unwrap_err();
+        let err = decode_image(&jpeg).unwrap_err().to_string();
         assert!(err.contains("65000×65000") && err.contains("limit"), "{err}");
         // just under the limit in pixels but empty: refused too
         png[16..20].copy_from_slice(&0u32.to_be_bytes());
@@ -168,7 +185,7 @@ mod tests {
             img.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
             assert_eq!(decode_image(&png).unwrap().dimensions(), (w, h), "{:?}", img.color());
         }
-        let err = decode_image(b"hello, world").unwrap_err();
+        let err = decode_image(b"hello, world").unwrap_err().to_string();
         assert!(err.contains("not an image format"), "{err}");
     }
 

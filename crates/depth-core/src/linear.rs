@@ -6,6 +6,7 @@
 //! sums over fixed groups of rows added in order, so they are the same bits on any thread count.
 //! Off the CPU: candle's matmul and broadcast add.
 
+use crate::disjoint::DisjointOut;
 use crate::error::Result;
 use crate::float::{Float, Kernel, dispatch};
 use crate::gemm::{Mat, gemm_into, gemm_raw};
@@ -20,16 +21,14 @@ const GROUP: usize = 256;
 /// x (…, K) · wᵀ (w: N × K) + b (N).
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims().to_vec();
-    let k = *dims.last().ok_or_else(|| crate::CoreError::BadInput {
-        what: "linear",
-        reason: "the input has no dimensions".into(),
-    })?;
+    let k =
+        *dims.last().ok_or_else(|| crate::CoreError::bad_input("linear", "the input has no dimensions"))?;
     let (n, k2) = w.dims2()?;
     if k != k2 || b.is_some_and(|b| b.dims() != [n]) {
-        return Err(crate::CoreError::BadInput {
-            what: "linear",
-            reason: format!("input {dims:?}, weight {:?}, bias {:?}", w.dims(), b.map(|b| b.dims().to_vec())),
-        });
+        return Err(crate::CoreError::bad_input(
+            "linear",
+            format!("input {dims:?}, weight {:?}, bias {:?}", w.dims(), b.map(|b| b.dims().to_vec())),
+        ));
     }
     let cpu = x.device().is_cpu() && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64);
     if !cpu {
@@ -52,22 +51,6 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 
 struct LinearOp;
 
-/// A raw pointer shared by blocks writing disjoint rows.
-#[derive(Clone, Copy)]
-struct RowsPtr<T>(*mut T);
-// SAFETY: used only for writes to disjoint row blocks, see `rows_gemm`.
-unsafe impl<T> Send for RowsPtr<T> {}
-unsafe impl<T> Sync for RowsPtr<T> {}
-
-impl<T> RowsPtr<T> {
-    /// # Safety
-    /// `offset` must lie inside the allocation the pointer came from.
-    unsafe fn at(&self, offset: usize) -> *mut T {
-        // SAFETY: forwarded to the caller.
-        unsafe { self.0.add(offset) }
-    }
-}
-
 /// out (m × n) = [init +] lhs (m × kk) · rhs, by independent blocks of rows; `init(r)`
 /// gives the starting value of every row (the bias) or None for zero.
 fn rows_gemm<T: WithDType>(
@@ -79,7 +62,7 @@ fn rows_gemm<T: WithDType>(
     init: Option<&[T]>,
 ) -> Vec<T> {
     let mut out = vec![T::zero(); m * n];
-    let ptr = RowsPtr(out.as_mut_ptr());
+    let ptr = DisjointOut::new(&mut out);
     // One block per thread: gemm repacks the whole weight for every call, which at 64 rows cost
     // as much as the products. A row's result does not depend on its block (gemm's k-blocking
     // depends on k alone), so the bits are the same for any block size and thread count.
@@ -87,8 +70,8 @@ fn rows_gemm<T: WithDType>(
     let blocks = m.div_ceil(rows_per);
     let run = |blk: usize| {
         let (r0, rows) = (blk * rows_per, rows_per.min(m - blk * rows_per));
-        // SAFETY: block `blk` alone writes rows r0..r0+rows; `out` outlives the loop.
-        let dst = unsafe { std::slice::from_raw_parts_mut(ptr.at(r0 * n), rows * n) };
+        // SAFETY: block `blk` alone writes rows r0..r0+rows.
+        let dst = unsafe { ptr.region(r0 * n, rows * n) };
         if let Some(b) = init {
             dst.chunks_mut(n).for_each(|row| row.copy_from_slice(b));
         }
@@ -266,7 +249,7 @@ impl Linear {
 
 impl candle_core::Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        linear(x, &self.weight, self.bias.as_ref()).map_err(candle_core::Error::wrap)
+        Ok(linear(x, &self.weight, self.bias.as_ref())?)
     }
 }
 

@@ -13,15 +13,15 @@ use rayon::prelude::*;
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     let d = x.dim(candle_core::D::Minus1)?;
     if gamma.dims() != [d] || beta.dims() != [d] {
-        return Err(CoreError::BadInput {
-            what: "layer_norm",
-            reason: format!(
+        return Err(CoreError::bad_input(
+            "layer_norm",
+            format!(
                 "input {:?} needs weight and bias of shape [{d}], got {:?} and {:?}",
                 x.dims(),
                 gamma.dims(),
                 beta.dims()
             ),
-        });
+        ));
     }
     if !x.device().is_cpu() {
         return Ok(candle_nn::ops::layer_norm_slow(x, gamma, beta, eps as f32)?);

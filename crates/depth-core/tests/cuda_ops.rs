@@ -71,7 +71,7 @@ fn ops_on_cuda_match_the_cpu() {
         (
             "conv s1",
             r(&[1, 4, 9, 10]),
-            Box::new(move |x| depth_core::conv::conv2d(x, &on(&w3, x), None, 1, 1).unwrap()),
+            Box::new(move |x| depth_core::conv2d(x, &on(&w3, x), None, 1, 1).unwrap()),
         ),
         (
             "conv_transpose k4s4",
@@ -81,7 +81,7 @@ fn ops_on_cuda_match_the_cpu() {
         (
             "conv s2",
             r(&[1, 4, 9, 10]),
-            Box::new(move |x| depth_core::conv::conv2d(x, &on(&w3s, x), None, 1, 2).unwrap()),
+            Box::new(move |x| depth_core::conv2d(x, &on(&w3s, x), None, 1, 2).unwrap()),
         ),
     ];
     let mut bad = Vec::new();

@@ -171,11 +171,11 @@ fn strided_conv_matches_candle_forward_and_has_exact_gradients_on_every_size() {
     let b = randn(&[4]);
     for (h, wd) in [(5, 6), (6, 5), (7, 7), (4, 4), (2, 3), (37, 56)] {
         let x = randn(&[2, 3, h, wd]);
-        let ours = depth_core::conv::conv2d(&x, &w, Some(&b), 1, 2).unwrap();
+        let ours = depth_core::conv2d(&x, &w, Some(&b), 1, 2).unwrap();
         let theirs =
             x.conv2d(&w, 1, 2, 1, 1).unwrap().broadcast_add(&b.reshape((1, 4, 1, 1)).unwrap()).unwrap();
         assert!(rel_err(&ours, &theirs) < 1e-14, "{h}×{wd}");
-        finite_difference_check(&x, |x| depth_core::conv::conv2d(x, &w, Some(&b), 1, 2).unwrap(), 1e-6);
+        finite_difference_check(&x, |x| depth_core::conv2d(x, &w, Some(&b), 1, 2).unwrap(), 1e-6);
     }
     // the candle defect this works around: backward fails when H and W differ in parity
     // (37×56 is the patch grid of a 518×784 input)
@@ -194,37 +194,37 @@ fn tiled_conv_matches_candle_and_has_exact_gradients() {
     {
         let x = randn(&[2, c, h, w]);
         let wt = randn(&[o, c, k, k]);
-        let ours = depth_core::conv::conv2d(&x, &wt, None, p, 1).unwrap();
+        let ours = depth_core::conv2d(&x, &wt, None, p, 1).unwrap();
         let theirs = x.conv2d(&wt, p, 1, 1, 1).unwrap();
         assert!(rel_err(&ours, &theirs) < 1e-13, "forward c{c} o{o} k{k} p{p} {h}×{w}");
-        finite_difference_check(&x, |x| depth_core::conv::conv2d(x, &wt, None, p, 1).unwrap(), 1e-6);
-        finite_difference_check(&wt, |wt| depth_core::conv::conv2d(&x, wt, None, p, 1).unwrap(), 1e-6);
+        finite_difference_check(&x, |x| depth_core::conv2d(x, &wt, None, p, 1).unwrap(), 1e-6);
+        finite_difference_check(&wt, |wt| depth_core::conv2d(&x, wt, None, p, 1).unwrap(), 1e-6);
         let f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
-        let y32 = depth_core::conv::conv2d(&f32(&x), &f32(&wt), None, p, 1).unwrap();
+        let y32 = depth_core::conv2d(&f32(&x), &f32(&wt), None, p, 1).unwrap();
         assert!(rel_err(&y32, &theirs) < 1e-5);
         // the bias is fused into the kernel: forward and its gradient
         let b = randn(&[o]);
-        let ours = depth_core::conv::conv2d(&x, &wt, Some(&b), p, 1).unwrap();
+        let ours = depth_core::conv2d(&x, &wt, Some(&b), p, 1).unwrap();
         let theirs = theirs.broadcast_add(&b.reshape((1, o, 1, 1)).unwrap()).unwrap();
         assert!(rel_err(&ours, &theirs) < 1e-13, "biased forward c{c} o{o} k{k} p{p} {h}×{w}");
-        finite_difference_check(&b, |b| depth_core::conv::conv2d(&x, &wt, Some(b), p, 1).unwrap(), 1e-6);
-        finite_difference_check(&x, |x| depth_core::conv::conv2d(x, &wt, Some(&b), p, 1).unwrap(), 1e-6);
+        finite_difference_check(&b, |b| depth_core::conv2d(&x, &wt, Some(b), p, 1).unwrap(), 1e-6);
+        finite_difference_check(&x, |x| depth_core::conv2d(x, &wt, Some(&b), p, 1).unwrap(), 1e-6);
         // a ReLU fused in front: equal to rectifying first, with the gradient through it
-        let fused = |x: &Tensor| depth_core::conv::conv2d_relu_input(x, &wt, Some(&b), p, 1).unwrap();
-        let composed = depth_core::conv::conv2d(&x.relu().unwrap(), &wt, Some(&b), p, 1).unwrap();
+        let fused = |x: &Tensor| depth_core::conv2d_relu_input(x, &wt, Some(&b), p, 1).unwrap();
+        let composed = depth_core::conv2d(&x.relu().unwrap(), &wt, Some(&b), p, 1).unwrap();
         assert!(rel_err(&fused(&x), &composed) < 1e-14, "relu-input forward c{c} o{o} k{k} p{p} {h}×{w}");
         finite_difference_check(&x, fused, 1e-6);
         finite_difference_check(
             &wt,
-            |wt| depth_core::conv::conv2d_relu_input(&x, wt, Some(&b), p, 1).unwrap(),
+            |wt| depth_core::conv2d_relu_input(&x, wt, Some(&b), p, 1).unwrap(),
             1e-6,
         );
     }
     // off the tiled path (stride 2) the fused ReLU is applied first
     let x = randn(&[1, 2, 9, 8]);
     let (wt, b) = (randn(&[3, 2, 3, 3]), randn(&[3]));
-    let fused = depth_core::conv::conv2d_relu_input(&x, &wt, Some(&b), 1, 2).unwrap();
-    let composed = depth_core::conv::conv2d(&x.relu().unwrap(), &wt, Some(&b), 1, 2).unwrap();
+    let fused = depth_core::conv2d_relu_input(&x, &wt, Some(&b), 1, 2).unwrap();
+    let composed = depth_core::conv2d(&x.relu().unwrap(), &wt, Some(&b), 1, 2).unwrap();
     assert!(rel_err(&fused, &composed) < 1e-14);
 }
 
@@ -269,7 +269,7 @@ fn reduced_gradients_do_not_depend_on_thread_scheduling() {
     );
     let dl = Tensor::randn(0f32, 1.0, (3000, 48), &dev).unwrap();
     let run = || {
-        let y = depth_core::conv::conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), 1, 1).unwrap();
+        let y = depth_core::conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), 1, 1).unwrap();
         let n = depth_core::layer_norm(t.as_tensor(), g.as_tensor(), beta.as_tensor(), 1e-6).unwrap();
         let l = depth_core::linear(t.as_tensor(), lw.as_tensor(), Some(lb.as_tensor())).unwrap();
         let loss = ((y * &dy).unwrap().sum_all().unwrap() + (n * &dn).unwrap().sum_all().unwrap()).unwrap();

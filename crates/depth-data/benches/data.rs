@@ -33,8 +33,12 @@ fn bench(c: &mut Criterion) {
     let n = folder.len();
     g.throughput(Throughput::Elements(n as u64));
     for strong in [false, true] {
-        let source =
-            Source { dataset: Arc::new(ImageFolder::new("unlabeled", &photos).unwrap()), ratio: 1.0, strong };
+        let source = Source {
+            dataset: Arc::new(ImageFolder::new("unlabeled", &photos).unwrap()),
+            ratio: 1.0,
+            strong,
+            pseudo: false,
+        };
         let cfg = LoaderConfig { batch_size: 1, workers: 2, prefetch: 4, ..LoaderConfig::default() };
         let loader = Loader::new(vec![source], cfg).unwrap();
         let name = if strong { "photos_518_strong" } else { "photos_518" };

@@ -6,7 +6,10 @@
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::formats::{self, folder::ImageFolder, nyu::NyuLabeled, pseudo::PseudoLabeled};
-use depth_core::config::{base_dir, check_unique, expand, read_toml};
+use crate::synth::SynthSpec;
+use depth_core::CoreError;
+use depth_core::config::{ConfigFile, Invalid, check_unique, expand};
+use serde_inline_default::serde_inline_default;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,6 +46,7 @@ pub enum Kind {
 }
 
 /// Files of a Hugging Face Hub repository that make up (part of) a dataset.
+#[serde_inline_default]
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubSource {
@@ -50,13 +54,9 @@ pub struct HubSource {
     pub files: Vec<String>,
     #[serde(default)]
     pub revision: Option<String>,
-    /// "dataset" (default) or "model".
-    #[serde(default = "dataset_repo")]
+    /// "dataset" or "model".
+    #[serde_inline_default("dataset".into())]
     pub repo_type: String,
-}
-
-fn dataset_repo() -> String {
-    "dataset".into()
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -87,46 +87,126 @@ pub struct DatasetSpec {
     pub manual: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     #[serde(default, rename = "dataset")]
     pub datasets: Vec<DatasetSpec>,
 }
 
-impl DataConfig {
-    /// Reads a config (through depth-core's one config reader) and resolves its paths.
-    pub fn load(path: &Path) -> Result<DataConfig> {
-        let mut cfg: DataConfig = read_toml(path, &[])?;
-        let base = base_dir(path);
-        for d in &mut cfg.datasets {
+impl ConfigFile for DataConfig {
+    fn resolve(&mut self, base: &Path) -> depth_core::Result<()> {
+        for d in &mut self.datasets {
             let resolve = |p: &Path| expand(p, base);
             d.root = resolve(&d.root)?;
             d.depth_root = d.depth_root.as_deref().map(resolve).transpose()?;
             d.store = d.store.as_deref().map(resolve).transpose()?;
             d.manifest = d.manifest.as_deref().map(resolve).transpose()?;
         }
-        check_unique(cfg.datasets.iter().map(|d| d.name.as_str()), "dataset")
-            .map_err(|reason| DataError::Config { path: path.into(), reason })?;
-        Ok(cfg)
+        Ok(())
     }
 
+    fn validate(&self) -> std::result::Result<(), Invalid> {
+        check_unique(self.datasets.iter().map(|d| d.name.as_str()), "dataset")
+    }
+}
+
+impl DataConfig {
     pub fn get(&self, name: &str) -> Result<&DatasetSpec> {
-        self.datasets.iter().find(|d| d.name == name).ok_or_else(|| DataError::BadInput {
-            what: "dataset",
-            reason: format!(
-                "no dataset '{name}' in the config; known: {}",
-                self.datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
+        self.datasets.iter().find(|d| d.name == name).ok_or_else(|| {
+            CoreError::bad_input(
+                "dataset",
+                format!(
+                    "no dataset '{name}' in the config; known: {}",
+                    self.datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .into()
         })
+    }
+}
+
+impl DataConfig {
+    /// The image folder of dataset `name`, which must be of kind `folder` or `pseudo` (the
+    /// images a teacher labels).
+    pub fn image_root(&self, name: &str) -> Result<&Path> {
+        let spec = self.get(name)?;
+        if !matches!(spec.kind, Kind::Folder | Kind::Pseudo) {
+            let reason = format!(
+                "dataset '{name}' is of kind {:?}: only image folders (kind folder or pseudo) are labelled",
+                spec.kind
+            );
+            return Err(CoreError::bad_input("dataset", reason).into());
+        }
+        Ok(&spec.root)
+    }
+}
+
+/// A dataset as training and evaluation configs name it: one of the data config's, or
+/// procedural scenes generated on the fly. In TOML it is exactly one of `dataset = "name"` and
+/// `synth = { … }`, which the config types that hold one check when they are read
+/// ([`DatasetRef::from_keys`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum DatasetRef {
+    Named(String),
+    Synth(SynthSpec),
+}
+
+impl DatasetRef {
+    /// The reference the two keys of a config entry make; `entry` names the entry in the error.
+    pub fn from_keys(
+        entry: &str,
+        dataset: Option<String>,
+        synth: Option<SynthSpec>,
+    ) -> std::result::Result<Self, Invalid> {
+        match (dataset, synth) {
+            (Some(name), None) => Ok(Self::Named(name)),
+            (None, Some(spec)) => Ok(Self::Synth(spec)),
+            _ => Err(Invalid::new(entry, format!("{entry} needs exactly one of `dataset` and `synth`"))),
+        }
+    }
+
+    /// The two keys it is written as.
+    pub fn into_keys(self) -> (Option<String>, Option<SynthSpec>) {
+        match self {
+            Self::Named(name) => (Some(name), None),
+            Self::Synth(spec) => (None, Some(spec)),
+        }
+    }
+
+    /// Resolves the scenes' texture folder against a config's folder.
+    pub fn resolve(&mut self, base: &Path) -> depth_core::Result<()> {
+        match self {
+            Self::Named(_) => Ok(()),
+            Self::Synth(spec) => spec.resolve(base),
+        }
+    }
+
+    /// Opens it; a named dataset is looked up in `data`.
+    pub fn open(&self, data: &DataConfig) -> Result<Arc<dyn Dataset>> {
+        match self {
+            Self::Named(name) => data.get(name)?.open(),
+            Self::Synth(spec) => Ok(Arc::new(spec.open()?)),
+        }
+    }
+
+    /// The data config's dataset it names, if any.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Self::Named(name) => Some(name),
+            Self::Synth(_) => None,
+        }
     }
 }
 
 impl DatasetSpec {
     fn need<'a, T>(&self, field: &'static str, v: &'a Option<T>) -> Result<&'a T> {
-        v.as_ref().ok_or_else(|| DataError::BadInput {
-            what: "dataset config",
-            reason: format!("dataset '{}' of kind {:?} needs `{field}`", self.name, self.kind),
+        v.as_ref().ok_or_else(|| {
+            CoreError::bad_input(
+                "dataset config",
+                format!("dataset '{}' of kind {:?} needs `{field}`", self.name, self.kind),
+            )
+            .into()
         })
     }
 

@@ -6,21 +6,26 @@
 //! manifest. It builds on depth-core (image reading, OpenCV-exact resize) and must not depend on
 //! models, losses, training or evaluation.
 
-pub mod config;
-pub mod dataset;
-pub mod error;
+//!
+//! Its surface: the readers (`formats`), the synthetic scenes (`synth`), the transforms, the
+//! manifests and the validation report are modules used by their path; everything else is
+//! re-exported here from private modules.
+
+mod config;
+mod dataset;
+mod error;
 pub mod formats;
-pub mod loader;
+mod image_list;
+mod loader;
 pub mod manifest;
-pub mod sample;
+mod sample;
 pub mod synth;
 pub mod transforms;
 pub mod validate;
 
+pub use config::{DataConfig, DatasetRef, DatasetSpec, HubSource, Kind};
 pub use dataset::Dataset;
 pub use error::{DataError, Result};
-pub use formats::folder::ImageFolder;
-pub use formats::pseudo::{PseudoLabeled, PseudoMeta, TeacherId, read_pseudo_label, write_pseudo_label};
-pub use formats::{PairItem, Pairs, read_split};
-pub use loader::{Batch, Cursor, Loader, LoaderConfig, OnError, Source};
-pub use sample::{Intrinsics, Sample, Target, TargetKind};
+pub use image_list::{ImageItem, list_images};
+pub use loader::{Batch, BatchIter, Cursor, Loader, LoaderConfig, OnError, Source};
+pub use sample::{Intrinsics, Sample, Target, TargetKind, read_rgb};

@@ -13,6 +13,8 @@ use crate::sample::TargetKind;
 use crate::transforms::{self, Augment, Prepared, item_rng};
 use candle_core::{Device, Tensor};
 use crossbeam_channel::{Receiver, bounded};
+use depth_core::CoreError;
+use depth_core::config::Invalid;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -30,6 +32,9 @@ pub struct Source {
     /// Apply the strong perturbations (colour, blur, CutMix): Depth Anything V1 does so on
     /// unlabeled images only.
     pub strong: bool,
+    /// Its targets are a teacher's pseudo-labels (the loss trims them and may align features
+    /// on them), not ground truth. Each sample of a batch carries it.
+    pub pseudo: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,18 +64,24 @@ pub struct LoaderConfig {
 
 impl LoaderConfig {
     /// Consistency of the sizes (a config checks it before anything is written).
-    pub fn check(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), Invalid> {
         if self.world == 0 || self.rank >= self.world {
-            return Err(format!("rank {} is not below world size {}", self.rank, self.world));
+            return Err(Invalid::new(
+                "rank",
+                format!("rank {} is not below world size {}", self.rank, self.world),
+            ));
         }
         if self.batch_size == 0 || self.workers == 0 {
-            return Err("batch_size and workers must be at least 1".into());
+            return Err(Invalid::new("batch_size", "batch_size and workers must be at least 1"));
         }
         let a = &self.augment;
         if a.input_size < a.multiple.max(1) || a.crop.is_some_and(|c| c < a.multiple.max(1)) {
-            return Err(format!(
-                "augment.input_size {} and crop {:?} must be at least one {}-pixel patch",
-                a.input_size, a.crop, a.multiple
+            return Err(Invalid::new(
+                "augment.input_size",
+                format!(
+                    "augment.input_size {} and crop {:?} must be at least one {}-pixel patch",
+                    a.input_size, a.crop, a.multiple
+                ),
             ));
         }
         Ok(())
@@ -114,6 +125,8 @@ pub struct Batch {
     pub kinds: Vec<Option<TargetKind>>,
     /// Per sample: index of its source in the loader's list.
     pub sources: Vec<usize>,
+    /// Per sample: whether its target is a pseudo-label (its source's `pseudo`).
+    pub pseudo: Vec<bool>,
     pub ids: Vec<String>,
     /// The cursor just after this batch.
     pub cursor: Cursor,
@@ -128,11 +141,11 @@ pub struct Loader {
 
 impl Loader {
     pub fn new(sources: Vec<Source>, config: LoaderConfig) -> Result<Self> {
-        let bad = |reason: String| Err(DataError::BadInput { what: "loader", reason });
+        let bad = |reason: String| Err(CoreError::bad_input("loader", reason).into());
         if sources.is_empty() || sources.iter().all(|s| s.dataset.is_empty() || s.ratio <= 0.0) {
             return bad("no source has items and a positive ratio".into());
         }
-        config.check().map_err(|reason| DataError::BadInput { what: "loader", reason })?;
+        config.validate().map_err(|e| CoreError::bad_input("loader", e))?;
         Ok(Self { sources, config })
     }
 
@@ -211,7 +224,7 @@ impl Loader {
             cursor,
             len: order.len(),
             config: self.config.clone(),
-            strong: self.sources.iter().map(|s| s.strong).collect(),
+            sources: self.sources.clone(),
             skipped_total: 0,
         }
     }
@@ -229,7 +242,7 @@ pub struct BatchIter {
     cursor: Cursor,
     len: usize,
     config: LoaderConfig,
-    strong: Vec<bool>,
+    sources: Vec<Source>,
     /// Items skipped so far by this iterator.
     pub skipped_total: usize,
 }
@@ -252,13 +265,10 @@ impl BatchIter {
     fn collate(&self, items: Vec<(usize, Prepared)>, skipped: Vec<(String, String)>) -> Result<Batch> {
         let (b, h, w) = (items.len(), items[0].1.height, items[0].1.width);
         if let Some((_, p)) = items.iter().find(|(_, p)| (p.height, p.width) != (h, w)) {
-            return Err(DataError::BadInput {
-                what: "batch",
-                reason: format!(
+            return Err(CoreError::bad_input("batch", format!(
                     "{} is {}×{} after the transforms but the batch is {w}×{h}; set augment.crop to batch different sizes",
                     p.id, p.width, p.height
-                ),
-            });
+                )).into());
         }
         let mut image = Vec::with_capacity(b * 3 * h * w);
         let (mut target, mut mask) = (Vec::with_capacity(b * h * w), Vec::with_capacity(b * h * w));
@@ -285,6 +295,7 @@ impl BatchIter {
             mask: Tensor::from_vec(mask, (b, h, w), &dev)?,
             kinds,
             sources: items.iter().map(|(k, _)| *k).collect(),
+            pseudo: items.iter().map(|(k, _)| self.sources[*k].pseudo).collect(),
             ids: items.into_iter().map(|(_, p)| p.id).collect(),
             cursor: self.cursor,
             skipped,
@@ -319,7 +330,7 @@ impl Iterator for BatchIter {
         let aug = &self.config.augment;
         for i in 0..items.len() {
             use rand::Rng;
-            if self.strong[items[i].0] && rng.random_bool(aug.cutmix) {
+            if self.sources[items[i].0].strong && rng.random_bool(aug.cutmix) {
                 let other = items[(i + 1) % items.len()].1.clone();
                 transforms::cutmix(&mut items[i].1, &other, aug.cutmix_area, &mut rng);
             }

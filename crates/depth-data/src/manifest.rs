@@ -1,10 +1,10 @@
 //! Dataset manifests: every file under a dataset root with its size and SHA-256, so a copy can
 //! be verified byte for byte (`cargo xtask data verify`) and downloads checked.
 
-use crate::error::{DataError, Result};
+use crate::error::Result;
+use depth_core::CoreError;
+use depth_core::hash::sha256_file;
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub const FORMAT: &str = "depth-manifest/1";
@@ -26,21 +26,6 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
 }
 
-/// The hex SHA-256 of a file, streamed.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| DataError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Every file under `root` (names starting with '.' skipped), relative, '/'-separated, sorted.
 pub fn list_files(root: &Path) -> Result<Vec<String>> {
     Ok(crate::formats::walk_files(root, &|_| true)?
@@ -59,7 +44,7 @@ impl Manifest {
             .into_par_iter()
             .map(|path| {
                 let full = root.join(&path);
-                let size = std::fs::metadata(&full).map_err(|e| DataError::io(&full, e))?.len();
+                let size = std::fs::metadata(&full).map_err(|e| CoreError::io(&full, e))?.len();
                 let sha256 = sha256_file(&full)?;
                 progress(&path);
                 Ok(FileEntry { path, size, sha256 })
@@ -69,14 +54,15 @@ impl Manifest {
     }
 
     pub fn read(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        let m: Manifest = serde_json::from_str(&text).map_err(|e| DataError::format(path, "manifest", e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| CoreError::format(path, "manifest", e))?;
         if m.format != FORMAT {
-            return Err(DataError::format(
+            return Err(CoreError::format(
                 path,
                 "manifest",
                 format!("format '{}', expected '{FORMAT}'", m.format),
-            ));
+            )
+            .into());
         }
         Ok(m)
     }

@@ -24,6 +24,20 @@ pub enum TargetKind {
     Disparity,
 }
 
+impl std::str::FromStr for TargetKind {
+    type Err = depth_core::CoreError;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "depth" => Ok(Self::Depth),
+            "disparity" => Ok(Self::Disparity),
+            _ => {
+                Err(depth_core::CoreError::bad_input("target kind", format!("'{s}': use depth or disparity")))
+            }
+        }
+    }
+}
+
 /// A dense target map, row-major. Invalid pixels hold 0 and are false in `valid`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Target {
@@ -121,5 +135,5 @@ impl Sample {
 
 /// Reads an image as the official pipeline does (`cv2.imread`, RGB).
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
-    Ok(depth_core::read_image(path)?)
+    Ok(depth_core::image_io::read_image(path)?)
 }

@@ -5,6 +5,7 @@
 
 use crate::dataset::Dataset;
 use crate::error::DataError;
+use depth_core::CoreError;
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -22,19 +23,15 @@ pub enum Category {
 impl Category {
     pub fn of(e: &DataError) -> Category {
         match e {
-            DataError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                Category::MissingFile
-            }
-            DataError::MissingEntry { .. } => Category::MissingFile,
-            DataError::Io { .. } | DataError::Format { .. } => Category::Corrupt,
-            DataError::Core(depth_core::CoreError::Io { source, .. })
+            DataError::Core(CoreError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
                 Category::MissingFile
             }
-            DataError::Core(depth_core::CoreError::Io { .. } | depth_core::CoreError::ImageDecode { .. }) => {
-                Category::Corrupt
-            }
+            DataError::MissingEntry { .. } => Category::MissingFile,
+            DataError::Core(
+                CoreError::Io { .. } | CoreError::Format { .. } | CoreError::ImageDecode { .. },
+            ) => Category::Corrupt,
             DataError::SizeMismatch { .. } => Category::SizeMismatch,
             DataError::NoValidDepth { .. } => Category::NoValidDepth,
             _ => Category::Other,

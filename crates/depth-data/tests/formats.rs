@@ -2,6 +2,7 @@
 //! the invalid convention), bad inputs (typed errors, no panics), and the real frames of the
 //! shared fixtures (sizes, ranges, valid fractions).
 
+use depth_core::CoreError;
 use depth_data::formats::{
     Pairs, annotations, diode, eth3d, folder, hypersim, kitti, middlebury, nyu, png16, pseudo, read_split,
     redwood, sintel, vkitti2,
@@ -52,7 +53,7 @@ fn assert_target(t: &Target, w: u32, h: u32, values: &[f32], valid: &[bool]) {
 fn fmt_err(r: depth_data::Result<impl std::fmt::Debug>, needle: &str) -> String {
     let e = r.expect_err("expected an error");
     let msg = e.to_string();
-    assert!(matches!(e, DataError::Format { .. }), "not a format error: {msg}");
+    assert!(matches!(e, DataError::Core(CoreError::Format { .. })), "not a format error: {msg}");
     assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
     msg
 }
@@ -96,8 +97,11 @@ fn png16_rejects_8bit_rgb_junk_and_missing() {
     fs::write(&junk, b"\x89PNG\r\n\x1a\nnot really").unwrap();
     assert!(png16::read_png16_depth(&junk, 1000.0, &[]).is_err());
     let e = png16::read_png16_depth(&d.path().join("none.png"), 1000.0, &[]).unwrap_err();
-    assert!(matches!(e, DataError::Io { .. }), "{e}");
-    assert!(matches!(png16::read_png16_depth(&junk, 0.0, &[]), Err(DataError::BadInput { .. })));
+    assert!(matches!(e, DataError::Core(CoreError::Io { .. })), "{e}");
+    assert!(matches!(
+        png16::read_png16_depth(&junk, 0.0, &[]),
+        Err(DataError::Core(CoreError::BadInput { .. }))
+    ));
 }
 
 #[test]
@@ -252,7 +256,7 @@ fn kitti_raw_drive_and_depth_split() {
     assert_eq!(s.intrinsics, Some(Intrinsics { fx: 100.0, fy: 100.0, cx: 50.5, cy: 20.6 }));
     let t = s.target.unwrap();
     assert_eq!((t.valid_count(), t.get(49, 20)), (1, 8.0));
-    assert!(matches!(kitti::kitti_raw(&drive, 1), Err(DataError::BadInput { .. })));
+    assert!(matches!(kitti::kitti_raw(&drive, 1), Err(DataError::Core(CoreError::BadInput { .. }))));
 
     // benchmark split: images under the raw root, depth under the benchmark root
     let gt = d.path().join("gt/2011_09_26_drive_0001_sync/proj_depth/groundtruth/image_02/0000000000.png");
@@ -711,7 +715,7 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
     assert_eq!(ds.len(), 2);
     // "b.png" sorts first and has no label
     match ds.load(0).unwrap_err() {
-        DataError::Io { path, source } => {
+        DataError::Core(CoreError::Io { path, source }) => {
             assert_eq!(path, store.join("b.safetensors"));
             assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
             assert!(source.to_string().contains("b.png"));
@@ -737,16 +741,19 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
     let depth = Target::depth(1, 1, vec![1.0]);
     assert!(matches!(
         pseudo::write_pseudo_label(&store, Path::new("x.png"), &depth, &teacher, ""),
-        Err(DataError::BadInput { .. })
+        Err(DataError::Core(CoreError::BadInput { .. }))
     ));
     for bad in ["../x.png", "/abs/x.png"] {
         assert!(matches!(
             pseudo::write_pseudo_label(&store, Path::new(bad), &t, &teacher, ""),
-            Err(DataError::BadInput { .. })
+            Err(DataError::Core(CoreError::BadInput { .. }))
         ));
     }
     write_rgb(&images.join("web/a.png"), 3, 2);
-    assert!(matches!(pseudo::PseudoLabeled::new("pl", &images, &store), Err(DataError::Config { .. })));
+    assert!(matches!(
+        pseudo::PseudoLabeled::new("pl", &images, &store),
+        Err(DataError::Core(CoreError::Config { .. }))
+    ));
 }
 
 // ---------------------------------------------------------------- real frames (shared fixtures)

@@ -2,9 +2,7 @@
 //! geometric transform, determinism across thread counts, resume, sharding, mixing and bad items.
 
 use depth_data::transforms::{self, Augment, Jitter, Prepared};
-use depth_data::{
-    Cursor, DataError, Dataset, Loader, LoaderConfig, OnError, Sample, Source, Target, TargetKind,
-};
+use depth_data::{Cursor, Dataset, Loader, LoaderConfig, OnError, Sample, Source, Target, TargetKind};
 use image::RgbImage;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -25,7 +23,7 @@ fn resize_and_normalise_reproduce_the_official_network_input() {
         .unwrap();
         let expected: Vec<f32> = refs["input"].flatten_all().unwrap().to_vec1().unwrap();
         let ext = if name == "square04" { "png" } else { "jpg" };
-        let image = depth_core::read_image(&fixtures.join(format!("images/{name}.{ext}"))).unwrap();
+        let image = depth_core::image_io::read_image(&fixtures.join(format!("images/{name}.{ext}"))).unwrap();
         let sample = Sample { id: name.into(), image, target: None, intrinsics: None };
         let p = transforms::resize(&sample, 518, 14).unwrap();
         let x = candle_core::Tensor::from_slice(&p.image, (3, p.height, p.width), &candle_core::Device::Cpu)
@@ -153,7 +151,7 @@ impl Dataset for Toy {
     }
     fn load(&self, i: usize) -> depth_data::Result<Sample> {
         if self.bad.contains(&i) {
-            return Err(DataError::format(self.id(i), "toy", "corrupt on purpose"));
+            return Err(depth_core::CoreError::format(self.id(i), "toy", "corrupt on purpose").into());
         }
         let image = RgbImage::from_fn(40, 30, |x, y| image::Rgb([i as u8, (x * 6) as u8, (y * 8) as u8]));
         let target = Target::depth(40, 30, (0..1200).map(|k| 1.0 + (k % 40) as f32 + i as f32).collect());
@@ -172,8 +170,8 @@ fn config(workers: usize) -> LoaderConfig {
 
 fn sources() -> Vec<Source> {
     vec![
-        Source { dataset: toy("a", 10, vec![]), ratio: 3.0, strong: false },
-        Source { dataset: toy("b", 5, vec![]), ratio: 1.0, strong: true },
+        Source { dataset: toy("a", 10, vec![]), ratio: 3.0, strong: false, pseudo: false },
+        Source { dataset: toy("b", 5, vec![]), ratio: 1.0, strong: true, pseudo: true },
     ]
 }
 
@@ -185,6 +183,8 @@ fn run(loader: &Loader, cursor: Cursor) -> Vec<Flat> {
         .iter(cursor)
         .map(|b| {
             let b = b.unwrap();
+            // each sample says whether its source holds pseudo-labels (only "b" does)
+            assert_eq!(b.pseudo, b.sources.iter().map(|&k| k == 1).collect::<Vec<_>>());
             let img = b.image.flatten_all().unwrap().to_vec1().unwrap();
             let t = b.target.flatten_all().unwrap().to_vec1().unwrap();
             (b.ids, img, t, b.cursor)
@@ -264,7 +264,7 @@ fn a_sample_is_the_same_on_whichever_rank_loads_it() {
 
 #[test]
 fn bad_items_are_skipped_and_counted_or_fail() {
-    let src = vec![Source { dataset: toy("c", 12, vec![2, 5, 7]), ratio: 1.0, strong: false }];
+    let src = vec![Source { dataset: toy("c", 12, vec![2, 5, 7]), ratio: 1.0, strong: false, pseudo: false }];
     let loader = Loader::new(src.clone(), config(2)).unwrap();
     let mut it = loader.iter(Cursor::default());
     let batches: Vec<_> = it.by_ref().map(|b| b.unwrap()).collect();

@@ -184,7 +184,7 @@ fn written_datasets_read_back_exactly() {
 
 /// Every file under `dir` by relative path, with its bytes.
 fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
-    depth_core::walk_files(dir, &|_| true)
+    depth_core::walk::walk_files(dir, &|_| true)
         .unwrap()
         .into_iter()
         .map(|p| (p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap()))

@@ -4,9 +4,11 @@
 
 use crate::error::{EvalError, Result};
 use crate::protocol::{Crop, EvalSettings};
-use depth_core::config::{base_dir, check_unique, expand, read_toml};
-use depth_data::Dataset;
-use depth_data::config::DataConfig;
+use depth_core::CoreError;
+use depth_core::config::{ConfigFile, Invalid, check_unique, expand};
+use depth_data::synth::SynthSpec;
+use depth_data::{DataConfig, Dataset, DatasetRef};
+use serde_inline_default::serde_inline_default;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,6 +23,18 @@ pub enum Mode {
     Metric,
 }
 
+impl std::str::FromStr for Mode {
+    type Err = CoreError;
+
+    fn from_str(s: &str) -> std::result::Result<Self, CoreError> {
+        match s {
+            "relative" => Ok(Self::Relative),
+            "metric" => Ok(Self::Metric),
+            _ => Err(CoreError::bad_input("mode", format!("'{s}': use relative or metric"))),
+        }
+    }
+}
+
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -30,29 +44,56 @@ impl std::fmt::Display for Mode {
     }
 }
 
-pub use depth_data::synth::SynthSpec;
-
+/// One benchmark: what it scores and how.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "BenchmarkKeys", into = "BenchmarkKeys")]
 pub struct BenchmarkSpec {
     pub name: String,
-    /// A dataset of the data config (exactly one of `dataset` and `synth`).
-    #[serde(default)]
-    pub dataset: Option<String>,
-    #[serde(default)]
-    pub synth: Option<SynthSpec>,
+    /// A dataset of the data config, or held-out procedural scenes.
+    pub data: DatasetRef,
     pub mode: Mode,
     pub min_depth: f64,
     pub max_depth: f64,
-    #[serde(default = "no_crop")]
     pub crop: Crop,
     /// Evaluate only the first `limit` items.
-    #[serde(default)]
     pub limit: Option<usize>,
 }
 
-fn no_crop() -> Crop {
-    Crop::None
+/// A benchmark as the TOML writes it (exactly one of `dataset` and `synth`).
+#[serde_inline_default]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BenchmarkKeys {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dataset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    synth: Option<SynthSpec>,
+    mode: Mode,
+    min_depth: f64,
+    max_depth: f64,
+    #[serde_inline_default(Crop::None)]
+    crop: Crop,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+impl TryFrom<BenchmarkKeys> for BenchmarkSpec {
+    type Error = Invalid;
+
+    fn try_from(k: BenchmarkKeys) -> std::result::Result<Self, Invalid> {
+        let data = DatasetRef::from_keys(&format!("benchmark '{}'", k.name), k.dataset, k.synth)?;
+        let BenchmarkKeys { name, mode, min_depth, max_depth, crop, limit, .. } = k;
+        Ok(Self { name, data, mode, min_depth, max_depth, crop, limit })
+    }
+}
+
+impl From<BenchmarkSpec> for BenchmarkKeys {
+    fn from(b: BenchmarkSpec) -> Self {
+        let (dataset, synth) = b.data.into_keys();
+        let BenchmarkSpec { name, mode, min_depth, max_depth, crop, limit, .. } = b;
+        Self { name, dataset, synth, mode, min_depth, max_depth, crop, limit }
+    }
 }
 
 impl BenchmarkSpec {
@@ -70,57 +111,57 @@ pub struct PairwiseSpec {
     pub images: PathBuf,
 }
 
+#[serde_inline_default]
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalConfig {
     /// The data config naming the datasets.
     pub data: PathBuf,
     /// Side-by-side pictures written per benchmark and model (the first N items).
-    #[serde(default = "default_visualize")]
+    #[serde_inline_default(4)]
     pub visualize: usize,
     #[serde(default, rename = "benchmark")]
     pub benchmarks: Vec<BenchmarkSpec>,
     #[serde(default, rename = "pairwise")]
     pub pairwise: Vec<PairwiseSpec>,
+    /// The data config, read once when a benchmark names one of its datasets.
+    #[serde(skip)]
+    datasets: Option<DataConfig>,
 }
 
-fn default_visualize() -> usize {
-    4
-}
-
-impl EvalConfig {
-    pub fn load(path: &Path) -> Result<EvalConfig> {
-        let bad = |reason: String| EvalError::Config { path: path.into(), reason };
-        let mut cfg: EvalConfig = read_toml(path, &[])?;
-        let base = base_dir(path);
-        cfg.data = expand(&cfg.data, base)?;
-        for b in &mut cfg.benchmarks {
-            if b.dataset.is_some() == b.synth.is_some() {
-                return Err(bad(format!(
-                    "benchmark '{}' needs exactly one of `dataset` and `synth`",
-                    b.name
-                )));
-            }
-            if !(b.min_depth > 0.0 && b.max_depth > b.min_depth) {
-                return Err(bad(format!("benchmark '{}' needs 0 < min_depth < max_depth", b.name)));
-            }
-            if let Some(s) = &mut b.synth {
-                s.resolve(base)?;
-            }
+impl ConfigFile for EvalConfig {
+    fn resolve(&mut self, base: &Path) -> depth_core::Result<()> {
+        self.data = expand(&self.data, base)?;
+        for b in &mut self.benchmarks {
+            b.data.resolve(base)?;
         }
-        for p in &mut cfg.pairwise {
+        for p in &mut self.pairwise {
             p.annotations = expand(&p.annotations, base)?;
             p.images = expand(&p.images, base)?;
         }
-        let names = cfg
+        if self.benchmarks.iter().any(|b| b.data.name().is_some()) {
+            self.datasets = Some(DataConfig::load(&self.data, &[])?);
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> std::result::Result<(), Invalid> {
+        for b in &self.benchmarks {
+            if !(b.min_depth > 0.0 && b.max_depth > b.min_depth) {
+                let key = format!("benchmark '{}'", b.name);
+                return Err(Invalid::new(&key, format!("{key} needs 0 < min_depth < max_depth")));
+            }
+        }
+        let names = self
             .benchmarks
             .iter()
             .map(|b| b.name.as_str())
-            .chain(cfg.pairwise.iter().map(|p| p.name.as_str()));
-        check_unique(names, "benchmark").map_err(bad)?;
-        Ok(cfg)
+            .chain(self.pairwise.iter().map(|p| p.name.as_str()));
+        check_unique(names, "benchmark")
     }
+}
 
+impl EvalConfig {
     /// The benchmarks and pairwise sets named in `only` (all when empty); unknown names are an error.
     pub fn select(&self, only: &[String]) -> Result<(Vec<&BenchmarkSpec>, Vec<&PairwiseSpec>)> {
         let known: Vec<&str> = self
@@ -130,10 +171,7 @@ impl EvalConfig {
             .chain(self.pairwise.iter().map(|p| p.name.as_str()))
             .collect();
         if let Some(u) = only.iter().find(|o| !known.contains(&o.as_str())) {
-            return Err(EvalError::bad(
-                "--benchmark",
-                format!("no benchmark '{u}'; known: {}", known.join(", ")),
-            ));
+            return Err(EvalError::UnknownBenchmark { name: u.clone(), known: known.join(", ") });
         }
         let keep = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
         Ok((
@@ -144,10 +182,7 @@ impl EvalConfig {
 
     /// Opens a benchmark's dataset (the error says how to get it when it is missing).
     pub fn open(&self, b: &BenchmarkSpec) -> Result<Arc<dyn Dataset>> {
-        if let Some(s) = &b.synth {
-            return Ok(Arc::new(s.open()?));
-        }
-        let data = DataConfig::load(&self.data)?;
-        Ok(data.get(b.dataset.as_deref().unwrap_or_default())?.open()?)
+        let empty = DataConfig::default();
+        Ok(b.data.open(self.datasets.as_ref().unwrap_or(&empty))?)
     }
 }

@@ -1,19 +1,25 @@
 //! The error type of depth-eval: every message names the file, benchmark or model and the fix.
+//! A file that cannot be read, a bad config or bad input is depth-core's error; what is here
+//! is depth-eval's own.
 
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error("cannot access {path}: {source}")]
-    Io {
-        path: PathBuf,
+    #[error("no benchmark '{name}'; known: {known}")]
+    UnknownBenchmark { name: String, known: String },
+    #[error("benchmark '{name}': {source}")]
+    Benchmark {
+        name: String,
         #[source]
-        source: std::io::Error,
+        source: Box<EvalError>,
     },
-    #[error("{path}: {reason}")]
-    Config { path: PathBuf, reason: String },
-    #[error("{what}: {reason}")]
-    BadInput { what: String, reason: String },
+    #[error("two models are named '{name}'; name them with NAME=")]
+    DuplicateModel { name: String },
+    #[error("benchmarks not available: {}\n{}", names.join(", "), reasons.join("\n"))]
+    Unavailable { names: Vec<String>, reasons: Vec<String> },
+    #[error("{count} items failed; they are listed in {}", report.display())]
+    ItemsFailed { count: usize, report: PathBuf },
     #[error(transparent)]
     Data(#[from] depth_data::DataError),
     #[error(transparent)]
@@ -22,16 +28,6 @@ pub enum EvalError {
     Core(#[from] depth_core::CoreError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-}
-
-impl EvalError {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
-    }
-
-    pub fn bad(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::BadInput { what: what.into(), reason: reason.into() }
-    }
 }
 
 pub type Result<T> = std::result::Result<T, EvalError>;

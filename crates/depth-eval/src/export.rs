@@ -1,7 +1,8 @@
 //! PLY point clouds back-projected through pinhole intrinsics (16-bit PNG depth is
 //! `depth_core::png16`).
 
-use crate::error::{EvalError, Result};
+use crate::error::Result;
+use depth_core::CoreError;
 use depth_data::Intrinsics;
 use image::RgbImage;
 use std::io::Write;
@@ -41,13 +42,14 @@ pub fn write_ply(
     if let Some(c) = colors
         && c.dimensions() != (width, height)
     {
-        return Err(EvalError::bad(
+        return Err(CoreError::bad_input(
             "point cloud colours",
             format!("image is {}×{}, depth is {width}×{height}", c.width(), c.height()),
-        ));
+        )
+        .into());
     }
     let points = back_project(depth, valid, width, k);
-    let io = |e| EvalError::io("<ply stream>", e);
+    let io = |e| CoreError::io("<ply stream>", e);
     let colour_props =
         if colors.is_some() { "property uchar red\nproperty uchar green\nproperty uchar blue\n" } else { "" };
     write!(

@@ -3,8 +3,9 @@
 //! on the foreground patches), the per-patch feature norm, and the cosine similarity of every
 //! patch to a selected one. Maps are at patch-grid resolution, row-major.
 
-use crate::error::{EvalError, Result};
+use crate::error::Result;
 use crate::pca::Pca;
+use depth_core::CoreError;
 use image::{Rgb, RgbImage};
 
 /// One image's patch tokens: `rows`×`cols` patches of `dim` features, row-major.
@@ -19,10 +20,11 @@ pub struct PatchGrid {
 impl PatchGrid {
     pub fn new(rows: usize, cols: usize, dim: usize, tokens: Vec<f32>) -> Result<Self> {
         if tokens.len() != rows * cols * dim {
-            return Err(EvalError::bad(
+            return Err(CoreError::bad_input(
                 "patch grid",
                 format!("{} values for {rows}×{cols} patches of {dim}", tokens.len()),
-            ));
+            )
+            .into());
         }
         Ok(Self { rows, cols, dim, tokens })
     }
@@ -63,7 +65,7 @@ fn unit(v: f64, (lo, hi): (f64, f64)) -> f64 {
 pub fn pca_rgb(grids: &[PatchGrid], fg_threshold: Option<f64>) -> Result<PcaPictures> {
     let dim = grids.first().map_or(0, |g| g.dim);
     if grids.iter().any(|g| g.dim != dim) {
-        return Err(EvalError::bad("patch grids", "all images need the same feature size"));
+        return Err(CoreError::bad_input("patch grids", "all images need the same feature size").into());
     }
     let all: Vec<f32> = grids.iter().flat_map(|g| g.tokens.iter().copied()).collect();
     let mut pca = Pca::fit(&all, dim, 3.min(dim))?;
@@ -75,7 +77,10 @@ pub fn pca_rgb(grids: &[PatchGrid], fg_threshold: Option<f64>) -> Result<PcaPict
         let kept: Vec<f32> =
             all.chunks(dim).zip(&fg).filter(|(_, k)| **k).flat_map(|(r, _)| r.iter().copied()).collect();
         pca = Pca::fit(&kept, dim, 3.min(dim)).map_err(|_| {
-            EvalError::bad("foreground threshold", format!("{t} leaves fewer than 2 foreground patches"))
+            CoreError::bad_input(
+                "foreground threshold",
+                format!("{t} leaves fewer than 2 foreground patches"),
+            )
         })?;
     }
     let proj: Vec<Vec<f64>> = all.chunks(dim).map(|r| pca.project(r)).collect();
@@ -111,10 +116,11 @@ pub fn norms(g: &PatchGrid) -> Vec<f32> {
 /// Cosine similarity of every patch to patch (row, col).
 pub fn cosine_to(g: &PatchGrid, row: usize, col: usize) -> Result<Vec<f32>> {
     if row >= g.rows || col >= g.cols {
-        return Err(EvalError::bad(
+        return Err(CoreError::bad_input(
             "selected patch",
             format!("({row}, {col}) is outside the {}×{} patch grid", g.rows, g.cols),
-        ));
+        )
+        .into());
     }
     let n = norms(g);
     let sel = g.patch(row * g.cols + col);
@@ -130,7 +136,7 @@ pub fn cosine_to(g: &PatchGrid, row: usize, col: usize) -> Result<Vec<f32>> {
 
 /// The patch tokens of `layers` (after the final norm) for one preprocessed image (1, 3, H, W).
 pub fn extract(
-    encoder: &depth_models::dinov2::DinoVisionTransformer,
+    encoder: &depth_models::DinoVisionTransformer,
     x: &candle_core::Tensor,
     layers: &[usize],
 ) -> Result<Vec<PatchGrid>> {

@@ -3,8 +3,9 @@
 //! it puts that point closer (larger disparity, or smaller depth). Accuracy is the share of pairs
 //! right, overall and per scene (the image's folder, e.g. `indoor`).
 
-use crate::error::{EvalError, Result};
+use crate::error::Result;
 use crate::predict::Prediction;
+use depth_core::CoreError;
 use depth_data::TargetKind;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,20 +24,21 @@ pub type Annotations = BTreeMap<String, Vec<PairAnnotation>>;
 
 /// Reads and checks a DA-2K `annotations.json`.
 pub fn read_annotations(path: &Path) -> Result<Annotations> {
-    let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
-    let ann: Annotations = serde_json::from_str(&text).map_err(|e| EvalError::Config {
+    let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
+    let ann: Annotations = serde_json::from_str(&text).map_err(|e| CoreError::Config {
         path: path.into(),
         reason: format!("not a DA-2K annotations file ({{image: [{{point1, point2, closer_point}}]}}): {e}"),
     })?;
     for (img, pairs) in &ann {
         if let Some(p) = pairs.iter().find(|p| p.closer_point != "point1" && p.closer_point != "point2") {
-            return Err(EvalError::Config {
+            return Err(CoreError::Config {
                 path: path.into(),
                 reason: format!(
                     "{img}: closer_point is '{}', expected \"point1\" or \"point2\"",
                     p.closer_point
                 ),
-            });
+            }
+            .into());
         }
     }
     Ok(ann)
@@ -47,13 +49,14 @@ pub fn judge(pred: &Prediction, pairs: &[PairAnnotation]) -> Result<Vec<bool>> {
     let at = |p: [f64; 2]| -> Result<f32> {
         let (r, c) = (p[0].round(), p[1].round());
         if r < 0.0 || c < 0.0 || r >= pred.height as f64 || c >= pred.width as f64 {
-            return Err(EvalError::bad(
+            return Err(CoreError::bad_input(
                 "pair annotation",
                 format!(
                     "point [{}, {}] is outside the {}×{} prediction",
                     p[0], p[1], pred.width, pred.height
                 ),
-            ));
+            )
+            .into());
         }
         Ok(pred.values[r as usize * pred.width as usize + c as usize])
     };

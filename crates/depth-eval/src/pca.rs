@@ -2,7 +2,8 @@
 //! eigendecomposition (nalgebra), the top-k directions. Each direction's sign is fixed so its
 //! largest-magnitude entry is positive, so results do not flip between runs or machines.
 
-use crate::error::{EvalError, Result};
+use crate::error::Result;
+use depth_core::CoreError;
 use nalgebra::{DMatrix, SymmetricEigen};
 
 #[derive(Clone, Debug)]
@@ -21,10 +22,11 @@ impl Pca {
     pub fn fit(rows: &[f32], d: usize, k: usize) -> Result<Pca> {
         let n = rows.len().checked_div(d).unwrap_or(0);
         if n < 2 || rows.len() != n * d || k == 0 || k > d {
-            return Err(EvalError::bad(
+            return Err(CoreError::bad_input(
                 "PCA",
                 format!("need ≥ 2 rows of {d} features and 1 ≤ k ≤ d; got {} values, k = {k}", rows.len()),
-            ));
+            )
+            .into());
         }
         let mut mean = vec![0.0f64; d];
         for r in rows.chunks(d) {

@@ -1,8 +1,9 @@
 //! Where predictions come from: a Depth Anything V2 model run on each image, or a folder of
 //! precomputed `.npy` maps (float32, same file stem as the image) written by any other model.
 
-use crate::error::{EvalError, Result};
+use crate::error::Result;
 use candle_core::{Device, Tensor};
+use depth_core::CoreError;
 use depth_data::{Sample, TargetKind};
 use depth_models::{DepthEstimator, DepthMap};
 use std::collections::HashMap;
@@ -87,10 +88,11 @@ pub struct PredDir {
 impl PredDir {
     pub fn new(dir: &Path, kind: TargetKind) -> Result<PredDir> {
         if !dir.is_dir() {
-            return Err(EvalError::io(
+            return Err(CoreError::io(
                 dir,
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"),
-            ));
+            )
+            .into());
         }
         let name =
             dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "predictions".into());
@@ -153,7 +155,7 @@ impl Predictor for PredDir {
         let what = || format!("prediction for {}", sample.id);
         if !path.is_file() {
             let longest = self.candidates(&sample.id).remove(0);
-            return Err(EvalError::bad(
+            return Err(CoreError::bad_input(
                 what(),
                 format!(
                     "{} is missing (expected one .npy per image, named by its file stem, or by its \
@@ -161,27 +163,30 @@ impl Predictor for PredDir {
                     path.display(),
                     longest.display()
                 ),
-            ));
+            )
+            .into());
         }
         let owner = self.claimed.entry(path.clone()).or_insert_with(|| sample.id.clone());
         if owner != &sample.id {
-            return Err(EvalError::bad(
+            return Err(CoreError::bad_input(
                 what(),
                 format!(
                     "{} was already read for {owner}; images of the same name need their \
                      folders in --pred-dir (as `xtask infer --save-raw npy` writes them)",
                     path.display()
                 ),
-            ));
+            )
+            .into());
         }
         let (shape, values) = depth_core::npy::read_f32(&path)?;
         let (h, w) = match shape[..] {
             [h, w] | [1, h, w] => (h as u32, w as u32),
             _ => {
-                return Err(EvalError::bad(
+                return Err(CoreError::bad_input(
                     path.display().to_string(),
                     format!("shape {shape:?}, expected (H, W) or (1, H, W)"),
-                ));
+                )
+                .into());
             }
         };
         Ok(Prediction { width: w, height: h, kind: self.kind, values })

@@ -3,11 +3,12 @@
 //! not available, per-image tables linking the pictures) and bar charts of d1 and abs_rel.
 //! All files are written atomically.
 
-use crate::error::{EvalError, Result};
+use crate::error::Result;
 use crate::plot::{BarChart, Series};
 use crate::runner::{BenchmarkResult, PairwiseResult};
 use crate::visualize::save_png;
 use crate::{Metrics, Mode};
+use depth_core::CoreError;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -212,9 +213,9 @@ impl Report {
 
     /// Writes report.json, report.md, d1.png and abs_rel.png into `out`.
     pub fn write(&self, out: &Path) -> Result<()> {
-        std::fs::create_dir_all(out).map_err(|e| EvalError::io(out, e))?;
+        std::fs::create_dir_all(out).map_err(|e| CoreError::io(out, e))?;
         let json =
-            serde_json::to_vec_pretty(self).map_err(|e| EvalError::io(out.join("report.json"), e.into()))?;
+            serde_json::to_vec_pretty(self).map_err(|e| CoreError::io(out.join("report.json"), e.into()))?;
         depth_core::atomic::write_atomic(&out.join("report.json"), |w| w.write_all(&json))?;
         let md = self.to_markdown();
         depth_core::atomic::write_atomic(&out.join("report.md"), |w| w.write_all(md.as_bytes()))?;

@@ -4,11 +4,13 @@
 //! reason, never dropped silently. The order is the dataset's, so runs are deterministic.
 
 use crate::benchmark::{BenchmarkSpec, Mode, PairwiseSpec};
-use crate::error::{EvalError, Result};
+use crate::error::Result;
 use crate::pairwise::{Annotations, PairCounts, judge};
 use crate::predict::{Prediction, Predictor, safe_name, stem};
 use crate::visualize::{self, Bar, Colormap, Panel, Range, Scale, draw};
 use crate::{Aggregate, Alignment, EvalSettings, Metrics, align};
+use depth_core::CoreError;
+use depth_core::Progress;
 use depth_data::{Dataset, Sample, Target, TargetKind};
 use std::path::PathBuf;
 
@@ -25,7 +27,9 @@ pub struct Scored {
 /// Scores `pred` (resized to the target first if needed) against a metric-depth `target`.
 pub fn score(pred: Prediction, target: &Target, settings: &EvalSettings, mode: Mode) -> Result<Scored> {
     if target.kind != TargetKind::Depth {
-        return Err(EvalError::bad("ground truth", "benchmarks need metric depth, not disparity"));
+        return Err(
+            CoreError::bad_input("ground truth", "benchmarks need metric depth, not disparity").into()
+        );
     }
     let (w, h) = (target.width, target.height);
     let pred = pred.resized(w, h)?;
@@ -45,11 +49,12 @@ pub fn score(pred: Prediction, target: &Target, settings: &EvalSettings, mode: M
             (pred.values.iter().map(|&v| v as f64).collect(), Alignment::None)
         }
         (Mode::Metric, TargetKind::Disparity) => {
-            return Err(EvalError::bad(
+            return Err(CoreError::bad_input(
                 "prediction",
                 "the metric protocol needs metric depth; this predictor gives relative disparity \
                  (use mode = \"relative\", or --pred-kind depth for metric depth maps)",
-            ));
+            )
+            .into());
         }
     };
     // A prediction must exist wherever the ground truth is scored: scoring only its finite part
@@ -58,15 +63,16 @@ pub fn score(pred: Prediction, target: &Target, settings: &EvalSettings, mode: M
     let missing = valid.iter().zip(&values).filter(|(v, p)| **v && !p.is_finite()).count();
     if missing > 0 {
         let what = if pred.kind == TargetKind::Depth { "NaN, ±inf or depth ≤ 0" } else { "NaN or ±inf" };
-        return Err(EvalError::bad(
+        return Err(CoreError::bad_input(
             "prediction",
             format!(
                 "{missing} of the {scored} pixels with ground truth have no usable prediction ({what}); \
                  a depth map must be finite wherever it is scored"
             ),
-        ));
+        )
+        .into());
     }
-    let none = || EvalError::bad("ground truth", "no valid pixel inside the benchmark's caps and crop");
+    let none = || CoreError::bad_input("ground truth", "no valid pixel inside the benchmark's caps and crop");
     let (depth, (scale, shift)) = align(&values, &gt, &valid, how).ok_or_else(none)?;
     let metrics = Metrics::compute(&depth, &gt, &valid).ok_or_else(none)?;
     Ok(Scored { depth, gt, valid, metrics, scale, shift })
@@ -139,12 +145,12 @@ pub fn item_count(spec: &BenchmarkSpec, data: &dyn Dataset) -> usize {
 }
 
 impl Runner<'_> {
-    /// Runs one benchmark; `tick` is called once per (item, model).
+    /// Runs one benchmark; `progress` advances once per (item, model).
     pub fn run_benchmark(
         &mut self,
         spec: &BenchmarkSpec,
         data: &dyn Dataset,
-        tick: &dyn Fn(),
+        progress: &dyn Progress,
     ) -> BenchmarkResult {
         let n = item_count(spec, data);
         let settings = spec.settings();
@@ -168,7 +174,7 @@ impl Runner<'_> {
                         Ok(s) => Failure { id: s.id, error: "no depth ground truth".into() },
                         Err(e) => Failure { id: data.id(i), error: e.to_string() },
                     });
-                    self.predictors.iter().for_each(|_| tick());
+                    progress.advance(self.predictors.len() as u64);
                     continue;
                 }
             };
@@ -198,7 +204,7 @@ impl Runner<'_> {
                     }
                     Err(e) => r.failed.push(Failure { id: sample.id.clone(), error: e.to_string() }),
                 }
-                tick();
+                progress.advance(1);
             }
         }
         for r in &mut results {
@@ -207,7 +213,7 @@ impl Runner<'_> {
         }
         BenchmarkResult {
             name: spec.name.clone(),
-            dataset: spec.dataset.clone().unwrap_or_else(|| data.name().to_string()),
+            dataset: spec.data.name().unwrap_or(data.name()).to_string(),
             mode: spec.mode,
             settings,
             items: n,
@@ -217,13 +223,13 @@ impl Runner<'_> {
     }
 
     /// DA-2K style pairwise accuracy of every predictor on the set `spec` whose annotations
-    /// (`pairwise::read_annotations`) are `ann`; `tick` is called once per (image, model). An
+    /// (`pairwise::read_annotations`) are `ann`; `progress` advances once per (image, model). An
     /// image that cannot be read or predicted, or whose points fall outside it, is listed.
     pub fn run_pairwise(
         &mut self,
         spec: &PairwiseSpec,
         ann: &Annotations,
-        tick: &dyn Fn(),
+        progress: &dyn Progress,
     ) -> Vec<PairwiseResult> {
         let mut results: Vec<PairwiseResult> = self
             .predictors
@@ -238,7 +244,7 @@ impl Runner<'_> {
             .collect();
         for (image, pairs) in ann {
             let path = spec.images.join(image);
-            let sample = depth_data::sample::read_rgb(&path).map(|img| Sample {
+            let sample = depth_data::read_rgb(&path).map(|img| Sample {
                 id: path.to_string_lossy().into_owned(),
                 image: img,
                 target: None,
@@ -247,14 +253,14 @@ impl Runner<'_> {
             for (p, r) in self.predictors.iter_mut().zip(&mut results) {
                 let right = match &sample {
                     Ok(s) => p.predict(s).and_then(|pred| pred.resized(s.image.width(), s.image.height())),
-                    Err(e) => Err(EvalError::bad(image.clone(), e.to_string())),
+                    Err(e) => Err(CoreError::bad_input(image.clone(), e.to_string()).into()),
                 }
                 .and_then(|pred| judge(&pred, pairs));
                 match right {
                     Ok(right) => r.counts.add(image, &right),
                     Err(e) => r.failed.push(Failure { id: image.clone(), error: e.to_string() }),
                 }
-                tick();
+                progress.advance(1);
             }
         }
         results.iter_mut().for_each(|r| r.accuracy = r.counts.accuracy());
@@ -280,7 +286,7 @@ fn write_picture(
     s: &Scored,
 ) -> Result<()> {
     let path = out.join(rel);
-    std::fs::create_dir_all(path.parent().expect("has a folder")).map_err(|e| EvalError::io(&path, e))?;
+    std::fs::create_dir_all(path.parent().expect("has a folder")).map_err(|e| CoreError::io(&path, e))?;
     visualize::save_png(&picture(sample, s, model, mode)?, &path)?;
     if let Some(k) = sample.intrinsics.filter(|_| ply) {
         write_cloud(&path.with_extension("ply"), sample, s, &k)?;

@@ -2,13 +2,17 @@
 //! exactly), on the real RGB-D fixture frames (the report equals direct depth-eval calls),
 //! failures that are listed, and DA-2K pairwise accuracy.
 
+use depth_core::config::ConfigFile;
+use depth_core::{Progress, Silent};
+use depth_data::DatasetRef;
+use depth_data::synth::SynthSpec;
 use depth_data::synth::{PhotoBank, SceneConfig, SynthDataset};
 use depth_data::{Dataset, Sample, TargetKind};
-use depth_eval::runner::{Runner, score};
 use depth_eval::{
     Aggregate, Alignment, BenchmarkSpec, Crop, EvalConfig, Metrics, Mode, PairwiseSpec, PredDir, Prediction,
     Predictor, Report, align,
 };
+use depth_eval::{Runner, score};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -40,13 +44,36 @@ fn scenes(count: usize) -> SynthDataset {
 fn spec(mode: Mode, max_depth: f64) -> BenchmarkSpec {
     BenchmarkSpec {
         name: "gen".into(),
-        dataset: None,
-        synth: None,
+        // the runner scores the dataset it is given; this names none of the data config
+        data: DatasetRef::Synth(SynthSpec {
+            seed: 99,
+            count: 0,
+            textures: None,
+            width: None,
+            height: None,
+            outdoor_fraction: None,
+        }),
         mode,
         min_depth: 1e-3,
         max_depth,
         crop: Crop::None,
         limit: None,
+    }
+}
+
+/// Counts the units of work a run reports.
+#[derive(Default)]
+struct Ticks(std::sync::atomic::AtomicU64);
+
+impl Ticks {
+    fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Progress for Ticks {
+    fn advance(&self, n: u64) {
+        self.0.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -81,7 +108,7 @@ fn perfect_and_affinely_distorted_predictions_score_exactly() {
         ply: false,
     };
     // metric protocol: the exact depth scores exactly, with nothing aligned
-    let metric = runner.run_benchmark(&spec(Mode::Metric, 1e4), &data, &|| {});
+    let metric = runner.run_benchmark(&spec(Mode::Metric, 1e4), &data, &Silent);
     let exact = &metric.models[0];
     assert_eq!(exact.items.len(), 3);
     for it in &exact.items {
@@ -96,7 +123,7 @@ fn perfect_and_affinely_distorted_predictions_score_exactly() {
     // relative protocol: depth / 4 (exact in f32) is disparity 4/d, aligned back with scale 1/4;
     // disparity a/d + b is recovered (scale 1/a, shift −b/a) up to its float32 rounding (~1e-7
     // relative; rmse is in metres over scenes up to 300 m deep)
-    let rel = runner.run_benchmark(&spec(Mode::Relative, 1e4), &data, &|| {});
+    let rel = runner.run_benchmark(&spec(Mode::Relative, 1e4), &data, &Silent);
     for (m, tol) in rel.models.iter().zip([1e-9, 1e-4, 1e-9]) {
         assert!(m.failed.is_empty(), "{}: {:?}", m.model, m.failed);
         assert_perfect(&m.mean.unwrap(), tol, &m.model);
@@ -116,7 +143,7 @@ fn perfect_and_affinely_distorted_predictions_score_exactly() {
         visualize: 0,
         ply: false,
     };
-    let r = wrong.run_benchmark(&spec(Mode::Relative, 1e4), &data, &|| {});
+    let r = wrong.run_benchmark(&spec(Mode::Relative, 1e4), &data, &Silent);
     assert!(r.models[0].mean.unwrap().abs_rel > 0.01);
 }
 
@@ -131,8 +158,8 @@ fn luminance_disparity(img: &image::RgbImage) -> Vec<f32> {
 
 #[test]
 fn report_on_real_frames_equals_direct_calls() {
-    let cfg =
-        EvalConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/eval.toml")).unwrap();
+    let cfg = EvalConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/eval.toml"), &[])
+        .unwrap();
     let names: Vec<String> =
         ["nyu_frames", "kitti_frames", "redwood_frames", "middlebury_frames"].map(String::from).into();
     let (benches, _) = cfg.select(&names).unwrap();
@@ -158,7 +185,7 @@ fn report_on_real_frames_equals_direct_calls() {
             visualize: 1,
             ply: true,
         };
-        results.push(runner.run_benchmark(b, data.as_ref(), &|| {}));
+        results.push(runner.run_benchmark(b, data.as_ref(), &Silent));
     }
     let report = Report {
         config: "eval.toml".into(),
@@ -239,7 +266,7 @@ impl Dataset for Flaky {
     }
     fn load(&self, i: usize) -> depth_data::Result<Sample> {
         if i == 1 {
-            return Err(depth_data::DataError::format("broken.png", "PNG", "truncated"));
+            return Err(depth_core::CoreError::format("broken.png", "PNG", "truncated").into());
         }
         self.0.load(i)
     }
@@ -254,8 +281,8 @@ fn failures_are_listed_not_dropped() {
     let mut pd = PredDir::new(dir.path(), TargetKind::Depth).unwrap();
     write_npy(&pd.path_for(&s0.id), s0.target.as_ref().unwrap(), |d| d);
     let mut runner = Runner { predictors: vec![Box::new(&mut pd)], out: None, visualize: 0, ply: false };
-    let ticks = std::cell::Cell::new(0);
-    let r = runner.run_benchmark(&spec(Mode::Relative, 1e4), &data, &|| ticks.set(ticks.get() + 1));
+    let ticks = Ticks::default();
+    let r = runner.run_benchmark(&spec(Mode::Relative, 1e4), &data, &ticks);
     assert_eq!(ticks.get(), 3);
     assert_eq!(r.load_failures.len(), 1);
     assert!(r.load_failures[0].error.contains("broken.png"));
@@ -336,8 +363,8 @@ fn pairwise_accuracy_counts_pairs_per_scene() {
         images: dir.path().into(),
     };
     let pairs = |spec: &PairwiseSpec| depth_eval::pairwise::read_annotations(&spec.annotations);
-    let ticks = std::cell::Cell::new(0);
-    let r = runner.run_pairwise(&spec, &pairs(&spec).unwrap(), &|| ticks.set(ticks.get() + 1));
+    let ticks = Ticks::default();
+    let r = runner.run_pairwise(&spec, &pairs(&spec).unwrap(), &ticks);
     assert_eq!(ticks.get(), 2 * 2, "one tick per (image, model)");
     assert_eq!((r[0].counts.pairs, r[0].counts.correct), (4, 2));
     assert_eq!(r[0].accuracy, Some(0.5));
@@ -346,7 +373,7 @@ fn pairwise_accuracy_counts_pairs_per_scene() {
     assert_eq!((r[1].counts.correct, r[1].counts.per_scene["indoor"]), (2, (3, 2)));
     // a point outside the image and a bad closer_point are reported
     std::fs::write(dir.path().join("annotations.json"), ann.replace("[5, 7]", "[50, 7]")).unwrap();
-    let r = runner.run_pairwise(&spec, &pairs(&spec).unwrap(), &|| {});
+    let r = runner.run_pairwise(&spec, &pairs(&spec).unwrap(), &Silent);
     assert_eq!(r[0].failed.len(), 1);
     assert!(r[0].failed[0].error.contains("outside"), "{:?}", r[0].failed);
     std::fs::write(dir.path().join("annotations.json"), ann.replace("\"point2\"}", "\"both\"}")).unwrap();
@@ -396,7 +423,7 @@ fn same_named_images_in_different_folders_keep_their_predictions_apart() {
     // one flat file for both: the first image reads it, the second is refused, not rescored
     write_npy(&dir.path().join("frame.npy"), &t0, |d| d);
     let mut runner = Runner { predictors: vec![Box::new(&mut pd)], out: None, visualize: 0, ply: false };
-    let r = runner.run_benchmark(&spec(Mode::Metric, 1e4), &data, &|| {});
+    let r = runner.run_benchmark(&spec(Mode::Metric, 1e4), &data, &Silent);
     assert_eq!(r.models[0].items.len(), 1);
     assert!(r.models[0].failed[0].error.contains("already read for /data/scenes/alley_1/frame.png"));
 
@@ -407,7 +434,7 @@ fn same_named_images_in_different_folders_keep_their_predictions_apart() {
     let mut pd = PredDir::new(dir.path(), TargetKind::Depth).unwrap();
     assert_eq!(pd.path_for(&data.id(1)), dir.path().join("scenes/bamboo_1/frame.npy"));
     let mut runner = Runner { predictors: vec![Box::new(&mut pd)], out: None, visualize: 0, ply: false };
-    let r = runner.run_benchmark(&spec(Mode::Metric, 1e4), &data, &|| {});
+    let r = runner.run_benchmark(&spec(Mode::Metric, 1e4), &data, &Silent);
     let m = &r.models[0];
     assert!(m.failed.is_empty(), "{:?}", m.failed);
     assert_eq!(m.items[0].metrics.values(), PERFECT);
@@ -443,7 +470,7 @@ fn a_prediction_with_holes_is_a_failure_not_a_better_score() {
         visualize: 0,
         ply: false,
     };
-    let r = runner.run_benchmark(&spec(Mode::Relative, 1e4), &data, &|| {});
+    let r = runner.run_benchmark(&spec(Mode::Relative, 1e4), &data, &Silent);
     for m in &r.models {
         assert!(m.items.is_empty() && m.mean.is_none(), "{} was scored: {:?}", m.model, m.items);
         assert_eq!(m.failed.len(), 2, "{}", m.model);
@@ -463,7 +490,7 @@ fn constant_predictions_fit_only_their_mean_and_the_report_says_so() {
         visualize: 0,
         ply: false,
     };
-    let b = runner.run_benchmark(&spec(Mode::Relative, 1e4), &data, &|| {});
+    let b = runner.run_benchmark(&spec(Mode::Relative, 1e4), &data, &Silent);
     let m = &b.models[0];
     assert_eq!(m.items.len(), 2);
     assert!(m.items.iter().all(|it| it.scale == 0.0 && it.shift.is_finite()), "{:?}", m.items);

@@ -2,17 +2,19 @@
 //! similarity between student and frozen-encoder features per token, over the tokens whose
 //! similarity is still below the margin α (those above it are already aligned and left free).
 
-use crate::error::{LossError, Result};
+use crate::error::Result;
 use candle_core::{D, Tensor};
+use depth_core::CoreError;
 
 /// `student`, `teacher`: (…, C) features; mean of 1 − cos over tokens with cos < `margin`
 /// (0 when every token is above it). Cosine as PyTorch: x·y / max(‖x‖‖y‖, 1e-8).
 pub fn feature_alignment_loss(student: &Tensor, teacher: &Tensor, margin: f64) -> Result<Tensor> {
     if student.dims() != teacher.dims() {
-        return Err(LossError::BadInput {
-            what: "feature_alignment_loss",
-            reason: format!("student {:?} and teacher {:?} differ in shape", student.dims(), teacher.dims()),
-        });
+        return Err(CoreError::bad_input(
+            "feature_alignment_loss",
+            format!("student {:?} and teacher {:?} differ in shape", student.dims(), teacher.dims()),
+        )
+        .into());
     }
     let teacher = teacher.detach();
     let dot = (student * &teacher)?.sum(D::Minus1)?;

@@ -2,8 +2,9 @@
 //! valid pixels, t = the lower median (torch.median), s = mean |d − t|, d̂ = (d − t)/s, with
 //! gradients through t and s.
 
-use crate::error::{LossError, Result};
+use crate::error::Result;
 use candle_core::{D, DType, Tensor};
+use depth_core::CoreError;
 
 /// The valid pixels of each sample of a (B, H, W) batch: mask ≠ 0 and a finite target.
 #[derive(Clone, Debug)]
@@ -14,15 +15,15 @@ pub struct Valid {
 
 impl Valid {
     pub fn new(mask: &Tensor, target: &Tensor, loss: &'static str) -> Result<Self> {
-        let (b, h, w) = target.dims3().map_err(|_| LossError::BadInput {
-            what: loss,
-            reason: format!("target must be (B, H, W), got {:?}", target.dims()),
+        let (b, h, w) = target.dims3().map_err(|_| {
+            CoreError::bad_input(loss, format!("target must be (B, H, W), got {:?}", target.dims()))
         })?;
         if mask.dims() != target.dims() {
-            return Err(LossError::BadInput {
-                what: loss,
-                reason: format!("mask {:?} and target {:?} differ in shape", mask.dims(), target.dims()),
-            });
+            return Err(CoreError::bad_input(
+                loss,
+                format!("mask {:?} and target {:?} differ in shape", mask.dims(), target.dims()),
+            )
+            .into());
         }
         let m = mask.to_dtype(DType::F64)?.flatten_from(1)?.to_vec2::<f64>()?;
         let t = target.to_dtype(DType::F64)?.flatten_from(1)?.to_vec2::<f64>()?;

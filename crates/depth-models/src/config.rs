@@ -1,7 +1,10 @@
 //! Model configurations: the four official encoders (and any custom size), the DPT head, and
 //! how position embeddings are resized.
 
+use depth_core::CoreError;
+use depth_core::config::Invalid;
 use serde::{Deserialize, Serialize};
+use serde_inline_default::serde_inline_default;
 
 /// The official encoder sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,14 +17,17 @@ pub enum Encoder {
 }
 
 impl std::str::FromStr for Encoder {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
         match s {
             "vits" => Ok(Self::Vits),
             "vitb" => Ok(Self::Vitb),
             "vitl" => Ok(Self::Vitl),
             "vitg" => Ok(Self::Vitg),
-            _ => Err(format!("unknown encoder '{s}': use vits, vitb, vitl or vitg")),
+            _ => Err(CoreError::bad_input(
+                "encoder",
+                format!("unknown encoder '{s}': use vits, vitb, vitl or vitg"),
+            )),
         }
     }
 }
@@ -71,6 +77,7 @@ pub enum PosEmbedResize {
 }
 
 /// A DINOv2 ViT.
+#[serde_inline_default]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VitConfig {
@@ -84,7 +91,7 @@ pub struct VitConfig {
     pub img_size: usize,
     pub layer_scale: bool,
     /// LayerScale's initial gamma for a freshly built model (1.0 in Depth Anything V2's DINOv2).
-    #[serde(default = "one")]
+    #[serde_inline_default(1.0)]
     pub layer_scale_init: f64,
     pub ln_eps: f64,
     pub pos_embed_resize: PosEmbedResize,
@@ -143,10 +150,6 @@ pub struct DptConfig {
     pub use_clstoken: bool,
     /// Channels between output_conv2's two convolutions (32 in the official head).
     pub head_hidden: usize,
-}
-
-fn one() -> f64 {
-    1.0
 }
 
 /// Encoder, head and the encoder layers the head reads.
@@ -236,7 +239,7 @@ impl ModelConfig {
     }
 
     /// Checks that the sizes fit together (heads divide the width, layers exist, …).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         let v = &self.vit;
         // Bounds first, so nothing below overflows and a config file that claims absurd sizes
         // (a 1e9-wide or 1e6-deep ViT) is refused before a byte is allocated.
@@ -251,40 +254,61 @@ impl ModelConfig {
         ];
         let channels = self.head.out_channels.iter().map(|&o| ("out_channels", o, 1 << 16));
         if let Some((name, value, max)) = sizes.into_iter().chain(channels).find(|&(_, x, max)| x > max) {
-            return Err(format!("{name} {value} is larger than {max}, the most this tool builds"));
+            return Err(Invalid::new(
+                name,
+                format!("{name} {value} is larger than {max}, the most this tool builds"),
+            ));
         }
         if !(v.mlp_ratio.is_finite() && v.mlp_ratio > 0.0 && v.mlp_ratio <= 64.0) {
-            return Err(format!("mlp_ratio {} must be in (0, 64]", v.mlp_ratio));
+            return Err(Invalid::new("mlp_ratio", format!("mlp_ratio {} must be in (0, 64]", v.mlp_ratio)));
         }
         if !(v.ln_eps.is_finite() && v.ln_eps >= 0.0) {
-            return Err(format!("layer_norm eps {} must be finite and ≥ 0", v.ln_eps));
+            return Err(Invalid::new(
+                "ln_eps",
+                format!("layer_norm eps {} must be finite and ≥ 0", v.ln_eps),
+            ));
         }
         if v.embed_dim == 0 || v.num_heads == 0 || !v.embed_dim.is_multiple_of(v.num_heads) {
-            return Err(format!("embed_dim {} is not a multiple of num_heads {}", v.embed_dim, v.num_heads));
+            return Err(Invalid::new(
+                "num_heads",
+                format!("embed_dim {} is not a multiple of num_heads {}", v.embed_dim, v.num_heads),
+            ));
         }
         if v.depth == 0 || self.layers.iter().any(|&l| l >= v.depth) {
-            return Err(format!("layers {:?} must be blocks of the {} the ViT has", self.layers, v.depth));
+            return Err(Invalid::new(
+                "layers",
+                format!("layers {:?} must be blocks of the {} the ViT has", self.layers, v.depth),
+            ));
         }
         if v.patch_size == 0 || !v.img_size.is_multiple_of(v.patch_size) {
-            return Err(format!("img_size {} is not a multiple of patch_size {}", v.img_size, v.patch_size));
+            return Err(Invalid::new(
+                "img_size",
+                format!("img_size {} is not a multiple of patch_size {}", v.img_size, v.patch_size),
+            ));
         }
         let h = &self.head;
         if h.features < 2 || h.out_channels.contains(&0) || h.head_hidden == 0 {
-            return Err(format!(
-                "head sizes must be positive (features {} ≥ 2, out_channels {:?}, head_hidden {})",
-                h.features, h.out_channels, h.head_hidden
+            return Err(Invalid::new(
+                "features",
+                format!(
+                    "head sizes must be positive (features {} ≥ 2, out_channels {:?}, head_hidden {})",
+                    h.features, h.out_channels, h.head_hidden
+                ),
             ));
         }
         if let Some(m) = self.max_depth
             && !(m > 0.0 && m.is_finite())
         {
-            return Err(format!("max_depth {m} must be positive"));
+            return Err(Invalid::new("max_depth", format!("max_depth {m} must be positive")));
         }
         let n = self.parameter_count();
         if n > MAX_PARAMETERS {
-            return Err(format!(
-                "{n} parameters ({:.1} GB as float32), more than the limit of {MAX_PARAMETERS} (ViT-G has 1.3e9)",
-                n as f64 * 4e-9
+            return Err(Invalid::new(
+                "embed_dim",
+                format!(
+                    "{n} parameters ({:.1} GB as float32), more than the limit of {MAX_PARAMETERS} (ViT-G has 1.3e9)",
+                    n as f64 * 4e-9
+                ),
             ));
         }
         Ok(())
@@ -309,7 +333,7 @@ mod tests {
         assert_eq!(c.head.out_channels, [12, 24, 48, 96]);
         c.validate().unwrap();
         assert_eq!(c.official_encoder(), None);
-        assert!(ModelConfig::custom(96, 6, 5, 32).validate().unwrap_err().contains("num_heads"));
+        assert!(ModelConfig::custom(96, 6, 5, 32).validate().unwrap_err().to_string().contains("num_heads"));
         for e in Encoder::ALL {
             assert_eq!(ModelConfig::official(e).official_encoder(), Some(e));
             ModelConfig::official(e).validate().unwrap();

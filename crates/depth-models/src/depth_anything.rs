@@ -50,7 +50,7 @@ impl DepthAnythingV2 {
         let out = self.depth_head.forward(features, h / p, w / p, p)?;
         // relative: the head's ReLU and the model's (the same); metric: sigmoid × max_depth
         let depth = match self.cfg.max_depth {
-            None => depth_core::relu(&out).map_err(candle_core::Error::wrap)?,
+            None => depth_core::relu(&out)?,
             Some(m) => (candle_nn::ops::sigmoid(&out)? * m)?,
         };
         depth.squeeze(1)

@@ -4,8 +4,8 @@
 
 use crate::error::Result;
 use candle_core::{Device, Tensor};
+use depth_core::Colormap;
 use depth_core::atomic::write_atomic;
-use depth_core::colormap::Colormap;
 use image::RgbImage;
 use std::path::Path;
 
@@ -71,12 +71,10 @@ impl DepthMap {
     /// The bytes [`DepthMap::to_png16`] writes.
     pub fn png16_bytes(&self) -> Result<Vec<u8>> {
         let scale = depth_core::png16::Png16Scale::MinMax;
-        depth_core::png16::encode(&self.data, self.width, self.height, scale).map_err(|e| {
-            crate::ModelError::BadInput {
-                what: "depth map",
-                reason: format!("cannot encode a 16-bit PNG: {e}"),
-            }
-        })
+        let bytes = depth_core::png16::encode(&self.data, self.width, self.height, scale).map_err(|e| {
+            depth_core::CoreError::bad_input("depth map", format!("cannot encode a 16-bit PNG: {e}"))
+        })?;
+        Ok(bytes)
     }
 }
 

@@ -5,8 +5,8 @@
 use crate::config::{Ffn, PosEmbedResize, VitConfig};
 use candle_core::{D, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
-use depth_core::conv::Conv2d;
-use depth_core::linear::Linear;
+use depth_core::Conv2d;
+use depth_core::Linear;
 
 /// LayerNorm over the last dim (differentiable, fused).
 #[derive(Clone, Debug)]
@@ -39,7 +39,7 @@ fn linear(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Linear> {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        depth_core::layer_norm(x, &self.weight, &self.bias, self.eps).map_err(candle_core::Error::wrap)
+        Ok(depth_core::layer_norm(x, &self.weight, &self.bias, self.eps)?)
     }
 }
 
@@ -66,8 +66,7 @@ impl Module for Attention {
         let hd = c / self.num_heads;
         let qkv = self.qkv.forward(x)?.reshape((b, n, 3, self.num_heads, hd))?.permute((2, 0, 3, 1, 4))?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let out =
-            depth_core::attention(&q, &k, &v, (hd as f64).powf(-0.5)).map_err(candle_core::Error::wrap)?;
+        let out = depth_core::attention(&q, &k, &v, (hd as f64).powf(-0.5))?;
         let out = out.transpose(1, 2)?.reshape((b, n, c))?;
         self.proj.forward(&out)
     }
@@ -97,9 +96,7 @@ impl FeedForward {
 impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Self::Mlp { fc1, fc2 } => {
-                fc2.forward(&depth_core::gelu_erf(&fc1.forward(x)?).map_err(candle_core::Error::wrap)?)
-            }
+            Self::Mlp { fc1, fc2 } => fc2.forward(&depth_core::gelu_erf(&fc1.forward(x)?)?),
             Self::SwiGlu { w12, w3 } => {
                 let x12 = w12.forward(x)?.chunk(2, D::Minus1)?;
                 w3.forward(&(x12[0].silu()? * &x12[1])?)
@@ -214,8 +211,7 @@ impl DinoVisionTransformer {
                 depth_core::bicubic_scale(&patch, (s(gh), s(gw)))
             }
             PosEmbedResize::Size => depth_core::bicubic(&patch, (gh, gw)),
-        }
-        .map_err(candle_core::Error::wrap)?;
+        }?;
         if resized.dims()[2..] != [gh, gw] {
             candle_core::bail!(
                 "position embeddings resized to {:?}, expected ({gh}, {gw})",

@@ -7,8 +7,8 @@ use crate::config::DptConfig;
 use crate::dinov2::LayerOutput;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, Init, VarBuilder};
-use depth_core::conv::Conv2d;
-use depth_core::linear::Linear;
+use depth_core::Conv2d;
+use depth_core::Linear;
 
 /// A biased k×k conv, stride 1, "same" padding.
 fn conv(c_in: usize, c_out: usize, k: usize, vb: VarBuilder) -> Result<Conv2d> {
@@ -39,7 +39,7 @@ fn conv_transpose(c: usize, k: usize, vb: VarBuilder) -> Result<ConvTranspose2d>
 }
 
 fn upsample(x: &Tensor, size: (usize, usize)) -> Result<Tensor> {
-    depth_core::bilinear_align_corners(x, size).map_err(candle_core::Error::wrap)
+    Ok(depth_core::bilinear_align_corners(x, size)?)
 }
 
 /// `resize_layers[i]`: ×4 and ×2 transposed convs, identity, and a stride-2 conv.
@@ -169,8 +169,7 @@ impl DptHead {
             let mut x = feat.patch_tokens.clone();
             if let Some(readout) = &self.readout_projects {
                 let cls = feat.class_token.unsqueeze(1)?.broadcast_as(x.shape())?;
-                x = depth_core::gelu_erf(&readout[i].forward(&Tensor::cat(&[&x, &cls], 2)?)?)
-                    .map_err(candle_core::Error::wrap)?;
+                x = depth_core::gelu_erf(&readout[i].forward(&Tensor::cat(&[&x, &cls], 2)?)?)?;
             }
             let (b, _, c) = x.dims3()?;
             let x = x.transpose(1, 2)?.reshape((b, c, ph, pw))?;

@@ -1,5 +1,7 @@
-//! The error type of depth-models.
+//! The error type of depth-models. A file that cannot be read, a malformed file or bad input is
+//! depth-core's error; what is here is depth-models' own.
 
+use crate::config::Encoder;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -10,8 +12,12 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
     #[error("{path}: not a Hugging Face Depth Anything config: {reason}")]
     HfConfig { path: PathBuf, reason: String },
-    #[error("{what}: {reason}")]
-    BadInput { what: &'static str, reason: String },
+    #[error(
+        "{weights} holds a {found} model, not the {} asked for; its size is read from the checkpoint: \
+         ask for none or for the matching one",
+        expected.name()
+    )]
+    WrongSize { weights: String, found: &'static str, expected: Encoder },
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;

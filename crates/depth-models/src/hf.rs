@@ -5,8 +5,10 @@
 use crate::config::{DptConfig, Ffn, ModelConfig, PosEmbedResize, VitConfig};
 use crate::error::{ModelError, Result};
 use candle_core::Tensor;
+use depth_core::CoreError;
 use depth_core::weights::TensorMap;
 use serde::Deserialize;
+use serde_inline_default::serde_inline_default;
 use std::path::Path;
 
 #[derive(Deserialize)]
@@ -25,6 +27,7 @@ struct HfBackbone {
     num_register_tokens: usize,
 }
 
+#[serde_inline_default]
 #[derive(Deserialize)]
 struct HfConfig {
     backbone_config: HfBackbone,
@@ -32,14 +35,10 @@ struct HfConfig {
     head_hidden_size: usize,
     neck_hidden_sizes: [usize; 4],
     reassemble_factors: [f64; 4],
-    #[serde(default = "relative")]
+    #[serde_inline_default("relative".into())]
     depth_estimation_type: String,
     #[serde(default)]
     max_depth: Option<f64>,
-}
-
-fn relative() -> String {
-    "relative".into()
 }
 
 /// Reads an HF `config.json` into our model configuration.
@@ -94,7 +93,7 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
         layers,
         max_depth,
     };
-    cfg.validate().map_err(bad)?;
+    cfg.validate().map_err(|e| bad(e.to_string()))?;
     Ok(cfg)
 }
 
@@ -200,10 +199,11 @@ pub fn to_official(hf: TensorMap) -> Result<TensorMap> {
                 out.insert(name, Tensor::cat(&[q, k, v], 0)?);
             }
             _ => {
-                return Err(ModelError::BadInput {
-                    what: "HF weights",
-                    reason: format!("{name}: query, key and value are not all present"),
-                });
+                return Err(CoreError::bad_input(
+                    "HF weights",
+                    format!("{name}: query, key and value are not all present"),
+                )
+                .into());
             }
         }
     }

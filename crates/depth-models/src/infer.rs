@@ -3,12 +3,13 @@
 //! (preprocess, network, bilinear back to the original size) on a path or an image in memory,
 //! or [`DepthEstimator::estimate_batch`] over many.
 
-use crate::config::ModelConfig;
+use crate::config::{Encoder, ModelConfig};
 use crate::depth_anything::DepthAnythingV2;
 use crate::depth_map::DepthMap;
 use crate::error::{ModelError, Result};
 use crate::source::WeightsSource;
 use candle_core::{DType, Device, Tensor};
+use depth_core::CoreError;
 use depth_core::weights::StrictWeights;
 use image::{DynamicImage, RgbImage};
 use std::borrow::Cow;
@@ -22,7 +23,7 @@ pub trait ImageInput {
 
 impl ImageInput for Path {
     fn to_rgb(&self) -> Result<Cow<'_, RgbImage>> {
-        Ok(Cow::Owned(depth_core::read_image(self)?))
+        Ok(Cow::Owned(depth_core::image_io::read_image(self)?))
     }
 }
 
@@ -83,12 +84,30 @@ pub fn load_model_with(
 ) -> Result<DepthAnythingV2> {
     let (mut cfg, tensors) = source.load()?;
     adjust(&mut cfg);
-    cfg.validate().map_err(|reason| ModelError::BadInput {
-        what: "model config",
-        reason: format!("{source}: {reason}"),
-    })?;
+    cfg.validate().map_err(|e| CoreError::bad_input("model config", format!("{source}: {e}")))?;
     let strict = StrictWeights::new(source.to_string(), tensors);
     Ok(strict.build(DType::F32, device, |vb| DepthAnythingV2::new(&cfg, vb))?)
+}
+
+/// [`load_model_with`] for a checkpoint that must be of the encoder size `expect` when one is
+/// given (a checkpoint of another size is [`ModelError::WrongSize`]), read as a metric model of
+/// `max_depth` metres when given.
+pub fn load_checked(
+    source: &WeightsSource,
+    expect: Option<Encoder>,
+    max_depth: Option<f64>,
+    device: &Device,
+) -> Result<DepthAnythingV2> {
+    let model = load_model_with(source, device, |cfg| cfg.max_depth = max_depth.or(cfg.max_depth))?;
+    let found = model.config().official_encoder();
+    match expect {
+        Some(expected) if found != Some(expected) => Err(ModelError::WrongSize {
+            weights: source.to_string(),
+            found: found.map_or("custom-size", Encoder::name),
+            expected,
+        }),
+        _ => Ok(model),
+    }
 }
 
 /// The indices of images of these sizes grouped by equal size (groups in the order of their
@@ -158,7 +177,7 @@ impl DepthEstimator {
     /// refused when the input size is below one patch or the input has more than the token limit.
     pub fn input_shape(&self, width: u32, height: u32) -> Result<(usize, usize)> {
         let patch = self.model.config().vit.patch_size;
-        let bad = |reason: String| Err(ModelError::BadInput { what: "image", reason });
+        let bad = |reason: String| Err(CoreError::bad_input("image", reason).into());
         if width == 0 || height == 0 {
             return bad("the image is empty".into());
         }

@@ -31,29 +31,39 @@
 //! weight IO come from depth-core; it must not know about losses, datasets, optimisers or
 //! evaluation.
 
-pub mod config;
-pub mod depth_anything;
-pub mod depth_map;
-pub mod dinov2;
-pub mod dpt;
-pub mod error;
-pub mod flops;
-pub mod hf;
-pub mod infer;
-pub mod params;
-pub mod source;
-pub mod trainable;
+//!
+//! Every item is re-exported here from a private module: one path each.
 
-pub use config::{DptConfig, Encoder, Ffn, ModelConfig, PosEmbedResize, VitConfig};
+mod config;
+mod depth_anything;
+mod depth_map;
+mod dinov2;
+mod dpt;
+mod error;
+mod flops;
+mod hf;
+mod infer;
+mod params;
+mod source;
+mod trainable;
+
+pub use config::{
+    CHECKPOINT_FORMAT, DptConfig, Encoder, Ffn, MAX_PARAMETERS, META_CONFIG, META_FORMAT, ModelConfig,
+    PosEmbedResize, VitConfig,
+};
 pub use depth_anything::DepthAnythingV2;
-pub use depth_core::colormap::Colormap;
-pub use depth_core::read_image;
+pub use depth_core::Colormap;
+pub use depth_core::image_io::read_image;
 pub use depth_map::DepthMap;
+pub use dinov2::{Block, DinoVisionTransformer, LayerNorm, LayerOutput};
+pub use dpt::DptHead;
 pub use error::{ModelError, Result};
 pub use flops::forward_flops;
-pub use infer::{DEFAULT_MAX_TOKENS, DepthEstimator, ImageInput, load_model, load_model_with, size_groups};
+pub use infer::{
+    DEFAULT_MAX_TOKENS, DepthEstimator, ImageInput, load_checked, load_model, load_model_with, size_groups,
+};
 pub use params::{Param, ParamKind, Part, parameters};
-pub use source::WeightsSource;
+pub use source::{NamedModel, WeightsSource};
 pub use trainable::{
     Trainable, WeightsInit, build_trainable, load_frozen_encoder, model_tensors, save_model,
 };

@@ -52,13 +52,14 @@ pub struct Param {
 
 /// The parameters in `varmap` sorted by name, each with its kind; a name outside the model is
 /// an error (the VarMap holds something else than a Depth Anything V2).
-pub fn parameters(varmap: &VarMap) -> Result<Vec<Param>, String> {
-    let data = varmap.data().lock().map_err(|_| "the VarMap lock is poisoned".to_string())?;
+pub fn parameters(varmap: &VarMap) -> crate::Result<Vec<Param>> {
+    let bad = |reason: String| depth_core::CoreError::bad_input("model parameters", reason);
+    let data = varmap.data().lock().map_err(|_| bad("the VarMap lock is poisoned".into()))?;
     let mut params = data
         .iter()
         .map(|(name, var)| match ParamKind::of(name) {
             Some(kind) => Ok(Param { name: name.clone(), var: var.clone(), kind }),
-            None => Err(format!("'{name}' is neither under pretrained. nor under depth_head.")),
+            None => Err(bad(format!("'{name}' is neither under pretrained. nor under depth_head."))),
         })
         .collect::<Result<Vec<_>, _>>()?;
     params.sort_by(|a, b| a.name.cmp(&b.name));

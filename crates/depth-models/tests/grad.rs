@@ -3,8 +3,7 @@
 
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use depth_models::dinov2::{Block, DinoVisionTransformer, LayerOutput};
-use depth_models::dpt::DptHead;
+use depth_models::{Block, DinoVisionTransformer, DptHead, LayerOutput};
 use depth_models::{DepthAnythingV2, DptConfig, Ffn, ModelConfig, VitConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

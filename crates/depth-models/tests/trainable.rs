@@ -163,7 +163,8 @@ fn encoder_from_dinov2_transformers_and_depth_anything_checkpoints() {
     let cfg = ModelConfig::official(Encoder::Vits);
 
     // Depth Anything V2: pretrained.* taken, depth_head.* ignored and listed
-    let t = build_trainable(&cfg, &WeightsInit::Encoder(vits_random()), 1, &Device::Cpu).unwrap();
+    let t = build_trainable(&cfg, &WeightsInit::Encoder(vits_random().parse().unwrap()), 1, &Device::Cpu)
+        .unwrap();
     assert_encoder_loaded(&t, &da2);
     assert_eq!(t.summary.ignored.len(), da2.keys().filter(|k| k.starts_with("depth_head.")).count());
     let head = "depth_head.scratch.output_conv1.weight";
@@ -176,7 +177,7 @@ fn encoder_from_dinov2_transformers_and_depth_anything_checkpoints() {
         .collect();
     let t = build_trainable(
         &cfg,
-        &WeightsInit::Encoder(write(&dir, "dinov2.safetensors", &original)),
+        &WeightsInit::Encoder(write(&dir, "dinov2.safetensors", &original).parse().unwrap()),
         1,
         &Device::Cpu,
     )
@@ -195,14 +196,13 @@ fn encoder_from_dinov2_transformers_and_depth_anything_checkpoints() {
     let hf_cfg = full.config().clone();
     let t = build_trainable(
         &hf_cfg,
-        &WeightsInit::Encoder(write(&dir, "dinov2_hf.safetensors", &backbone)),
+        &WeightsInit::Encoder(write(&dir, "dinov2_hf.safetensors", &backbone).parse().unwrap()),
         1,
         &Device::Cpu,
     )
     .unwrap();
     let reference =
-        build_trainable(&hf_cfg, &WeightsInit::Full(hf_dir.to_string_lossy().into()), 0, &Device::Cpu)
-            .unwrap();
+        build_trainable(&hf_cfg, &WeightsInit::Full(hf_dir.clone().into()), 0, &Device::Cpu).unwrap();
     assert_encoder_loaded(&t, &model_tensors(&reference.varmap).unwrap());
 }
 
@@ -218,11 +218,15 @@ fn partial_loads_report_every_bad_key() {
     );
     da2.insert("pretrained.blocks.0.ls1.gamma".into(), Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap());
     let p = write(&dir, "broken.safetensors", &da2);
-    let err =
-        build_trainable(&ModelConfig::official(Encoder::Vits), &WeightsInit::Encoder(p), 0, &Device::Cpu)
-            .err()
-            .expect("a broken encoder must not load")
-            .to_string();
+    let err = build_trainable(
+        &ModelConfig::official(Encoder::Vits),
+        &WeightsInit::Encoder(p.parse().unwrap()),
+        0,
+        &Device::Cpu,
+    )
+    .err()
+    .expect("a broken encoder must not load")
+    .to_string();
     for needle in [
         "broken.safetensors",
         "pretrained.blocks.4.attn.qkv.weight",
@@ -237,11 +241,15 @@ fn partial_loads_report_every_bad_key() {
         "junk.safetensors",
         &[("x.weight".to_string(), Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap())].into(),
     );
-    let err =
-        build_trainable(&ModelConfig::official(Encoder::Vits), &WeightsInit::Encoder(junk), 0, &Device::Cpu)
-            .err()
-            .unwrap()
-            .to_string();
+    let err = build_trainable(
+        &ModelConfig::official(Encoder::Vits),
+        &WeightsInit::Encoder(junk.parse().unwrap()),
+        0,
+        &Device::Cpu,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("junk.safetensors") && err.contains("blocks.*"), "{err}");
 }
 
@@ -265,7 +273,8 @@ fn metric_head_matches_the_official_metric_model() {
     let (x, want, max_depth) = metric_golden();
     let mut cfg = ModelConfig::official(Encoder::Vits);
     cfg.max_depth = Some(max_depth);
-    let t = build_trainable(&cfg, &WeightsInit::Full(vits_random()), 0, &Device::Cpu).unwrap();
+    let t =
+        build_trainable(&cfg, &WeightsInit::Full(vits_random().parse().unwrap()), 0, &Device::Cpu).unwrap();
     let got = t.model.forward(&x).unwrap();
     assert_eq!(got.dims(), want.dims());
     let err = max_abs_diff(&got, &want);
@@ -327,7 +336,7 @@ fn checkpoints_carry_their_config_and_the_official_layout() {
     let official = load_weights(std::path::Path::new(&vits_random())).unwrap();
     let t = build_trainable(
         &ModelConfig::official(Encoder::Vits),
-        &WeightsInit::Full(vits_random()),
+        &WeightsInit::Full(vits_random().parse().unwrap()),
         0,
         &Device::Cpu,
     )

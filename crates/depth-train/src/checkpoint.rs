@@ -8,6 +8,7 @@
 //! step folders are pruned to `keep_last` after the pointer moves.
 
 use crate::error::{Result, TrainError};
+use depth_core::CoreError;
 use depth_core::weights::{Metadata, TensorMap, load_safetensors, safetensors_metadata, save_safetensors};
 use depth_models::{ModelConfig, save_model};
 use serde::{Deserialize, Serialize};
@@ -28,8 +29,8 @@ pub struct FileSum {
 
 impl FileSum {
     pub fn of(path: &Path) -> Result<FileSum> {
-        let bytes = std::fs::metadata(path).map_err(|e| TrainError::io(path, e))?.len();
-        Ok(FileSum { bytes, sha256: depth_data::manifest::sha256_file(path)? })
+        let bytes = std::fs::metadata(path).map_err(|e| CoreError::io(path, e))?.len();
+        Ok(FileSum { bytes, sha256: depth_core::hash::sha256_file(path)? })
     }
 }
 
@@ -81,7 +82,7 @@ pub struct Contents<'a> {
 /// keeps only the newest `keep_last` step folders.
 pub fn write(root: &Path, c: &Contents, keep_last: usize) -> Result<Checkpoint> {
     let dir = step_dir(root, c.step);
-    std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| CoreError::write(&dir, e))?;
     let model = dir.join(MODEL_FILE);
     save_model(c.model, c.config, c.model_meta, &model)?;
     pause_point("checkpoint-between-files", c.step, root);
@@ -103,7 +104,7 @@ pub fn write(root: &Path, c: &Contents, keep_last: usize) -> Result<Checkpoint> 
 /// Removes step folders beyond the newest `keep_last` (never the pointer's).
 fn prune(root: &Path, keep_last: usize, current: &str) -> Result<()> {
     let mut steps: Vec<(u64, PathBuf)> = std::fs::read_dir(root)
-        .map_err(|e| TrainError::io(root, e))?
+        .map_err(|e| CoreError::io(root, e))?
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -114,7 +115,7 @@ fn prune(root: &Path, keep_last: usize, current: &str) -> Result<()> {
     let n = steps.len();
     for (_, path) in steps.into_iter().take(n.saturating_sub(keep_last)) {
         if path.file_name().is_some_and(|f| f != current) {
-            std::fs::remove_dir_all(&path).map_err(|e| TrainError::io(&path, e))?;
+            std::fs::remove_dir_all(&path).map_err(|e| CoreError::write(&path, e))?;
         }
     }
     Ok(())
@@ -128,7 +129,7 @@ pub fn latest(root: &Path) -> Result<Option<Checkpoint>> {
     let text = match std::fs::read(&ptr_path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(TrainError::io(&ptr_path, e)),
+        Err(e) => return Err(CoreError::io(&ptr_path, e).into()),
     };
     let ptr: Pointer = serde_json::from_slice(&text)
         .map_err(|e| TrainError::checkpoint(&ptr_path, format!("not a checkpoint pointer: {e}")))?;

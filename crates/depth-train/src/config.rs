@@ -1,18 +1,19 @@
 //! `configs/train.toml`: one training run — the model and where its weights start, the data
 //! sources and what their targets are, the optimiser, schedule, objective, checkpoints,
-//! validation and logging. Read through depth-core's config reader (unknown keys are errors that
-//! name the key; `--set key=value` overrides), paths resolved against the config's folder. The
-//! resolved config is written into the run folder, and a resumed run reads it back from there.
-//! The defaults in code equal `configs/train.toml`.
+//! validation and logging. Loaded by depth-core's one contract ([`ConfigFile::load`]: `--set`
+//! overrides, unknown keys named, paths resolved against the config's folder, then
+//! [`ConfigFile::validate`]). The resolved config is written into the run folder, and a resumed
+//! run reads it back from there. The defaults, stated on the fields, equal `configs/train.toml`.
 
-use crate::error::{Result, TrainError};
 use crate::optim::OptimConfig;
 use crate::schedule::Schedule;
-use depth_core::config::{base_dir, expand, read_toml};
-use depth_data::LoaderConfig;
+use depth_core::DeviceSpec;
+use depth_core::config::{ConfigFile, Invalid, expand};
 use depth_data::synth::SynthSpec;
-use depth_models::{Encoder, ModelConfig, WeightsInit};
+use depth_data::{DatasetRef, LoaderConfig};
+use depth_models::{Encoder, ModelConfig, NamedModel, WeightsInit, WeightsSource};
 use serde::{Deserialize, Serialize};
+use serde_inline_default::serde_inline_default;
 use std::path::{Path, PathBuf};
 
 /// What the model learns.
@@ -26,25 +27,13 @@ pub enum Task {
     Metric,
 }
 
-/// Where the weights start.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InitSpec {
-    /// Everything fresh (seeded).
-    #[default]
-    Scratch,
-    /// The encoder from a DINOv2 or Depth Anything V2 checkpoint (path or Hub id), the head fresh.
-    Encoder(String),
-    /// The whole model from a checkpoint.
-    Full(String),
-}
-
 /// The model: an official size (`encoder`), optionally resized (`embed_dim`, `depth`,
 /// `num_heads`, `features` together make a custom size, see `ModelConfig::custom`).
+#[serde_inline_default]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    #[serde(default = "vits")]
+    #[serde_inline_default(Encoder::Vits)]
     pub encoder: Encoder,
     #[serde(default)]
     pub embed_dim: Option<usize>,
@@ -60,8 +49,10 @@ pub struct ModelSpec {
     /// The metric head's range in metres (required by `task = "metric"`).
     #[serde(default)]
     pub max_depth: Option<f64>,
+    /// `"scratch"`, `{ encoder = WEIGHTS }` (a DINOv2 or Depth Anything V2 checkpoint: its
+    /// encoder, the head fresh) or `{ full = WEIGHTS }`.
     #[serde(default)]
-    pub init: InitSpec,
+    pub init: WeightsInit,
     /// Start the last conv's bias at this value (a fresh head only). A freshly initialised head
     /// can put every pixel below the final ReLU; a scale-invariant loss then has no gradient and
     /// the model never learns. A positive bias (e.g. 1.0) avoids that; None keeps PyTorch's init.
@@ -72,17 +63,18 @@ pub struct ModelSpec {
     pub seed: u64,
 }
 
-fn vits() -> Encoder {
-    Encoder::Vits
-}
-
 impl ModelSpec {
-    pub fn config(&self) -> std::result::Result<ModelConfig, String> {
+    pub fn config(&self) -> std::result::Result<ModelConfig, Invalid> {
         let custom = [self.embed_dim, self.depth, self.num_heads, self.features];
         let mut cfg = match custom {
             [None, None, None, None] => ModelConfig::official(self.encoder),
             [Some(d), Some(n), Some(h), Some(f)] => ModelConfig::custom(d, n, h, f),
-            _ => return Err("a custom size needs all of embed_dim, depth, num_heads and features".into()),
+            _ => {
+                return Err(Invalid::new(
+                    "embed_dim",
+                    "a custom size needs all of embed_dim, depth, num_heads and features",
+                ));
+            }
         };
         if let Some(l) = self.layers {
             cfg.layers = l;
@@ -90,14 +82,6 @@ impl ModelSpec {
         cfg.max_depth = self.max_depth;
         cfg.validate()?;
         Ok(cfg)
-    }
-
-    pub fn init(&self) -> WeightsInit {
-        match &self.init {
-            InitSpec::Scratch => WeightsInit::Scratch,
-            InitSpec::Encoder(p) => WeightsInit::Encoder(p.clone()),
-            InitSpec::Full(p) => WeightsInit::Full(p.clone()),
-        }
     }
 }
 
@@ -114,31 +98,55 @@ pub enum Labels {
 
 /// One dataset in the mix: a name of the data config, or procedural scenes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "SourceKeys", into = "SourceKeys")]
 pub struct SourceSpec {
-    #[serde(default)]
-    pub dataset: Option<String>,
-    #[serde(default)]
-    pub synth: Option<SynthSpec>,
-    #[serde(default = "one")]
+    pub data: DatasetRef,
     pub ratio: f64,
     /// V1's strong perturbations (colour, blur, CutMix).
-    #[serde(default)]
     pub strong: bool,
     /// Default: pseudo for a `pseudo` dataset, gt otherwise.
-    #[serde(default)]
     pub labels: Option<Labels>,
 }
 
-fn one() -> f64 {
-    1.0
+/// A source as the TOML writes it (exactly one of `dataset` and `synth`).
+#[serde_inline_default]
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceKeys {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dataset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    synth: Option<SynthSpec>,
+    #[serde_inline_default(1.0)]
+    ratio: f64,
+    #[serde(default)]
+    strong: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    labels: Option<Labels>,
 }
 
+impl TryFrom<SourceKeys> for SourceSpec {
+    type Error = Invalid;
+
+    fn try_from(k: SourceKeys) -> std::result::Result<Self, Invalid> {
+        let data = DatasetRef::from_keys("data.source", k.dataset, k.synth)?;
+        Ok(Self { data, ratio: k.ratio, strong: k.strong, labels: k.labels })
+    }
+}
+
+impl From<SourceSpec> for SourceKeys {
+    fn from(s: SourceSpec) -> Self {
+        let (dataset, synth) = s.data.into_keys();
+        Self { dataset, synth, ratio: s.ratio, strong: s.strong, labels: s.labels }
+    }
+}
+
+#[serde_inline_default]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
     /// The data config that names the datasets.
-    #[serde(default = "data_toml")]
+    #[serde_inline_default("data.toml".into())]
     pub config: PathBuf,
     #[serde(default)]
     pub loader: LoaderConfig,
@@ -146,26 +154,19 @@ pub struct DataSpec {
     pub sources: Vec<SourceSpec>,
 }
 
-fn data_toml() -> PathBuf {
-    "data.toml".into()
-}
-
 /// Feature alignment to a frozen DINOv2 encoder (Depth Anything V1), on pseudo-labelled samples.
+#[serde_inline_default]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureAlign {
     /// The frozen encoder: a DINOv2 or Depth Anything V2 checkpoint (its `pretrained.*`) of the
     /// student's encoder size.
-    pub encoder: String,
-    #[serde(default = "one")]
+    pub encoder: WeightsSource,
+    #[serde_inline_default(1.0)]
     pub weight: f64,
     /// Tokens whose cosine similarity already exceeds this are left free (V1: 0.85).
-    #[serde(default = "margin")]
+    #[serde_inline_default(0.85)]
     pub margin: f64,
-}
-
-fn margin() -> f64 {
-    0.85
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -213,40 +214,28 @@ impl Default for CheckpointConfig {
 }
 
 /// Periodic validation through depth-eval's runner.
+#[serde_inline_default]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateConfig {
     /// Every N optimiser steps (and at the end).
     pub every: u64,
-    #[serde(default = "eval_toml")]
+    #[serde_inline_default("eval.toml".into())]
     pub config: PathBuf,
     /// Benchmark names of the eval config.
     pub benchmarks: Vec<String>,
     /// The metric that picks the best checkpoint (mean over the benchmarks; d1–d3 higher is
     /// better, the others lower).
-    #[serde(default = "abs_rel")]
+    #[serde_inline_default("abs_rel".into())]
     pub metric: String,
-    #[serde(default = "input_size")]
+    #[serde_inline_default(518)]
     pub input_size: usize,
     /// Side-by-side pictures per benchmark (also sent to TensorBoard).
-    #[serde(default = "two")]
+    #[serde_inline_default(2)]
     pub images: usize,
     /// Evaluate only the first N items of each benchmark.
     #[serde(default)]
     pub limit: Option<usize>,
-}
-
-fn eval_toml() -> PathBuf {
-    "eval.toml".into()
-}
-fn abs_rel() -> String {
-    "abs_rel".into()
-}
-fn input_size() -> usize {
-    518
-}
-fn two() -> usize {
-    2
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -266,15 +255,17 @@ impl Default for LogConfig {
 
 /// The teacher whose pseudo-labels the run learns from (for the plan of `--dry-run`; the labels
 /// themselves carry the teacher's hash).
+#[serde_inline_default]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TeacherSpec {
     /// As `pseudo-label --teacher`: `[NAME=]WEIGHTS` or `[NAME=]ENCODER:WEIGHTS`.
-    pub model: String,
-    #[serde(default = "input_size")]
+    pub model: NamedModel,
+    #[serde_inline_default(518)]
     pub input_size: usize,
 }
 
+#[serde_inline_default]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
@@ -285,10 +276,10 @@ pub struct TrainConfig {
     #[serde(default)]
     pub task: Task,
     /// cpu, cuda or cuda:N.
-    #[serde(default = "cpu")]
-    pub device: String,
+    #[serde(default)]
+    pub device: DeviceSpec,
     /// Stop after this many optimiser steps in a row with a non-finite loss or gradient.
-    #[serde(default = "five")]
+    #[serde_inline_default(5)]
     pub max_bad_steps: usize,
     pub model: ModelSpec,
     pub data: DataSpec,
@@ -306,45 +297,21 @@ pub struct TrainConfig {
     pub log: LogConfig,
 }
 
-fn cpu() -> String {
-    "cpu".into()
-}
-fn five() -> usize {
-    5
-}
-
-impl TrainConfig {
-    /// Reads, overrides, resolves paths and checks a config.
-    pub fn load(path: &Path, overrides: &[String]) -> Result<TrainConfig> {
-        let mut cfg: TrainConfig = read_toml(path, overrides)?;
-        cfg.resolve(base_dir(path))?;
-        cfg.check().map_err(|reason| TrainError::Config { path: path.into(), reason })?;
-        Ok(cfg)
-    }
-
-    /// Paths relative to `base` become absolute-or-joined; weights given as paths that exist
-    /// there are resolved too (others stay Hub ids).
-    fn resolve(&mut self, base: &Path) -> Result<()> {
+impl ConfigFile for TrainConfig {
+    /// Paths relative to `base` become joined to it; weights named by a path that exists there
+    /// are resolved too (others stay as written: Hub ids, encoder names).
+    fn resolve(&mut self, base: &Path) -> depth_core::Result<()> {
         self.out = expand(&self.out, base)?;
         self.data.config = expand(&self.data.config, base)?;
         for s in &mut self.data.sources {
-            if let Some(sy) = &mut s.synth {
-                sy.resolve(base)?;
-            }
+            s.data.resolve(base)?;
         }
-        let weights = |w: &mut String| -> Result<()> {
-            let p = expand(Path::new(w.as_str()), base)?;
-            if p.exists() {
-                *w = p.to_string_lossy().into_owned();
-            }
-            Ok(())
-        };
-        match &mut self.model.init {
-            InitSpec::Scratch => {}
-            InitSpec::Encoder(w) | InitSpec::Full(w) => weights(w)?,
-        }
+        self.model.init.resolve(base)?;
         if let Some(fa) = &mut self.loss.feature_align {
-            weights(&mut fa.encoder)?;
+            fa.encoder.resolve(base)?;
+        }
+        if let Some(t) = &mut self.teacher {
+            t.model.resolve(base)?;
         }
         if let Some(v) = &mut self.validate {
             v.config = expand(&v.config, base)?;
@@ -353,69 +320,92 @@ impl TrainConfig {
     }
 
     /// Consistency of the settings (before anything is opened).
-    pub fn check(&self) -> std::result::Result<(), String> {
-        let model = self.model.config()?;
-        if self.model.output_bias.is_some() && matches!(self.model.init, InitSpec::Full(_)) {
-            return Err("model.output_bias applies to a fresh head, not to init = { full = … }".into());
+    fn validate(&self) -> std::result::Result<(), Invalid> {
+        let model = self.model.config().map_err(|e| e.under("model"))?;
+        if self.model.output_bias.is_some() && matches!(self.model.init, WeightsInit::Full(_)) {
+            return Err(Invalid::new(
+                "model.output_bias",
+                "model.output_bias applies to a fresh head, not to init = { full = … }",
+            ));
         }
-        self.optim.validate()?;
-        self.schedule.validate()?;
-        self.data.loader.check().map_err(|e| format!("data.loader: {e}"))?;
+        self.optim.validate().map_err(|e| e.under("optim"))?;
+        self.schedule.validate().map_err(|e| e.under("schedule"))?;
+        self.data.loader.validate().map_err(|e| e.under("data.loader"))?;
         if self.data.sources.is_empty() {
-            return Err("no [[data.source]]".into());
+            return Err(Invalid::new("data.source", "no [[data.source]]"));
         }
         for (i, s) in self.data.sources.iter().enumerate() {
-            if s.dataset.is_some() == s.synth.is_some() {
-                return Err(format!("data.source {i} needs exactly one of `dataset` and `synth`"));
-            }
             if s.ratio.is_nan() || s.ratio <= 0.0 {
-                return Err(format!("data.source {i}: ratio {} must be positive", s.ratio));
+                let key = format!("data.source.{i}.ratio");
+                return Err(Invalid::new(
+                    &key,
+                    format!("data.source {i}: ratio {} must be positive", s.ratio),
+                ));
             }
         }
         let l = &self.loss;
         if !(0.0..1.0).contains(&l.trim_pseudo) || l.scales == 0 || l.gm_weight < 0.0 {
-            return Err(format!("loss: trim_pseudo {} in [0, 1), scales ≥ 1, gm_weight ≥ 0", l.trim_pseudo));
+            return Err(Invalid::new(
+                "loss",
+                format!("loss: trim_pseudo {} in [0, 1), scales ≥ 1, gm_weight ≥ 0", l.trim_pseudo),
+            ));
         }
         match self.task {
             Task::Metric => {
                 let Some(max) = model.max_depth else {
-                    return Err("task = \"metric\" needs model.max_depth (the metric head's range)".into());
+                    return Err(Invalid::new(
+                        "model.max_depth",
+                        "task = \"metric\" needs model.max_depth (the metric head's range)",
+                    ));
                 };
                 if !(l.min_depth > 0.0 && l.min_depth < max) {
-                    return Err(format!("loss.min_depth {} must be in (0, max_depth {max})", l.min_depth));
+                    return Err(Invalid::new(
+                        "loss.min_depth",
+                        format!("loss.min_depth {} must be in (0, max_depth {max})", l.min_depth),
+                    ));
                 }
                 if self.data.sources.iter().any(|s| s.labels == Some(Labels::Pseudo))
                     || l.feature_align.is_some()
                 {
-                    return Err("the metric task trains on metric ground truth: no pseudo-labels or feature alignment".into());
+                    return Err(Invalid::new(
+                        "task",
+                        "the metric task trains on metric ground truth: no pseudo-labels or feature alignment",
+                    ));
                 }
             }
             Task::Relative if model.max_depth.is_some() => {
-                return Err("model.max_depth makes a metric head: use task = \"metric\"".into());
+                return Err(Invalid::new(
+                    "model.max_depth",
+                    "model.max_depth makes a metric head: use task = \"metric\"",
+                ));
             }
             Task::Relative => {}
         }
         if let Some(v) = &self.validate {
             if v.every == 0 || v.benchmarks.is_empty() {
-                return Err("validate needs every ≥ 1 and at least one benchmark".into());
+                return Err(Invalid::new("validate", "validate needs every ≥ 1 and at least one benchmark"));
             }
             if !depth_eval::Metrics::NAMES.contains(&v.metric.as_str()) {
-                return Err(format!(
-                    "validate.metric '{}': one of {:?}",
-                    v.metric,
-                    depth_eval::Metrics::NAMES
+                return Err(Invalid::new(
+                    "validate.metric",
+                    format!("validate.metric '{}': one of {:?}", v.metric, depth_eval::Metrics::NAMES),
                 ));
             }
         }
         if self.checkpoint.every == 0 || self.checkpoint.keep_last == 0 {
-            return Err("checkpoint.every and checkpoint.keep_last must be at least 1".into());
+            return Err(Invalid::new(
+                "checkpoint",
+                "checkpoint.every and checkpoint.keep_last must be at least 1",
+            ));
         }
         if self.log.plot_every == 0 {
-            return Err("log.plot_every must be at least 1".into());
+            return Err(Invalid::new("log.plot_every", "log.plot_every must be at least 1"));
         }
         Ok(())
     }
+}
 
+impl TrainConfig {
     /// The resolved config as TOML (what `config.toml` in the run folder holds).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a train config serialises")

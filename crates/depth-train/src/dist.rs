@@ -125,13 +125,16 @@ pub fn connect() -> Result<Arc<dyn Collective>> {
 mod mpi_backend {
     use super::{Collective, Launch};
     use crate::error::{Result, TrainError};
+    use mpi::Threading;
     use mpi::collective::SystemOperation;
     use mpi::environment::Universe;
     use mpi::topology::SimpleCommunicator;
     use mpi::traits::*;
     use std::sync::{Arc, Mutex};
 
-    /// MPI's world communicator; MPI was started single-threaded, so calls go one at a time.
+    /// MPI's world communicator. MPI is started at its SERIALIZED level (any thread may call,
+    /// one call at a time): the trainer's calls come from whichever thread holds it, and the
+    /// mutex keeps them one at a time.
     pub struct Mpi {
         world: Mutex<SimpleCommunicator>,
         rank: usize,
@@ -140,15 +143,25 @@ mod mpi_backend {
         _universe: Universe,
     }
 
-    // SAFETY: the communicator is only used under the mutex (one MPI call at a time, as
-    // `Threading::Single` requires of the process), and the universe is only dropped.
+    // SAFETY: MPI runs at `Threading::Serialized` (checked in `connect`): calls may come from
+    // any thread as long as no two overlap, which the mutex guarantees; the universe is only
+    // dropped.
     unsafe impl Send for Mpi {}
     unsafe impl Sync for Mpi {}
 
     pub fn connect(launch: Launch) -> Result<Arc<dyn Collective>> {
-        let universe = mpi::initialize().ok_or_else(|| TrainError::Dist {
-            reason: "MPI is already initialised in this process: connect once and keep the job".into(),
-        })?;
+        let (universe, level) =
+            mpi::initialize_with_threading(Threading::Serialized).ok_or_else(|| TrainError::Dist {
+                reason: "MPI is already initialised in this process: connect once and keep the job".into(),
+            })?;
+        if level < Threading::Serialized {
+            return Err(TrainError::Dist {
+                reason: format!(
+                    "this MPI provides thread level {level:?}; the trainer needs Serialized (calls from \
+                     any thread, one at a time): use an MPI built with thread support (OpenMPI has it)"
+                ),
+            });
+        }
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
         if (rank, size) != (launch.rank, launch.world) {

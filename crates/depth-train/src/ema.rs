@@ -1,8 +1,9 @@
 //! An exponential moving average of the weights (`ema ← decay·ema + (1 − decay)·w` after every
 //! optimiser step), saved with the trainer state; validation and the exported model use it.
 
-use crate::error::{Result, TrainError};
+use crate::error::Result;
 use candle_core::{Tensor, Var};
+use depth_core::CoreError;
 use depth_core::weights::TensorMap;
 use std::collections::BTreeMap;
 
@@ -39,15 +40,15 @@ impl Ema {
     /// Restores saved averages; every parameter must be there with its shape.
     pub fn load(&mut self, saved: &TensorMap) -> Result<()> {
         for (name, e) in &mut self.shadow {
-            let t = saved.get(name).ok_or_else(|| TrainError::BadInput {
-                what: "EMA state",
-                reason: format!("no average for {name}"),
-            })?;
+            let t = saved
+                .get(name)
+                .ok_or_else(|| CoreError::bad_input("EMA state", format!("no average for {name}")))?;
             if t.dims() != e.dims() {
-                return Err(TrainError::BadInput {
-                    what: "EMA state",
-                    reason: format!("{name} is {:?}, the parameter {:?}", t.dims(), e.dims()),
-                });
+                return Err(CoreError::bad_input(
+                    "EMA state",
+                    format!("{name} is {:?}, the parameter {:?}", t.dims(), e.dims()),
+                )
+                .into());
             }
             *e = t.to_dtype(e.dtype())?.to_device(e.device())?;
         }

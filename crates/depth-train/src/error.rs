@@ -1,22 +1,31 @@
 //! The error type of depth-train: every message names the file, key or setting involved and how
-//! to fix it.
+//! to fix it. A file that cannot be read or written, a bad config or bad input is depth-core's
+//! error; what is here is depth-train's own.
 
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("cannot use {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {reason}")]
-    Config { path: PathBuf, reason: String },
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
-    #[error("{what}: {reason}")]
-    BadInput { what: &'static str, reason: String },
+    #[error(
+        "{}: already holds a run ({at}); continue it with --resume {}, or set another `out`",
+        .run.display(),
+        .run.display()
+    )]
+    RunExists { run: PathBuf, at: String },
+    #[error("{}: no config.toml: not a run folder (start one with --config)", .path.display())]
+    NotARun { path: PathBuf },
+    #[error(
+        "{}: the run was trained on {trained} rank(s) and this job has {now}: resume it with the same number \
+         (`mpirun -np {trained}`; 1 = without mpirun)",
+        .config.display()
+    )]
+    WorldChanged { config: PathBuf, trained: usize, now: usize },
+    #[error(
+        "data: epoch {epoch} yields no full batch of {batch_size}: add data, raise epoch_size or lower batch_size"
+    )]
+    NoFullBatch { epoch: u64, batch_size: usize },
     #[error(
         "stopped after {count} steps in a row with a non-finite loss or gradient (last at step {step}: {detail}); \
          the last good checkpoint is untouched — lower the learning rate, enable grad_clip, or check the data"
@@ -39,10 +48,6 @@ pub enum TrainError {
 }
 
 impl TrainError {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
-    }
-
     pub fn checkpoint(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Self::Checkpoint { path: path.into(), reason: reason.into() }
     }

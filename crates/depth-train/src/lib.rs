@@ -5,30 +5,44 @@
 //! clipping, the non-finite check), the EMA, checkpoints that resume bit-exactly
 //! (`checkpoint`), logging (JSONL, TensorBoard event files, the loss curve), periodic
 //! validation through depth-eval, pseudo-labelling with a frozen teacher (`pseudo_label`), the
-//! training configuration (`configs/train.toml`), and the loop itself for relative distillation and metric fine-tuning (`trainer`). Models,
+//! training configuration (`configs/train.toml`), the run folder's layout, and the learner: the
+//! loop, over a task trait that relative distillation and metric fine-tuning implement. Models,
 //! parameter groups and initialisation come from depth-models, the objective from
 //! depth-losses, batches from depth-data, scoring from depth-eval. It must not reach into
-//! xtask, and it writes nothing outside the run folder.
+//! xtask, and it writes nothing outside the run folder (and the label store it is given).
+//!
+//! Its surface: the learner and its task trait, the config, the run folder, the optimiser and
+//! the pseudo-labelling job are re-exported here; checkpoints, data parallelism, logs,
+//! TensorBoard files and `--dry-run` plans are modules used by their path.
 
 pub mod checkpoint;
-pub mod config;
+mod config;
 pub mod dist;
-pub mod ema;
-pub mod error;
-pub mod grads;
+mod ema;
+mod error;
+mod grads;
+mod learner;
 pub mod log;
-pub mod optim;
+mod optim;
 pub mod plan;
 pub mod pseudo_label;
-pub mod schedule;
+mod run_dir;
+mod schedule;
+mod task;
 pub mod tensorboard;
-pub mod trainer;
-pub mod validate;
+mod validate;
 
-pub use config::{InitSpec, Labels, ModelSpec, Task, TrainConfig};
+pub use config::{
+    CheckpointConfig, DataSpec, FeatureAlign, Labels, LogConfig, LossConfig, ModelSpec, SourceSpec, Task,
+    TeacherSpec, TrainConfig, ValidateConfig,
+};
 pub use dist::{Collective, Launch, Solo};
+pub use ema::Ema;
 pub use error::{Result, TrainError};
 pub use grads::Grads;
-pub use optim::{AdamW, GroupSettings, OptimConfig, ParamGroup, groups_for};
+pub use learner::{Learner, LearnerState};
+pub use optim::{AdamW, GroupSettings, OptimConfig, OptimState, ParamGroup, groups_for};
+pub use run_dir::{Best, Outcome, RunDir, RunState};
 pub use schedule::Schedule;
-pub use trainer::{Outcome, Trainer, TrainerState};
+pub use task::{Metric, Relative, StepLoss, TaskStep, task_for};
+pub use validate::Validator;

@@ -1,15 +1,17 @@
-//! What a run records: `log.jsonl` (one JSON object per optimiser step and per validation),
-//! TensorBoard scalars and validation pictures, and `loss.png` (the loss curve through
-//! depth-eval's plot). A resumed run first drops the records after its checkpoint, so the log
+//! What a run records: its log (one JSON object per optimiser step and per validation),
+//! TensorBoard scalars and validation pictures, and the loss curve (through depth-eval's plot);
+//! where they go is the run folder's ([`RunDir`]). A resumed run first drops the records after its checkpoint, so the log
 //! reads as one uninterrupted run.
 
-use crate::error::{Result, TrainError};
+use crate::error::Result;
+use crate::run_dir::RunDir;
 use crate::tensorboard::{EventWriter, now};
+use depth_core::CoreError;
 use depth_eval::plot::{LinePlot, Series};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One line of `log.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,32 +86,29 @@ pub struct ValRecord {
 }
 
 pub struct RunLog {
-    dir: PathBuf,
+    run: RunDir,
     jsonl: std::fs::File,
     tb: Option<EventWriter>,
     records: Vec<Record>,
 }
 
-pub const LOG_FILE: &str = "log.jsonl";
-pub const PLOT_FILE: &str = "loss.png";
-
 /// The records of a run's `log.jsonl` (a torn last line from a kill is left out).
-pub fn read_log(dir: &Path) -> Result<Vec<Record>> {
-    let path = dir.join(LOG_FILE);
+pub fn read_log(run: &RunDir) -> Result<Vec<Record>> {
+    let path = run.log();
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(TrainError::io(&path, e)),
+        Err(e) => return Err(CoreError::io(&path, e).into()),
     };
     Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
 }
 
 impl RunLog {
     /// Opens the run's log; `resumed_at`: keep only records up to that step (the checkpoint).
-    pub fn open(dir: &Path, resumed_at: Option<u64>, tensorboard: bool) -> Result<Self> {
-        let path = dir.join(LOG_FILE);
+    pub fn open(run: &RunDir, resumed_at: Option<u64>, tensorboard: bool) -> Result<Self> {
+        let path = run.log();
         let records: Vec<Record> = match resumed_at {
-            Some(step) => read_log(dir)?.into_iter().filter(|r| r.step() <= step).collect(),
+            Some(step) => read_log(run)?.into_iter().filter(|r| r.step() <= step).collect(),
             None => Vec::new(),
         };
         let mut text = Vec::new();
@@ -119,9 +118,9 @@ impl RunLog {
         }
         depth_core::atomic::write_atomic(&path, |w| w.write_all(&text))?;
         let jsonl =
-            std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| TrainError::io(&path, e))?;
-        let tb = tensorboard.then(|| EventWriter::create(dir, resumed_at)).transpose()?;
-        Ok(Self { dir: dir.into(), jsonl, tb, records })
+            std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| CoreError::write(&path, e))?;
+        let tb = tensorboard.then(|| EventWriter::create(run.root(), resumed_at)).transpose()?;
+        Ok(Self { run: run.clone(), jsonl, tb, records })
     }
 
     pub fn records(&self) -> &[Record] {
@@ -131,8 +130,7 @@ impl RunLog {
     fn append(&mut self, r: Record) -> Result<()> {
         let mut line = serde_json::to_vec(&r).expect("a record serialises");
         line.push(b'\n');
-        let path = self.dir.join(LOG_FILE);
-        self.jsonl.write_all(&line).map_err(|e| TrainError::io(&path, e))?;
+        self.jsonl.write_all(&line).map_err(|e| CoreError::write(self.run.log(), e))?;
         self.records.push(r);
         Ok(())
     }
@@ -213,7 +211,7 @@ impl RunLog {
             series,
             log_y: true,
         };
-        depth_eval::visualize::save_png(&plot.render(900, 500), &self.dir.join(PLOT_FILE))?;
+        depth_eval::visualize::save_png(&plot.render(900, 500), &self.run.loss_plot())?;
         Ok(())
     }
 

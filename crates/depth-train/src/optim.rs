@@ -7,9 +7,11 @@
 //! each split into a decaying and a non-decaying group. A frozen part simply has no group, so it
 //! keeps no state.
 
-use crate::error::{Result, TrainError};
+use crate::error::Result;
 use crate::grads::Grads;
 use candle_core::{Tensor, Var};
+use depth_core::CoreError;
+use depth_core::config::Invalid;
 use depth_core::weights::TensorMap;
 use depth_models::{Param, Part};
 use serde::{Deserialize, Serialize};
@@ -75,31 +77,32 @@ impl Default for OptimConfig {
 }
 
 impl OptimConfig {
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), Invalid> {
         let (b1, b2) = self.betas;
+        let bad = |key: &str, reason: String| Err(Invalid::new(key, reason));
         if !(self.lr > 0.0 && self.decoder_lr_mult > 0.0) {
-            return Err(format!(
-                "lr {} and decoder_lr_mult {} must be positive",
-                self.lr, self.decoder_lr_mult
-            ));
+            return bad(
+                "lr",
+                format!("lr {} and decoder_lr_mult {} must be positive", self.lr, self.decoder_lr_mult),
+            );
         }
         if !((0.0..1.0).contains(&b1) && (0.0..1.0).contains(&b2)) {
-            return Err(format!("betas ({b1}, {b2}) must be in [0, 1)"));
+            return bad("betas", format!("betas ({b1}, {b2}) must be in [0, 1)"));
         }
         if !(self.eps > 0.0 && self.weight_decay >= 0.0) {
-            return Err(format!(
-                "eps {} must be positive and weight_decay {} ≥ 0",
-                self.eps, self.weight_decay
-            ));
+            return bad(
+                "eps",
+                format!("eps {} must be positive and weight_decay {} ≥ 0", self.eps, self.weight_decay),
+            );
         }
         if self.accumulate == 0 {
-            return Err("accumulate must be at least 1".into());
+            return bad("accumulate", "accumulate must be at least 1".into());
         }
         if let Some(c) = self.grad_clip.filter(|c| c.is_nan() || *c <= 0.0) {
-            return Err(format!("grad_clip {c} must be positive"));
+            return bad("grad_clip", format!("grad_clip {c} must be positive"));
         }
         if let Some(d) = self.ema.filter(|d| !(0.0..1.0).contains(d)) {
-            return Err(format!("ema decay {d} must be in [0, 1)"));
+            return bad("ema", format!("ema decay {d} must be in [0, 1)"));
         }
         Ok(())
     }
@@ -170,16 +173,12 @@ impl AdamW {
         for g in &groups {
             let s = &g.settings;
             if !(s.lr >= 0.0 && s.eps > 0.0 && s.betas.0 < 1.0 && s.betas.1 < 1.0) {
-                return Err(TrainError::BadInput {
-                    what: "optimizer",
-                    reason: format!("group {}: {s:?}", g.name),
-                });
+                return Err(CoreError::bad_input("optimizer", format!("group {}: {s:?}", g.name)).into());
             }
             if let Some((p, _)) = g.params.iter().find(|(p, _)| !seen.insert(p.clone())) {
-                return Err(TrainError::BadInput {
-                    what: "optimizer",
-                    reason: format!("parameter {p} is in two groups"),
-                });
+                return Err(
+                    CoreError::bad_input("optimizer", format!("parameter {p} is in two groups")).into()
+                );
             }
         }
         let groups = groups
@@ -260,7 +259,7 @@ impl AdamW {
     /// Restores [`state`](Self::state): every saved parameter must be one of ours with the same
     /// shape, and every group must be known.
     pub fn load_state(&mut self, tensors: &TensorMap, saved: &OptimState) -> Result<()> {
-        let bad = |reason: String| TrainError::BadInput { what: "optimizer state", reason };
+        let bad = |reason: String| CoreError::bad_input("optimizer state", reason);
         let params: BTreeMap<&str, &Var> =
             self.groups.iter().flat_map(|g| g.params.iter().map(|(n, v)| (n.as_str(), v))).collect();
         let mut state = BTreeMap::new();
@@ -277,7 +276,8 @@ impl AdamW {
                         "{which}.{name} is {:?}, the parameter {:?}",
                         t.dims(),
                         var.dims()
-                    )));
+                    ))
+                    .into());
                 }
                 Ok(t.to_dtype(var.dtype())?.to_device(var.device())?)
             };

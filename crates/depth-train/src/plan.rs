@@ -8,16 +8,18 @@ use crate::error::Result;
 use crate::grads::Grads;
 use crate::optim::{AdamW, groups_for};
 use candle_core::{DType, Device, Tensor};
+use depth_core::CoreError;
+use depth_core::config::ConfigFile;
+use depth_data::{DataConfig, DatasetRef};
 use depth_losses::Objective;
-use depth_models::{Encoder, ModelConfig, WeightsInit, build_trainable, parameters};
+use depth_models::{ModelConfig, WeightsInit, WeightsSource, build_trainable, parameters};
 use std::fmt::Write as _;
 use std::time::Instant;
 
 /// Seconds per training image measured on `device` for `cfg` at `crop`, with batch `batch`.
 fn probe(cfg: &ModelConfig, crop: usize, batch: usize, device: &Device) -> Result<f64> {
     let t = build_trainable(cfg, &WeightsInit::Scratch, 0, device)?;
-    let params =
-        parameters(&t.varmap).map_err(|reason| crate::TrainError::BadInput { what: "model", reason })?;
+    let params = parameters(&t.varmap)?;
     let mut optim = AdamW::new(groups_for(&params, &Default::default()))?;
     let trained = optim.params();
     let x = Tensor::randn(0f32, 1.0, (batch, 3, crop, crop), device)?;
@@ -49,7 +51,7 @@ fn human(seconds: f64) -> String {
 /// The plan of `cfg` as text.
 pub fn dry_run(cfg: &TrainConfig) -> Result<String> {
     let mut s = String::new();
-    let model = cfg.model.config().map_err(|reason| crate::TrainError::BadInput { what: "model", reason })?;
+    let model = cfg.model.config().map_err(|e| CoreError::bad_input("model", e))?;
     let total = model.parameter_count();
     let _ = writeln!(s, "run folder: {}", cfg.out.display());
     let _ = writeln!(s, "task: {:?}; device: {}", cfg.task, cfg.device);
@@ -70,20 +72,23 @@ pub fn dry_run(cfg: &TrainConfig) -> Result<String> {
     );
     let _ = writeln!(s, "init: {:?}", cfg.model.init);
     if let Some(t) = &cfg.teacher {
-        let enc = t.model.split(':').next().unwrap_or("").parse::<Encoder>().ok();
-        match enc {
+        let size = t.model.expect.or(match &t.model.source {
+            WeightsSource::Official(e) => Some(*e),
+            _ => None,
+        });
+        match size {
             Some(e) => {
                 let n = ModelConfig::official(e).parameter_count();
                 let _ = writeln!(
                     s,
                     "teacher: {} ({:.1} M parameters), labels at input size {}",
-                    t.model,
+                    t.model.spec(),
                     n as f64 / 1e6,
                     t.input_size
                 );
             }
             None => {
-                let _ = writeln!(s, "teacher: {} at input size {}", t.model, t.input_size);
+                let _ = writeln!(s, "teacher: {} at input size {}", t.model.spec(), t.input_size);
             }
         }
     }
@@ -100,20 +105,23 @@ pub fn dry_run(cfg: &TrainConfig) -> Result<String> {
         cfg.schedule.warmup,
         cfg.schedule.power
     );
+    let data = DataConfig::load(&cfg.data.config, &[]);
     for (i, src) in cfg.data.sources.iter().enumerate() {
-        let what = match (&src.dataset, &src.synth) {
-            (Some(d), _) => format!("dataset '{d}'"),
-            (_, Some(sy)) => format!("{} procedural scenes (seed {})", sy.count, sy.seed),
-            _ => "?".into(),
-        };
-        let available = match (&src.dataset, &src.synth) {
-            (Some(d), _) => {
-                match depth_data::config::DataConfig::load(&cfg.data.config).and_then(|c| c.get(d)?.open()) {
+        let (what, available) = match &src.data {
+            DatasetRef::Named(d) => {
+                let opened = data
+                    .as_ref()
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| c.get(d).and_then(|spec| spec.open()).map_err(|e| e.to_string()));
+                let available = match opened {
                     Ok(ds) => format!("{} items (≈ {:.1} epochs)", ds.len(), images / ds.len().max(1) as f64),
-                    Err(e) => format!("NOT AVAILABLE: {}", e.to_string().lines().next().unwrap_or("")),
-                }
+                    Err(e) => format!("NOT AVAILABLE: {}", e.lines().next().unwrap_or("")),
+                };
+                (format!("dataset '{d}'"), available)
             }
-            _ => "generated on the fly".into(),
+            DatasetRef::Synth(sy) => {
+                (format!("{} procedural scenes (seed {})", sy.count, sy.seed), "generated on the fly".into())
+            }
         };
         let _ = writeln!(s, "source {i}: {what}, ratio {}, labels {:?}: {available}", src.ratio, src.labels);
     }
@@ -133,7 +141,7 @@ pub fn dry_run(cfg: &TrainConfig) -> Result<String> {
             cfg.loss.trim_pseudo * 100.0
         );
     }
-    let device = depth_core::parse_device(&cfg.device)?;
+    let device = cfg.device.open()?;
     let aug = &cfg.data.loader.augment;
     let crop = aug.crop.unwrap_or(aug.input_size);
     let probe_batch = cfg.data.loader.batch_size.min(2);

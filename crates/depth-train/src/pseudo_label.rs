@@ -4,61 +4,17 @@
 //! each image's relative path, so processes and machines share a corpus with no coordination;
 //! a rerun verifies finished labels (readable, the image's size, the same teacher and image
 //! hashes) and skips them, and redoes stale or damaged ones. A broken image is reported and the
-//! others are labelled.
+//! others are labelled. [`label`] is the whole job, as `cargo xtask pseudo-label` runs it.
 
-use crate::error::{Result, TrainError};
-use depth_data::formats::folder::is_image;
-use depth_data::formats::pseudo::label_path;
-use depth_data::manifest::sha256_file;
-use depth_data::{Target, TargetKind, TeacherId, read_pseudo_label, write_pseudo_label};
-use depth_models::DepthEstimator;
+use crate::error::Result;
+use depth_core::hash::sha256_file;
+use depth_core::{CoreError, DeviceSpec, Progress};
+use depth_data::formats::pseudo::{TeacherId, label_path, read_pseudo_label, write_pseudo_label};
+use depth_data::{ImageItem, Target, TargetKind, list_images};
+use depth_models::{DepthEstimator, NamedModel};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// An image to label: its path and its path relative to the image root (the label's name).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ImageItem {
-    pub path: PathBuf,
-    pub rel: PathBuf,
-}
-
-/// The images of a folder (recursive, sorted by relative path; names starting with '.' are
-/// skipped) or of a list file (`.txt`: one path per line, relative to the list's folder; blank
-/// lines and `#` comments ignored).
-pub fn list_images(source: &Path) -> Result<Vec<ImageItem>> {
-    if source.is_dir() {
-        let folder = depth_data::ImageFolder::new("images", source)?;
-        return Ok(folder
-            .relative_paths()
-            .iter()
-            .map(|rel| ImageItem { path: source.join(rel), rel: rel.clone() })
-            .collect());
-    }
-    let text = std::fs::read_to_string(source).map_err(|e| TrainError::io(source, e))?;
-    let base = source.parent().unwrap_or(Path::new("."));
-    let mut items = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let rel = PathBuf::from(line);
-        let inside = rel.components().all(|c| matches!(c, std::path::Component::Normal(_)));
-        if !inside || !is_image(&rel) {
-            return Err(TrainError::BadInput {
-                what: "image list",
-                reason: format!(
-                    "{} line {}: '{line}' is not an image path relative to the list's folder",
-                    source.display(),
-                    n + 1
-                ),
-            });
-        }
-        items.push(ImageItem { path: base.join(&rel), rel });
-    }
-    Ok(items)
-}
 
 /// `k/n`: this process's share of a corpus split `n` ways (`0 ≤ k < n`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -68,9 +24,9 @@ pub struct Shard {
 }
 
 impl std::str::FromStr for Shard {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let bad = || format!("--shard '{s}': expected k/n with 0 ≤ k < n, e.g. 0/4");
+    type Err = CoreError;
+    fn from_str(s: &str) -> std::result::Result<Self, CoreError> {
+        let bad = || CoreError::bad_input("shard", format!("'{s}': expected k/n with 0 ≤ k < n, e.g. 0/4"));
         let (k, n) = s.split_once('/').ok_or_else(bad)?;
         let (index, count) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
         if count == 0 || index >= count {
@@ -161,6 +117,68 @@ pub struct Summary {
     pub images_per_s: f64,
 }
 
+/// A labelling job as `pseudo-label` and the mini reproduction run it.
+pub struct LabelJob {
+    pub teacher: NamedModel,
+    /// A folder of images, a `.txt` list or one image (`depth_data::list_images`).
+    pub images: PathBuf,
+    /// The label store.
+    pub store: PathBuf,
+    /// This process's share (None: all, or under mpirun/torchrun the launch's rank/world).
+    pub shard: Option<Shard>,
+    /// The teacher's network input: shorter side and most patch tokens.
+    pub input_size: usize,
+    pub max_tokens: usize,
+    /// Same-size images per forward pass.
+    pub batch: usize,
+    pub device: DeviceSpec,
+}
+
+/// Runs `job`: lists the images (every one must be named inside the store), loads the teacher
+/// (hashing its weights), labels this shard and writes its summary into the store
+/// (`summary.json`, or `summary-K-of-N.json` for a shard). Returns the summary and where it is.
+pub fn label(job: &LabelJob, progress: &dyn Progress) -> Result<(Summary, PathBuf)> {
+    let items = list_images(&job.images)?;
+    if let Some(item) = items.iter().find(|i| label_path(&job.store, &i.rel).is_err()) {
+        let reason = format!(
+            "{}: {} is not inside the list's folder; a label is named by the image's path inside it",
+            job.images.display(),
+            item.rel.display()
+        );
+        return Err(CoreError::bad_input("images", reason).into());
+    }
+    depth_core::atomic::prepare_output_dir(&job.store)?;
+    let file = job.teacher.source.file()?;
+    tracing::info!("teacher {}: {} — hashing the weights", job.teacher.name, file.display());
+    let sha256 = sha256_file(&file)?;
+    let device = job.device.open()?;
+    let model = job.teacher.load(None, &device)?;
+    let labeller = Labeller {
+        estimator: DepthEstimator::new(model, device)
+            .with_input_size(job.input_size)
+            .with_max_tokens(job.max_tokens),
+        teacher: TeacherId { name: job.teacher.name.clone(), sha256, input_size: job.input_size },
+        batch: job.batch.max(1),
+    };
+    let shard = match job.shard {
+        Some(s) => s,
+        None => {
+            let launch = crate::dist::Launch::from_env()?;
+            Shard { index: launch.rank, count: launch.world }
+        }
+    };
+    progress.start(items.iter().filter(|i| shard.owns(&i.rel)).count() as u64, 0);
+    let summary = labeller.run(&items, shard, &job.store, progress)?;
+    let name = match summary.shard {
+        Some(s) => format!("summary-{}-of-{}.json", s.index, s.count),
+        None => "summary.json".into(),
+    };
+    let path = job.store.join(name);
+    let json = serde_json::to_vec_pretty(&summary).expect("a summary serialises");
+    depth_core::atomic::write_atomic(&path, |w| w.write_all(&json))?;
+    Ok((summary, path))
+}
+
 /// A frozen teacher and how it labels.
 pub struct Labeller {
     pub estimator: DepthEstimator,
@@ -170,9 +188,15 @@ pub struct Labeller {
 }
 
 impl Labeller {
-    /// Labels this shard's `items` into `store`; `tick` is called once per image.
-    pub fn run(&self, items: &[ImageItem], shard: Shard, store: &Path, tick: &dyn Fn()) -> Result<Summary> {
-        std::fs::create_dir_all(store).map_err(|e| TrainError::io(store, e))?;
+    /// Labels this shard's `items` into `store`; progress advances once per image.
+    pub fn run(
+        &self,
+        items: &[ImageItem],
+        shard: Shard,
+        store: &Path,
+        progress: &dyn Progress,
+    ) -> Result<Summary> {
+        std::fs::create_dir_all(store).map_err(|e| CoreError::write(store, e))?;
         let mine: Vec<&ImageItem> = items.iter().filter(|i| shard.owns(&i.rel)).collect();
         let mut s = Summary {
             teacher: self.teacher.name.clone(),
@@ -190,14 +214,14 @@ impl Labeller {
                 Ok(h) => h,
                 Err(e) => {
                     s.failed.push((item.path.display().to_string(), e.to_string()));
-                    tick();
+                    progress.advance(1);
                     continue;
                 }
             };
             match label_state(store, item, &self.teacher, &hash)? {
                 LabelState::Done => {
                     s.already_done += 1;
-                    tick();
+                    progress.advance(1);
                     continue;
                 }
                 LabelState::Stale(why) => {
@@ -206,24 +230,24 @@ impl Labeller {
                 }
                 LabelState::Missing => {}
             }
-            match depth_core::read_image(&item.path) {
+            match depth_core::image_io::read_image(&item.path) {
                 Ok(img) => {
                     let same = pending
                         .first()
                         .is_none_or(|(_, _, p)| p.width() == img.width() && p.height() == img.height());
                     if !same || pending.len() >= self.batch {
-                        self.flush(&mut pending, store, &mut s, tick);
+                        self.flush(&mut pending, store, &mut s, progress);
                     }
                     pending.push((item, hash, img));
                 }
                 Err(e) => {
                     tracing::warn!("skipping {}: {e}", item.path.display());
                     s.failed.push((item.path.display().to_string(), e.to_string()));
-                    tick();
+                    progress.advance(1);
                 }
             }
         }
-        self.flush(&mut pending, store, &mut s, tick);
+        self.flush(&mut pending, store, &mut s, progress);
         s.seconds = started.elapsed().as_secs_f64();
         s.images_per_s = s.labelled as f64 / s.seconds.max(1e-9);
         Ok(s)
@@ -235,7 +259,7 @@ impl Labeller {
         pending: &mut Vec<(&ImageItem, String, image::RgbImage)>,
         store: &Path,
         s: &mut Summary,
-        tick: &dyn Fn(),
+        progress: &dyn Progress,
     ) {
         if pending.is_empty() {
             return;
@@ -257,7 +281,7 @@ impl Labeller {
                 Ok(_) => s.labelled += 1,
                 Err(e) => s.failed.push((item.path.display().to_string(), e)),
             }
-            tick();
+            progress.advance(1);
         }
     }
 }
@@ -283,24 +307,6 @@ mod tests {
         }
         for bad in ["3/3", "1", "a/2", "0/0", "-1/2"] {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn list_files_name_images_relative_to_the_list() {
-        let dir = tempfile::tempdir().unwrap();
-        let list = dir.path().join("list.txt");
-        std::fs::write(&list, "# photos\nb/x.jpg\n\na.png\n").unwrap();
-        let items = list_images(&list).unwrap();
-        assert_eq!(
-            items.iter().map(|i| i.rel.clone()).collect::<Vec<_>>(),
-            [PathBuf::from("b/x.jpg"), "a.png".into()]
-        );
-        assert_eq!(items[0].path, dir.path().join("b/x.jpg"));
-        for bad in ["../x.jpg", "/abs/x.jpg", "notes.txt"] {
-            std::fs::write(&list, bad).unwrap();
-            let err = list_images(&list).unwrap_err().to_string();
-            assert!(err.contains("list.txt line 1"), "{err}");
         }
     }
 }

@@ -6,6 +6,7 @@
 //! that. Warmup (not in the official loop, off by default) multiplies the first `warmup` steps
 //! by (s + 1)/warmup.
 
+use depth_core::config::Invalid;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,15 +35,18 @@ impl Schedule {
         poly * warm
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.steps == 0 {
-            return Err("schedule.steps must be at least 1".into());
+            return Err(Invalid::new("steps", "schedule.steps must be at least 1"));
         }
         if self.power.is_nan() || self.power < 0.0 {
-            return Err(format!("schedule.power {} must be ≥ 0", self.power));
+            return Err(Invalid::new("power", format!("schedule.power {} must be ≥ 0", self.power)));
         }
         if self.warmup > self.steps {
-            return Err(format!("schedule.warmup {} exceeds steps {}", self.warmup, self.steps));
+            return Err(Invalid::new(
+                "warmup",
+                format!("schedule.warmup {} exceeds steps {}", self.warmup, self.steps),
+            ));
         }
         Ok(())
     }

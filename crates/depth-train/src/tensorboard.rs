@@ -5,7 +5,8 @@
 //! against a file it wrote). Scalars, PNG images and the "session start" marker that makes
 //! TensorBoard drop events a resumed run writes again.
 
-use crate::error::{Result, TrainError};
+use crate::error::Result;
+use depth_core::CoreError;
 use prost::Message;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -117,7 +118,7 @@ impl EventWriter {
         let t = now();
         let name = format!("events.out.tfevents.{}.{}.{}", t as u64, host.trim(), std::process::id());
         let path = dir.join(name);
-        let file = std::fs::File::create(&path).map_err(|e| TrainError::io(&path, e))?;
+        let file = std::fs::File::create(&path).map_err(|e| CoreError::write(&path, e))?;
         let mut w = Self { path, out: BufWriter::new(file) };
         w.write(&Event {
             wall_time: t,
@@ -143,7 +144,9 @@ impl EventWriter {
     }
 
     pub fn write(&mut self, event: &Event) -> Result<()> {
-        self.out.write_all(&record(&event.encode_to_vec())).map_err(|e| TrainError::io(&self.path, e))
+        self.out
+            .write_all(&record(&event.encode_to_vec()))
+            .map_err(|e| CoreError::write(&self.path, e).into())
     }
 
     pub fn scalar(&mut self, tag: &str, value: f64, step: u64, wall_time: f64) -> Result<()> {
@@ -155,7 +158,7 @@ impl EventWriter {
     pub fn image(&mut self, tag: &str, img: &image::RgbImage, step: u64, wall_time: f64) -> Result<()> {
         let mut png = Vec::new();
         img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .map_err(|e| TrainError::BadInput { what: "tensorboard image", reason: e.to_string() })?;
+            .map_err(|e| CoreError::bad_input("tensorboard image", e.to_string()))?;
         let data = Image {
             height: img.height() as i32,
             width: img.width() as i32,
@@ -171,24 +174,21 @@ impl EventWriter {
     }
 
     pub fn flush(&mut self) -> Result<()> {
-        self.out.flush().map_err(|e| TrainError::io(&self.path, e))
+        self.out.flush().map_err(|e| CoreError::write(&self.path, e).into())
     }
 }
 
 /// Reads every event of a file, checking both CRCs of every record.
 pub fn read_events(path: &Path) -> Result<Vec<Event>> {
-    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
-    let bad = |reason: String| TrainError::BadInput {
-        what: "event file",
-        reason: format!("{}: {reason}", path.display()),
-    };
+    let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
+    let bad = |reason: String| CoreError::bad_input("event file", format!("{}: {reason}", path.display()));
     let mut events = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
         let head = bytes.get(at..at + 12).ok_or_else(|| bad(format!("truncated header at byte {at}")))?;
         let len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
         if masked_crc(&head[..8]).to_le_bytes() != head[8..12] {
-            return Err(bad(format!("length CRC mismatch at byte {at}")));
+            return Err(bad(format!("length CRC mismatch at byte {at}")).into());
         }
         let end = usize::try_from(len)
             .ok()
@@ -197,7 +197,7 @@ pub fn read_events(path: &Path) -> Result<Vec<Event>> {
         let end = end.ok_or_else(|| bad(format!("record at byte {at} claims {len} bytes past the end")))?;
         let payload = &bytes[at + 12..end];
         if masked_crc(payload).to_le_bytes() != bytes[end..end + 4] {
-            return Err(bad(format!("payload CRC mismatch at byte {at}")));
+            return Err(bad(format!("payload CRC mismatch at byte {at}")).into());
         }
         events.push(Event::decode(payload).map_err(|e| bad(format!("record at byte {at}: {e}")))?);
         at = end + 4;

@@ -1,35 +1,35 @@
 //! Periodic validation: the configured benchmarks of an eval config scored through
 //! depth-eval's runner on the current (or averaged) weights, with side-by-side pictures written
-//! under `<run>/val/step-N/` and handed to TensorBoard. The datasets are opened when the run
+//! into the run folder's validation folder of the step and handed to TensorBoard. The datasets are opened when the run
 //! starts, so a missing one stops the run before any step, naming how to get it.
 
 use crate::config::{Task, ValidateConfig};
-use crate::error::{Result, TrainError};
+use crate::error::Result;
 use crate::log::ValRecord;
+use crate::run_dir::RunDir;
+use depth_core::config::ConfigFile;
+use depth_core::{CoreError, Silent};
 use depth_data::Dataset;
 use depth_eval::{BenchmarkSpec, EvalConfig, Metrics, Mode, ModelPredictor, Predictor, Runner};
 use depth_models::{DepthAnythingV2, DepthEstimator};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub struct Validator {
     cfg: ValidateConfig,
     benchmarks: Vec<(BenchmarkSpec, Arc<dyn Dataset>)>,
-    out: PathBuf,
+    run: RunDir,
     mode: Option<Mode>,
 }
 
 impl Validator {
     /// Opens the benchmarks (an unknown name or missing data is an error now, not later).
-    pub fn new(cfg: &ValidateConfig, task: Task, run: &Path) -> Result<Self> {
-        let eval = EvalConfig::load(&cfg.config)?;
+    pub fn new(cfg: &ValidateConfig, task: Task, run: &RunDir) -> Result<Self> {
+        let eval = EvalConfig::load(&cfg.config, &[])?;
         let (specs, pairwise) = eval.select(&cfg.benchmarks)?;
         if let Some(p) = pairwise.first() {
-            return Err(TrainError::BadInput {
-                what: "validate.benchmarks",
-                reason: format!("'{}' is a pairwise set; validation scores depth benchmarks", p.name),
-            });
+            let reason = format!("'{}' is a pairwise set; validation scores depth benchmarks", p.name);
+            return Err(CoreError::bad_input("validate.benchmarks", reason).into());
         }
         let benchmarks = specs
             .into_iter()
@@ -42,7 +42,7 @@ impl Validator {
             .collect::<Result<_>>()?;
         // a metric model is scored as metric depth whatever the benchmark's default protocol
         let mode = (task == Task::Metric).then_some(Mode::Metric);
-        Ok(Self { cfg: cfg.clone(), benchmarks, out: run.join("val"), mode })
+        Ok(Self { cfg: cfg.clone(), benchmarks, run: run.clone(), mode })
     }
 
     /// Scores `model` at `step`; returns the record and the pictures (TensorBoard tag, image).
@@ -54,7 +54,7 @@ impl Validator {
     ) -> Result<(ValRecord, Vec<(String, image::RgbImage)>)> {
         let estimator = DepthEstimator::new(model, device.clone()).with_input_size(self.cfg.input_size);
         let mut predictor = ModelPredictor { name: "model".into(), estimator };
-        let out = self.out.join(format!("step-{step:08}"));
+        let out = self.run.validation(step);
         let mut benchmarks = BTreeMap::new();
         let mut pictures = Vec::new();
         let mut scores = Vec::new();
@@ -68,7 +68,7 @@ impl Validator {
                 visualize: self.cfg.images,
                 ply: false,
             };
-            let result = runner.run_benchmark(&spec, data.as_ref(), &|| {});
+            let result = runner.run_benchmark(&spec, data.as_ref(), &Silent);
             let model = &result.models[0];
             for f in model.failed.iter().chain(&result.load_failures) {
                 tracing::warn!("validation {}: {} failed: {}", spec.name, f.id, f.error);

@@ -1,6 +1,7 @@
 //! The shipped training configs load and check, and a resolved config written to a run folder
 //! reads back as the same config (every field survives TOML).
 
+use depth_core::config::ConfigFile;
 use depth_train::{Task, TrainConfig};
 use std::path::{Path, PathBuf};
 

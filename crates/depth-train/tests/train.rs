@@ -5,11 +5,13 @@
 //! reads what was logged.
 
 use candle_core::{DType, Device};
+use depth_core::Silent;
+use depth_core::config::ConfigFile;
 use depth_core::weights::{Metadata, load_safetensors};
+use depth_data::DatasetRef;
 use depth_models::load_model;
 use depth_train::log::{Record, read_log};
-use depth_train::{TrainConfig, TrainError, Trainer};
-use indicatif::ProgressBar;
+use depth_train::{Learner, RunDir, TrainConfig, TrainError};
 use std::path::{Path, PathBuf};
 
 /// A tiny relative run on 56×56 crops of procedural scenes; `extra` is appended TOML.
@@ -64,7 +66,7 @@ fn load(dir: &Path, extra: &str, sets: &[&str]) -> TrainConfig {
 }
 
 fn losses(run: &Path) -> Vec<(u64, f64)> {
-    read_log(run)
+    read_log(&RunDir::new(run))
         .unwrap()
         .into_iter()
         .filter_map(|r| match r {
@@ -74,16 +76,12 @@ fn losses(run: &Path) -> Vec<(u64, f64)> {
         .collect()
 }
 
-fn hidden() -> ProgressBar {
-    ProgressBar::hidden()
-}
-
 #[test]
 fn a_tiny_run_learns_and_writes_its_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = load(dir.path(), "", &["schedule.steps=40", "checkpoint.every=20", "optim.lr=1e-3"]);
     let run = cfg.out.clone();
-    let out = Trainer::start(cfg).unwrap().run(&hidden()).unwrap();
+    let out = Learner::start(cfg).unwrap().run(&Silent).unwrap();
     assert_eq!(out.steps, 40);
     let l = losses(&run);
     assert_eq!(l.len(), 40);
@@ -153,14 +151,14 @@ fn a_resumed_run_repeats_the_uninterrupted_one_bit_for_bit() {
     a.out = dir.path().join("a");
     let mut b = a.clone();
     b.out = dir.path().join("b");
-    Trainer::start(a.clone()).unwrap().run(&hidden()).unwrap();
+    Learner::start(a.clone()).unwrap().run(&Silent).unwrap();
     // b stops after step 6 (checkpoint at 4): steps 5 and 6 are lost, as after a kill
-    let mut t = Trainer::start(b.clone()).unwrap();
-    t.run_until(6, &hidden()).unwrap();
+    let mut t = Learner::start(b.clone()).unwrap();
+    t.run_until(6, &Silent).unwrap();
     drop(t);
-    let mut t = Trainer::resume(&b.out, None).unwrap();
+    let mut t = Learner::resume(&b.out, None).unwrap();
     assert_eq!(t.state().step, 4);
-    t.run(&hidden()).unwrap();
+    t.run(&Silent).unwrap();
     let (la, lb) = (losses(&a.out), losses(&b.out));
     assert_eq!(la.len(), 12);
     for ((sa, xa), (sb, xb)) in la.iter().zip(&lb) {
@@ -176,7 +174,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one_bit_for_bit() {
         }
     }
     // starting a new run over a folder that holds one is refused
-    let err = Trainer::start(b).err().unwrap().to_string();
+    let err = Learner::start(b).err().unwrap().to_string();
     assert!(err.contains("--resume") && err.contains("step 12"), "{err}");
 }
 
@@ -197,16 +195,15 @@ fn bad_input_is_refused_before_any_step() {
     )
     .unwrap();
     let mut cfg = load(dir.path(), "", &[]);
-    cfg.data.sources[0].synth = None;
-    cfg.data.sources[0].dataset = Some("hypersim".into());
-    let err = Trainer::start(cfg.clone()).err().unwrap().to_string();
+    cfg.data.sources[0].data = DatasetRef::Named("hypersim".into());
+    let err = Learner::start(cfg.clone()).err().unwrap().to_string();
     assert!(err.contains("hypersim") && err.contains("Hypersim site"), "{err}");
     assert!(!cfg.out.join("checkpoints/latest.json").exists());
     // an unwritable run folder (below a file) fails at once
     let mut cfg = load(dir.path(), "", &[]);
     std::fs::write(dir.path().join("file"), b"x").unwrap();
     cfg.out = dir.path().join("file/run");
-    let err = Trainer::start(cfg).err().unwrap().to_string();
+    let err = Learner::start(cfg).err().unwrap().to_string();
     assert!(err.contains("file/run"), "{err}");
     // inconsistent settings
     let err = TrainConfig::load(&config(dir.path(), ""), &["task=metric".into()]).unwrap_err().to_string();
@@ -221,15 +218,15 @@ fn a_damaged_checkpoint_is_named_on_resume() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = load(dir.path(), "", &["schedule.steps=4"]);
     let run = cfg.out.clone();
-    Trainer::start(cfg).unwrap().run(&hidden()).unwrap();
+    Learner::start(cfg).unwrap().run(&Silent).unwrap();
     let state = run.join("checkpoints/step-00000004/state.safetensors");
     let mut bytes = std::fs::read(&state).unwrap();
     let n = bytes.len();
     bytes[n / 2] ^= 0xff;
     std::fs::write(&state, bytes).unwrap();
-    let err = Trainer::resume(&run, None).err().unwrap().to_string();
+    let err = Learner::resume(&run, None).err().unwrap().to_string();
     assert!(err.contains("step-00000004/state.safetensors") && err.contains("damaged"), "{err}");
-    let err = Trainer::resume(&dir.path().join("nothing"), None).err().unwrap().to_string();
+    let err = Learner::resume(&dir.path().join("nothing"), None).err().unwrap().to_string();
     assert!(err.contains("not a run folder"), "{err}");
 }
 
@@ -249,7 +246,7 @@ fn divergence_stops_the_run_and_keeps_the_last_checkpoint() {
     let mut cfg = load(dir.path(), "", &sets);
     cfg.model.output_bias = None;
     let run = cfg.out.clone();
-    match Trainer::start(cfg).unwrap().run(&hidden()) {
+    match Learner::start(cfg).unwrap().run(&Silent) {
         Err(TrainError::Diverged { count, .. }) => assert_eq!(count, 3),
         other => panic!("expected divergence, got {:?}", other.map(|o| o.steps)),
     }
@@ -259,7 +256,7 @@ fn divergence_stops_the_run_and_keeps_the_last_checkpoint() {
         let finite = v.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
         assert!(finite.iter().all(|x| x.is_finite()), "{k} is not finite in the kept checkpoint");
     }
-    let l = read_log(&run).unwrap();
+    let l = read_log(&RunDir::new(&run)).unwrap();
     let skipped = l.iter().filter(|r| matches!(r, Record::Train(s) if s.skipped)).count();
     assert!(skipped >= 2, "the skipped steps are logged: {l:?}");
 }
@@ -270,7 +267,7 @@ fn metric_fine_tuning_trains_the_metric_head_from_an_encoder() {
     // a relative student, whose encoder starts the metric model (as metric_depth/ does)
     let rel = load(dir.path(), "", &["schedule.steps=2"]);
     let rel_run = rel.out.clone();
-    Trainer::start(rel).unwrap().run(&hidden()).unwrap();
+    Learner::start(rel).unwrap().run(&Silent).unwrap();
     let encoder = rel_run.join("final.safetensors");
     let mut cfg = load(
         dir.path(),
@@ -284,10 +281,10 @@ fn metric_fine_tuning_trains_the_metric_head_from_an_encoder() {
         ],
     );
     cfg.model.output_bias = None;
-    cfg.model.init = depth_train::InitSpec::Encoder(encoder.to_string_lossy().into());
+    cfg.model.init = depth_models::WeightsInit::Encoder(encoder.into());
     let run = cfg.out.clone();
-    let out = Trainer::start(cfg).unwrap().run(&hidden()).unwrap();
-    let l = read_log(&run).unwrap();
+    let out = Learner::start(cfg).unwrap().run(&Silent).unwrap();
+    let l = read_log(&RunDir::new(&run)).unwrap();
     let Record::Train(first) = &l[0] else { panic!() };
     assert!(first.terms.contains_key("silog") && first.loss.is_finite());
     let m = load_model(&out.final_model.as_path().into(), &Device::Cpu).unwrap();
@@ -303,9 +300,9 @@ fn metric_fine_tuning_trains_the_metric_head_from_an_encoder() {
 fn frozen_parts_keep_no_gradient_and_no_state() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = load(dir.path(), "", &["optim.freeze_encoder=true", "schedule.steps=3"]);
-    let mut t = Trainer::start(cfg).unwrap();
+    let mut t = Learner::start(cfg).unwrap();
     let before = t.model_tensors().unwrap();
-    t.run(&hidden()).unwrap();
+    t.run(&Silent).unwrap();
     let groups: Vec<String> = t.optimizer().groups().map(|(n, _)| n.to_string()).collect();
     assert_eq!(groups, ["decoder", "decoder_no_decay"]);
     let (state, _) = t.optimizer().state().unwrap();
@@ -337,9 +334,13 @@ fn feature_alignment_on_pseudo_labels_with_a_frozen_encoder() {
         let (w, h) = img.dimensions();
         let values: Vec<f32> = (0..w * h).map(|i| 1.0 + (i / w) as f32 / h as f32).collect();
         let target = depth_data::Target::new(w, h, depth_data::TargetKind::Disparity, values, |_| true);
-        let teacher =
-            depth_data::TeacherId { name: "test-teacher".into(), sha256: String::new(), input_size: 518 };
-        depth_data::write_pseudo_label(&store, Path::new(&name), &target, &teacher, "").unwrap();
+        let teacher = depth_data::formats::pseudo::TeacherId {
+            name: "test-teacher".into(),
+            sha256: String::new(),
+            input_size: 518,
+        };
+        depth_data::formats::pseudo::write_pseudo_label(&store, Path::new(&name), &target, &teacher, "")
+            .unwrap();
     }
     std::fs::write(
         dir.path().join("data.toml"),
@@ -362,12 +363,11 @@ fn feature_alignment_on_pseudo_labels_with_a_frozen_encoder() {
     .unwrap();
     let extra = "[loss.feature_align]\nencoder = \"dinov2_tiny.safetensors\"\nweight = 1.0\nmargin = 0.85\n";
     let mut cfg = load(dir.path(), extra, &["schedule.steps=3"]);
-    cfg.data.sources[0].synth = None;
-    cfg.data.sources[0].dataset = Some("pseudo".into());
+    cfg.data.sources[0].data = DatasetRef::Named("pseudo".into());
     let run = cfg.out.clone();
-    let mut t = Trainer::start(cfg).unwrap();
-    t.run(&hidden()).unwrap();
-    let l = read_log(&run).unwrap();
+    let mut t = Learner::start(cfg).unwrap();
+    t.run(&Silent).unwrap();
+    let l = read_log(&RunDir::new(&run)).unwrap();
     let Record::Train(s) = &l[0] else { panic!() };
     let fa = s.terms["feature_align"];
     assert!(fa > 0.0 && fa <= 2.0, "feature alignment term {fa}");
@@ -390,8 +390,8 @@ fn validation_scores_benchmarks_and_keeps_the_best_model() {
     let extra = "[validate]\nevery = 3\nbenchmarks = [\"heldout\"]\ninput_size = 56\nimages = 1\n";
     let cfg = load(dir.path(), extra, &["schedule.steps=6"]);
     let run = cfg.out.clone();
-    let out = Trainer::start(cfg).unwrap().run(&hidden()).unwrap();
-    let vals: Vec<_> = read_log(&run)
+    let out = Learner::start(cfg).unwrap().run(&Silent).unwrap();
+    let vals: Vec<_> = read_log(&RunDir::new(&run))
         .unwrap()
         .into_iter()
         .filter_map(|r| match r {
@@ -425,10 +425,10 @@ fn a_long_run_keeps_no_graph_alive_and_its_memory_bounded() {
         "optim.grad_clip=1.0",
         "checkpoint.every=100",
     ];
-    let mut t = Trainer::start(load(dir.path(), "", &sets)).unwrap();
-    t.run_until(10, &hidden()).unwrap();
+    let mut t = Learner::start(load(dir.path(), "", &sets)).unwrap();
+    t.run_until(10, &Silent).unwrap();
     let before = rss_mb();
-    t.run_until(160, &hidden()).unwrap();
+    t.run_until(160, &Silent).unwrap();
     let grown = rss_mb() - before;
     // no optimiser or EMA state may hold a graph: it would keep every step's activations
     let (state, _) = t.optimizer().state().unwrap();

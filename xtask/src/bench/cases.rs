@@ -4,8 +4,8 @@
 
 use crate::error::{Result, XtaskError};
 use candle_core::{DType, Device, Tensor};
+use depth_data::{ImageItem, list_images};
 use depth_models::{Encoder, ModelConfig};
-use depth_train::pseudo_label::{ImageItem, list_images};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -205,9 +205,12 @@ pub fn run_ours(
         }
         Case::Loader => {
             use depth_data::{Cursor, Dataset, Loader, LoaderConfig, Source};
-            let folder = std::sync::Arc::new(depth_data::ImageFolder::new("unlabeled", &inputs.photos)?);
+            let folder = std::sync::Arc::new(depth_data::formats::folder::ImageFolder::new(
+                "unlabeled",
+                &inputs.photos,
+            )?);
             let n = folder.len();
-            let source = Source { dataset: folder, ratio: 1.0, strong: false };
+            let source = Source { dataset: folder, ratio: 1.0, strong: false, pseudo: false };
             let workers = rayon::current_num_threads();
             let cfg = LoaderConfig { batch_size: 1, workers, prefetch: 4, ..LoaderConfig::default() };
             let loader = Loader::new(vec![source], cfg)?;
@@ -253,7 +256,7 @@ fn train_step(
     use depth_models::{WeightsInit, build_trainable, parameters};
     use depth_train::{AdamW, Grads, OptimConfig, groups_for};
     let t = build_trainable(&ModelConfig::official(encoder), &WeightsInit::Scratch, 0, dev)?;
-    let params = parameters(&t.varmap).map_err(XtaskError::Failed)?;
+    let params = parameters(&t.varmap)?;
     let mut optim = AdamW::new(groups_for(&params, &OptimConfig::default()))?;
     let trained = optim.params();
     let x = Tensor::randn(0f32, 1.0, (b, 3, n, n), dev)?;
@@ -281,7 +284,7 @@ fn pseudo_label(
     let model = depth_models::load_model(&inputs.weights.as_path().into(), device)?;
     let labeller = Labeller {
         estimator: depth_models::DepthEstimator::new(model, device.clone()).with_input_size(size),
-        teacher: depth_data::TeacherId {
+        teacher: depth_data::formats::pseudo::TeacherId {
             name: encoder.name().into(),
             sha256: String::new(),
             input_size: size,
@@ -292,9 +295,9 @@ fn pseudo_label(
     let result = timed(reps, warmup, || {
         run += 1;
         let store = dir.join(format!("store{run}"));
-        let s = labeller.run(&items, Shard::ALL, &store, &|| {})?;
+        let s = labeller.run(&items, Shard::ALL, &store, &depth_core::Silent)?;
         if !s.failed.is_empty() || s.labelled != items.len() {
-            return Err(XtaskError::Failed(format!("pseudo-label bench: {:?}", s.failed)));
+            return Err(XtaskError::Bench { reason: format!("pseudo-label: {:?}", s.failed) });
         }
         Ok(())
     });
@@ -305,12 +308,12 @@ fn pseudo_label(
 /// A fresh private folder under the system temp dir for one child process.
 fn tempfile_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("depth-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| XtaskError::Io { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| depth_core::CoreError::write(&dir, source))?;
     Ok(dir)
 }
 
 /// The list file of the photos the pseudo-label twin reads (written next to the results).
 pub fn write_photo_list(inputs: &Inputs, path: &Path) -> Result<()> {
     let text: String = inputs.photo_paths()?.iter().map(|p| format!("{}\n", p.display())).collect();
-    std::fs::write(path, text).map_err(|source| XtaskError::Io { path: path.into(), source })
+    std::fs::write(path, text).map_err(|source| depth_core::CoreError::write(path, source).into())
 }

@@ -9,6 +9,7 @@ mod report;
 
 use crate::error::{Result, XtaskError};
 use cases::{Case, Inputs, Measurement};
+use depth_core::Progress;
 use report::{CaseResult, Machine, Results, Row, Stats};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,7 +46,7 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: depth_core::DeviceSpec,
     /// Internal: run one case of ours in this process and print its measurement.
     #[arg(long, hide = true)]
     pub child: Option<String>,
@@ -67,13 +68,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         for p in &args.cases {
             if !all.iter().any(|c| c.name().starts_with(p.as_str())) {
-                return Err(XtaskError::Failed(format!("no bench case starts with '{p}' (see --list)")));
+                return Err(XtaskError::usage(
+                    "--case",
+                    format!("no bench case starts with '{p}' (see --list)"),
+                ));
             }
         }
         all.into_iter().filter(|c| args.cases.iter().any(|p| c.name().starts_with(p.as_str()))).collect()
     };
     depth_core::atomic::prepare_output_dir(&args.out)?;
-    depth_core::parse_device(&args.device)?; // a bad --device fails before the long work
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let python = Python::find(&args.python);
     if let Err(why) = &python {
@@ -86,19 +89,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
 
     let runs: usize = chosen.iter().map(|c| 1 + c.twins().len()).sum();
-    let bar = crate::progress::bar(runs as u64, "bench");
+    let bar = crate::progress::Bar::new("bench");
+    bar.start(runs as u64, 0);
     let mut results = Vec::new();
     for case in &chosen {
         let (reps, warmup) = reps(case, &args);
         let mut rows = Vec::new();
-        bar.set_message(format!("{} ours", case.name()));
+        bar.message(&format!("{} ours", case.name()));
         rows.push(match (&inputs, case.needs_fixtures()) {
             (Err(e), true) => skipped("ours", format!("needs the fixtures: {e}")),
             _ => measured("ours", ours_in_child(&args, case, reps, warmup, threads)),
         });
-        bar.inc(1);
+        bar.advance(1);
         for twin in case.twins() {
-            bar.set_message(format!("{} {twin}", case.name()));
+            bar.message(&format!("{} {twin}", case.name()));
             let row = match &python {
                 Err(why) => skipped(twin, format!("not run: {why}")),
                 Ok(_) if *twin == "official" && args.official_repo.is_none() => {
@@ -116,15 +120,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 }
             };
             rows.push(row);
-            bar.inc(1);
+            bar.advance(1);
         }
         results.push(CaseResult { case: case.name(), unit: case.unit().into(), rows });
     }
-    bar.finish_and_clear();
+    drop(bar);
     let _ = std::fs::remove_file(&list);
 
-    let mut results =
-        Results { machine: machine(threads, &args.device), peak_gflop_per_s: None, cases: results };
+    let mut results = Results {
+        machine: machine(threads, &args.device.to_string()),
+        peak_gflop_per_s: None,
+        cases: results,
+    };
     results.fill_peak();
     let json = serde_json::to_vec_pretty(&results).expect("serialises");
     let md = results.markdown();
@@ -155,9 +162,10 @@ fn skipped(implementation: &str, note: String) -> Row {
 
 /// The child side: one case of ours, its measurement as the last stdout line.
 fn child(args: &BenchArgs, name: &str) -> Result<()> {
-    let case = Case::parse(name).ok_or_else(|| XtaskError::Failed(format!("unknown bench case '{name}'")))?;
+    let case = Case::parse(name)
+        .ok_or_else(|| XtaskError::usage("--child", format!("unknown bench case '{name}'")))?;
     let (reps, warmup) = reps(&case, args);
-    let device = depth_core::parse_device(&args.device)?;
+    let device = args.device.open()?;
     let inputs = Inputs::from_fixtures(args.images);
     let inputs = match (inputs, case.needs_fixtures()) {
         (Ok(i), _) => i,
@@ -176,8 +184,11 @@ fn ours_in_child(
     warmup: usize,
     threads: usize,
 ) -> Result<Measurement> {
-    let exe =
-        std::env::current_exe().map_err(|source| XtaskError::Io { path: "current_exe".into(), source })?;
+    let exe = std::env::current_exe().map_err(|source| XtaskError::Tool {
+        tool: "xtask".into(),
+        hint: "the bench runs each case in a child",
+        source,
+    })?;
     let mut cmd = Command::new(exe);
     cmd.args([
         "bench",
@@ -188,27 +199,31 @@ fn ours_in_child(
         "--warmup",
         &warmup.to_string(),
     ])
-    .args(["--images", &args.images.to_string(), "--device", &args.device])
+    .args(["--images", &args.images.to_string(), "--device", &args.device.to_string()])
     .env("RAYON_NUM_THREADS", threads.to_string());
     last_json_line(cmd, "ours")
 }
 
 /// Runs a measuring process and parses the JSON object on its last stdout line.
 fn last_json_line(mut cmd: Command, who: &str) -> Result<Measurement> {
-    let out = cmd.output().map_err(|source| XtaskError::Io { path: format!("{cmd:?}").into(), source })?;
+    let tool = format!("{cmd:?}");
+    let out = cmd.output().map_err(|source| XtaskError::Tool { tool, hint: "a bench child", source })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{'));
     match (out.status.success(), line) {
-        (true, Some(line)) => serde_json::from_str(line)
-            .map_err(|e| XtaskError::Failed(format!("{who}: unreadable measurement '{line}': {e}"))),
+        (true, Some(line)) => serde_json::from_str(line).map_err(|e| XtaskError::Bench {
+            reason: format!("{who}: unreadable measurement '{line}': {e}"),
+        }),
         _ => {
             let err = String::from_utf8_lossy(&out.stderr);
             let tail: Vec<&str> = err.lines().rev().take(3).collect();
-            Err(XtaskError::Failed(format!(
-                "{who} exited with {}: {}",
-                out.status,
-                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-            )))
+            Err(XtaskError::Bench {
+                reason: format!(
+                    "{who} exited with {}: {}",
+                    out.status,
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+                ),
+            })
         }
     }
 }
@@ -249,7 +264,7 @@ impl Python {
     ) -> Result<Measurement> {
         let mut cmd = Command::new(&self.exe);
         cmd.arg(&self.script)
-            .args(["--case", &case.name(), "--impl", implementation, "--device", &args.device])
+            .args(["--case", &case.name(), "--impl", implementation, "--device", &args.device.to_string()])
             .args([
                 "--reps",
                 &reps.to_string(),

@@ -43,10 +43,11 @@ impl Colormap {
 }
 
 impl std::str::FromStr for Colormap {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::CoreError;
+    fn from_str(s: &str) -> Result<Self, crate::CoreError> {
         Self::ALL.into_iter().find(|c| c.name() == s.to_ascii_lowercase()).ok_or_else(|| {
-            format!("unknown colour map '{s}'; one of {}", Self::ALL.map(|c| c.name()).join(", "))
+            let known = Self::ALL.map(|c| c.name()).join(", ");
+            crate::CoreError::bad_input("colour map", format!("'{s}' is unknown; one of {known}"))
         })
     }
 }
@@ -66,7 +67,7 @@ mod tests {
         assert_eq!(Colormap::Turbo.lut(255), [122, 4, 2]);
         assert_eq!(Colormap::Gray.lut(77), [77; 3]);
         assert_eq!(Colormap::Turbo.at(1.5), Colormap::Turbo.lut(255));
-        assert_eq!("Turbo".parse::<Colormap>(), Ok(Colormap::Turbo));
-        assert!("jet".parse::<Colormap>().unwrap_err().contains("spectral_r"));
+        assert_eq!("Turbo".parse::<Colormap>().unwrap(), Colormap::Turbo);
+        assert!("jet".parse::<Colormap>().unwrap_err().to_string().contains("spectral_r"));
     }
 }

@@ -54,7 +54,7 @@ fn conv(
         };
         return x.contiguous()?.apply_op3(&w.contiguous()?, &b, tiled::TiledConv2d { padding, relu_input });
     }
-    let x = &if relu_input { crate::relu::relu(x).map_err(candle_core::Error::wrap)? } else { x.clone() };
+    let x = &if relu_input { crate::relu::relu(x)? } else { x.clone() };
     let y = if stride == 1 {
         x.conv2d(w, padding, 1, 1, 1)?
     } else {

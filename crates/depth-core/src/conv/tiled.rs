@@ -8,6 +8,7 @@
 //! accumulate gradient × columnsᵀ and the gradient's sums per tile, in fixed groups of tiles
 //! added in order, so the result never depends on thread scheduling.
 
+use crate::disjoint::DisjointOut;
 use crate::float::{Float, Kernel, dispatch};
 use crate::gemm::{Mat, gemm_into, gemm_raw};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
@@ -95,22 +96,6 @@ impl Geometry {
     }
 }
 
-/// A raw output pointer shared by tiles that write disjoint regions.
-#[derive(Clone, Copy)]
-struct OutPtr<T>(*mut T);
-// SAFETY: only used for writes to disjoint regions (one tile each), see `forward`.
-unsafe impl<T> Send for OutPtr<T> {}
-unsafe impl<T> Sync for OutPtr<T> {}
-
-impl<T> OutPtr<T> {
-    /// # Safety
-    /// `offset` must lie inside the allocation the pointer came from.
-    unsafe fn at(&self, offset: usize) -> *mut T {
-        // SAFETY: forwarded to the caller.
-        unsafe { self.0.add(offset) }
-    }
-}
-
 /// The forward of one geometry, from (x, w, bias).
 struct Forward(Geometry);
 
@@ -132,7 +117,7 @@ impl Kernel for WeightGradKernel {
 fn forward<T: WithDType>(g: Geometry, x: &[T], wt: &[T], bias: &[T]) -> Vec<T> {
     let plane = g.ho * g.wo;
     let mut y = vec![T::zero(); g.n * g.o * plane];
-    let out = OutPtr(y.as_mut_ptr());
+    let out = DisjointOut::new(&mut y);
     let ckk = g.ckk();
     g.tiles().into_par_iter().for_each_init(Vec::new, |col: &mut Vec<T>, (b, y0, rows)| {
         let npos = rows * g.wo;
@@ -141,12 +126,11 @@ fn forward<T: WithDType>(g: Geometry, x: &[T], wt: &[T], bias: &[T]) -> Vec<T> {
         let first = b * g.o * plane + y0 * g.wo;
         for (o, &bo) in bias.iter().enumerate() {
             // SAFETY: this tile alone writes rows y0..y0+rows (npos values from `first`) of every
-            // output plane of image b; `y` outlives the parallel loop.
-            let row = unsafe { std::slice::from_raw_parts_mut(out.at(first + o * plane), npos) };
-            row.fill(bo);
+            // output plane of image b.
+            unsafe { out.region(first + o * plane, npos) }.fill(bo);
         }
         // SAFETY: as above; dst rows are `npos` long at stride `plane`, accumulated onto the bias.
-        let dst = unsafe { out.at(first) };
+        let dst = unsafe { out.at(first, g.o.saturating_sub(1) * plane + npos) };
         unsafe {
             gemm_raw((g.o, npos, ckk), dst, plane, true, Mat::rows(wt, ckk), Mat::rows(col, npos), T::one())
         };

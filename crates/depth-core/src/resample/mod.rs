@@ -17,16 +17,16 @@ use std::sync::Arc;
 pub fn resample(x: &Tensor, rows: Taps, cols: Taps) -> Result<Tensor> {
     let dims = x.dims();
     if dims.len() < 2 || dims[dims.len() - 2] != rows.n_in() || dims[dims.len() - 1] != cols.n_in() {
-        return Err(CoreError::BadInput {
-            what: "resample",
-            reason: format!("input {:?} does not end in ({}, {})", dims, rows.n_in(), cols.n_in()),
-        });
+        return Err(CoreError::bad_input(
+            "resample",
+            format!("input {:?} does not end in ({}, {})", dims, rows.n_in(), cols.n_in()),
+        ));
     }
     if !matches!(x.dtype(), DType::F32 | DType::F64) {
-        return Err(CoreError::BadInput {
-            what: "resample",
-            reason: format!("dtype {:?} is not supported, use f32 or f64", x.dtype()),
-        });
+        return Err(CoreError::bad_input(
+            "resample",
+            format!("dtype {:?} is not supported, use f32 or f64", x.dtype()),
+        ));
     }
     if x.device().is_cpu() {
         let op = Resample2d { rows: Arc::new(rows), cols: Arc::new(cols) };
@@ -43,7 +43,7 @@ pub fn resample(x: &Tensor, rows: Taps, cols: Taps) -> Result<Tensor> {
 fn hw(x: &Tensor, op: &'static str) -> Result<(usize, usize)> {
     let d = x.dims();
     if d.len() < 2 {
-        return Err(CoreError::BadInput { what: op, reason: format!("input {d:?} has rank < 2") });
+        return Err(CoreError::bad_input(op, format!("input {d:?} has rank < 2")));
     }
     Ok((d[d.len() - 2], d[d.len() - 1]))
 }

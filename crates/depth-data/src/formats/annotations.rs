@@ -12,6 +12,7 @@ use super::png16::read_png16_depth;
 use super::{PairItem, Pairs};
 use crate::error::{DataError, Result};
 use crate::sample::Intrinsics;
+use depth_core::CoreError;
 use std::path::{Component, Path, PathBuf};
 
 #[derive(serde::Deserialize)]
@@ -30,8 +31,8 @@ struct Entry {
 /// Reads an annotations JSON into a [`Pairs`] dataset called `name`.
 pub fn read_annotations(json: &Path, name: &str) -> Result<Pairs> {
     const FMT: &str = "test_annotations.json";
-    let text = std::fs::read_to_string(json).map_err(|e| DataError::io(json, e))?;
-    let file: File = serde_json::from_str(&text).map_err(|e| DataError::format(json, FMT, e))?;
+    let text = std::fs::read_to_string(json).map_err(|e| CoreError::io(json, e))?;
+    let file: File = serde_json::from_str(&text).map_err(|e| CoreError::format(json, FMT, e))?;
     let dir = json.parent().unwrap_or(Path::new("."));
     let resolve = |p: &str| -> Result<PathBuf> {
         let parts: Vec<_> = Path::new(p).components().filter(|c| matches!(c, Component::Normal(_))).collect();
@@ -48,7 +49,7 @@ pub fn read_annotations(json: &Path, name: &str) -> Result<Pairs> {
         if e.depth_scale != scale || !(scale.is_finite() && scale > 0.0) {
             let reason =
                 format!("depth_scale {} (first entry: {scale}) must be one positive value", e.depth_scale);
-            return Err(DataError::format(json, FMT, reason));
+            return Err(CoreError::format(json, FMT, reason).into());
         }
         let [fx, fy, cx, cy] = e.cam_in;
         let intrinsics = Some(Intrinsics { fx, fy, cx, cy });

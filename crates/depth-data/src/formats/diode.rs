@@ -4,8 +4,9 @@
 //! scans (fx 886.81, fy 927.06, cx 512, cy 384 at 1024×768).
 
 use super::{PairItem, Pairs, file_name, walk_files};
-use crate::error::{DataError, Result};
+use crate::error::Result;
 use crate::sample::{Intrinsics, Target};
+use depth_core::CoreError;
 use depth_core::npy;
 use std::path::{Path, PathBuf};
 
@@ -22,13 +23,13 @@ pub fn read_diode_depth(depth_path: &Path) -> Result<Target> {
     let (shape, depth) = npy::read_f32(depth_path)?;
     let (h, w) = match shape[..] {
         [h, w] | [h, w, 1] => (h as u32, w as u32),
-        _ => return Err(DataError::format(depth_path, FMT, format!("shape {shape:?} is not H×W×1"))),
+        _ => return Err(CoreError::format(depth_path, FMT, format!("shape {shape:?} is not H×W×1")).into()),
     };
     let mask_path = mask_path(depth_path);
     let (mask_shape, mask) = npy::read_f32(&mask_path)?;
     if mask_shape[..] != [h as u64, w as u64] && mask_shape[..] != [h as u64, w as u64, 1] {
         let reason = format!("mask shape {mask_shape:?} differs from depth {shape:?}");
-        return Err(DataError::format(&mask_path, FMT, reason));
+        return Err(CoreError::format(&mask_path, FMT, reason).into());
     }
     let values = depth.iter().zip(&mask).map(|(&d, &m)| if m == 1.0 { d } else { 0.0 }).collect();
     Ok(Target::depth(w, h, values))

@@ -6,8 +6,9 @@
 //! `<scene>/images/dslr_images/NAME`; a file of any other size is an error.
 
 use super::{PairItem, Pairs, file_name, le_f32s, read_bytes, walk_files};
-use crate::error::{DataError, Result};
+use crate::error::Result;
 use crate::sample::Target;
+use depth_core::CoreError;
 use std::path::Path;
 
 /// Reads a raw ETH3D depth file for an image of `width`×`height`.
@@ -19,7 +20,7 @@ pub fn read_eth3d_depth(path: &Path, width: u32, height: u32) -> Result<Target> 
             "{} bytes, but the image is {width}×{height} (expected {expected} bytes of float32)",
             bytes.len()
         );
-        return Err(DataError::format(path, "ETH3D raw depth", reason));
+        return Err(CoreError::format(path, "ETH3D raw depth", reason).into());
     }
     Ok(Target::depth(width, height, le_f32s(&bytes)))
 }

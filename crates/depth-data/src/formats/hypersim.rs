@@ -10,10 +10,9 @@
 //! [`HYPERSIM_INTRINSICS`] are attached; exact intrinsics vary slightly per scene (issue #75).
 
 use super::{PairItem, Pairs, file_name, walk_files};
-#[cfg(feature = "hdf5")]
-use crate::error::DataError;
 use crate::error::Result;
 use crate::sample::{Intrinsics, Target};
+use depth_core::CoreError;
 use std::path::Path;
 
 /// The nominal intrinsics of the 1024×768 images (all Hypersim images have that size).
@@ -43,14 +42,14 @@ pub fn distance_to_planar(distance: &[f32], w: u32, h: u32) -> Target {
 #[cfg(feature = "hdf5")]
 pub fn read_hypersim_depth(path: &Path) -> Result<Target> {
     const FMT: &str = "Hypersim depth_meters HDF5";
-    let err = |e: hdf5::Error| DataError::format(path, FMT, e);
+    let err = |e: hdf5::Error| CoreError::format(path, FMT, e);
     let ds = hdf5::File::open(path).map_err(err)?.dataset("dataset").map_err(err)?;
     let &[h, w] = &ds.shape()[..] else {
-        return Err(DataError::format(path, FMT, format!("dataset shape {:?} is not H×W", ds.shape())));
+        return Err(CoreError::format(path, FMT, format!("dataset shape {:?} is not H×W", ds.shape())).into());
     };
     let dtype = ds.dtype().and_then(|t| t.to_descriptor()).map_err(err)?;
     if !matches!(dtype, hdf5::types::TypeDescriptor::Float(_)) {
-        return Err(DataError::format(path, FMT, format!("dataset type {dtype} is not float")));
+        return Err(CoreError::format(path, FMT, format!("dataset type {dtype} is not float")).into());
     }
     let distance = ds.read_raw::<f32>().map_err(err)?;
     Ok(distance_to_planar(&distance, w as u32, h as u32))

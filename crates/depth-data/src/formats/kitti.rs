@@ -19,8 +19,9 @@
 use super::annotations::read_annotations;
 use super::png16::read_png16_depth;
 use super::{PairItem, Pairs, file_name, walk_files};
-use crate::error::{DataError, Result};
+use crate::error::Result;
 use crate::sample::{Intrinsics, Target};
+use depth_core::CoreError;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -43,7 +44,7 @@ pub fn kitti_annotations(json: &Path) -> Result<Pairs> {
 /// Parses a KITTI calibration file: "key: numbers" per line; lines whose values are not all
 /// numbers (e.g. `calib_time`) are skipped.
 pub fn read_calib_file(path: &Path) -> Result<HashMap<String, Vec<f64>>> {
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
     let mut out = HashMap::new();
     for line in text.lines() {
         let Some((key, values)) = line.split_once(':') else { continue };
@@ -64,12 +65,13 @@ fn calib_value<'a>(
 ) -> Result<&'a [f64]> {
     match calib.get(key) {
         Some(v) if v.len() == n && v.iter().all(|x| x.is_finite()) => Ok(v),
-        Some(v) => Err(DataError::format(
+        Some(v) => Err(CoreError::format(
             path,
             "KITTI calib",
             format!("{key} has {} values, expected {n} finite numbers", v.len()),
-        )),
-        None => Err(DataError::format(path, "KITTI calib", format!("no {key}"))),
+        )
+        .into()),
+        None => Err(CoreError::format(path, "KITTI calib", format!("no {key}")).into()),
     }
 }
 
@@ -106,7 +108,7 @@ pub fn read_velodyne(path: &Path) -> Result<Vec<[f32; 4]>> {
     let bytes = super::read_bytes(path)?;
     if bytes.len() % 16 != 0 {
         let reason = format!("{} bytes is not a multiple of 16 (4 float32 per point)", bytes.len());
-        return Err(DataError::format(path, "KITTI velodyne", reason));
+        return Err(CoreError::format(path, "KITTI velodyne", reason).into());
     }
     let v = super::le_f32s(&bytes);
     Ok(v.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect())
@@ -147,7 +149,7 @@ pub fn read_velodyne_depth(
 /// left out. Intrinsics are those of P_rect_0{cam}.
 pub fn kitti_raw(drive_dir: &Path, cam: u8) -> Result<Pairs> {
     if cam != 2 && cam != 3 {
-        return Err(DataError::BadInput { what: "kitti camera", reason: format!("{cam} is not 2 or 3") });
+        return Err(CoreError::bad_input("kitti camera", format!("{cam} is not 2 or 3")).into());
     }
     let calib_dir = drive_dir.parent().unwrap_or(Path::new(".")).to_path_buf();
     let p = velo_to_image(&calib_dir, cam)?;

@@ -13,8 +13,9 @@
 //! shared/README.md); no principal point is given, so no intrinsics are attached.
 
 use super::{PairItem, Pairs, read_bytes};
-use crate::error::{DataError, Result};
+use crate::error::Result;
 use crate::sample::{Intrinsics, Target};
+use depth_core::CoreError;
 use std::path::Path;
 
 /// What the disparity → depth conversion needs, plus the left camera's intrinsics.
@@ -34,7 +35,7 @@ pub const MOTORCYCLE_QUARTER: StereoCalib =
 pub fn read_pfm(path: &Path) -> Result<(u32, u32, Vec<f32>)> {
     const FMT: &str = "PFM";
     let bytes = read_bytes(path)?;
-    let bad = |reason: String| DataError::format(path, FMT, reason);
+    let bad = |reason: String| CoreError::format(path, FMT, reason);
     // four whitespace-separated header tokens, then exactly one whitespace byte before the data
     let mut tokens = Vec::new();
     let mut pos = 0;
@@ -47,18 +48,18 @@ pub fn read_pfm(path: &Path) -> Result<(u32, u32, Vec<f32>)> {
             pos += 1;
         }
         if start == pos {
-            return Err(bad("truncated header".into()));
+            return Err(bad("truncated header".into()).into());
         }
         tokens.push(String::from_utf8_lossy(&bytes[start..pos]).into_owned());
     }
     match tokens[0].as_str() {
         "Pf" => {}
-        "PF" => return Err(bad("3-channel PFM (PF); expected a single-channel disparity (Pf)".into())),
-        m => return Err(bad(format!("magic {m:?} is not Pf"))),
+        "PF" => return Err(bad("3-channel PFM (PF); expected a single-channel disparity (Pf)".into()).into()),
+        m => return Err(bad(format!("magic {m:?} is not Pf")).into()),
     }
     let dim = |t: &str| t.parse::<u32>().ok().filter(|v| (1..=100_000).contains(v));
     let (Some(w), Some(h)) = (dim(&tokens[1]), dim(&tokens[2])) else {
-        return Err(bad(format!("bad size {:?} {:?}", tokens[1], tokens[2])));
+        return Err(bad(format!("bad size {:?} {:?}", tokens[1], tokens[2])).into());
     };
     let scale: f32 =
         tokens[3].parse().ok().filter(|s: &f32| s.is_finite() && *s != 0.0).ok_or_else(|| {
@@ -67,7 +68,7 @@ pub fn read_pfm(path: &Path) -> Result<(u32, u32, Vec<f32>)> {
     let data = bytes.get(pos + 1..).unwrap_or(&[]);
     let n = w as usize * h as usize;
     if data.len() != 4 * n {
-        return Err(bad(format!("{} data bytes for {w}×{h} (expected {})", data.len(), 4 * n)));
+        return Err(bad(format!("{} data bytes for {w}×{h} (expected {})", data.len(), 4 * n)).into());
     }
     let decode = |c: &[u8]| {
         let b = [c[0], c[1], c[2], c[3]];
@@ -81,7 +82,7 @@ pub fn read_pfm(path: &Path) -> Result<(u32, u32, Vec<f32>)> {
 /// Parses `calib.txt`.
 pub fn read_calib(path: &Path) -> Result<StereoCalib> {
     const FMT: &str = "Middlebury calib.txt";
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
     let get = |key: &str| {
         text.lines().find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == key).map(|(_, v)| v.trim()))
     };
@@ -89,7 +90,7 @@ pub fn read_calib(path: &Path) -> Result<StereoCalib> {
         get(key)
             .and_then(|v| v.parse::<f64>().ok())
             .filter(|v| v.is_finite())
-            .ok_or_else(|| DataError::format(path, FMT, format!("missing or bad {key}")))
+            .ok_or_else(|| CoreError::format(path, FMT, format!("missing or bad {key}")).into())
     };
     let cam0: Vec<f64> = get("cam0")
         .unwrap_or("")
@@ -99,7 +100,7 @@ pub fn read_calib(path: &Path) -> Result<StereoCalib> {
         .filter_map(|t| t.parse().ok())
         .collect();
     if cam0.len() != 9 || cam0[0] <= 0.0 || !cam0.iter().all(|v| v.is_finite()) {
-        return Err(DataError::format(path, FMT, format!("cam0 {cam0:?} is not a 3×3 matrix")));
+        return Err(CoreError::format(path, FMT, format!("cam0 {cam0:?} is not a 3×3 matrix")).into());
     }
     let intrinsics = Intrinsics { fx: cam0[0], fy: cam0[4], cx: cam0[2], cy: cam0[5] };
     Ok(StereoCalib {
@@ -132,7 +133,7 @@ pub fn read_middlebury_depth(disp_pfm: &Path) -> Result<Target> {
 /// Every scene folder under `root` (or `root` itself) with im0.png, disp0.pfm and calib.txt.
 pub fn middlebury(root: &Path) -> Result<Pairs> {
     let mut dirs: Vec<_> = std::fs::read_dir(root)
-        .map_err(|e| DataError::io(root, e))?
+        .map_err(|e| CoreError::io(root, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .chain([root.to_path_buf()])
         .filter(|d| ["im0.png", "disp0.pfm", "calib.txt"].iter().all(|f| d.join(f).is_file()))
@@ -157,22 +158,22 @@ const MAX_NPZ_MEMBER: u64 = 1 << 30;
 pub fn read_npz_disparity(path: &Path, key: &str) -> Result<(u32, u32, Vec<f32>)> {
     use std::io::Read;
     const FMT: &str = "npz";
-    let bad = |e: String| DataError::format(path, FMT, e);
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let bad = |e: String| CoreError::format(path, FMT, e);
+    let file = std::fs::File::open(path).map_err(|e| CoreError::io(path, e))?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| bad(e.to_string()))?;
     let member = format!("{key}.npy");
     let entry = zip.by_name(&member).map_err(|_| bad(format!("no array {key:?}")))?;
     if entry.size() > MAX_NPZ_MEMBER {
-        return Err(bad(format!("{member} claims {} bytes, more than {MAX_NPZ_MEMBER}", entry.size())));
+        return Err(bad(format!("{member} claims {} bytes, more than {MAX_NPZ_MEMBER}", entry.size())).into());
     }
     let mut bytes = Vec::new();
     entry.take(MAX_NPZ_MEMBER).read_to_end(&mut bytes).map_err(|e| bad(format!("{member}: {e}")))?;
     let (shape, v) = depth_core::npy::parse_f32(&bytes).map_err(|e| bad(format!("{member}: {e}")))?;
     let &[h, w] = shape.as_slice() else {
-        return Err(bad(format!("{key} has shape {shape:?}, expected H×W")));
+        return Err(bad(format!("{key} has shape {shape:?}, expected H×W")).into());
     };
     if w == 0 || h == 0 || w > 100_000 || h > 100_000 {
-        return Err(bad(format!("{key}: need an H×W array, got {h}×{w}")));
+        return Err(bad(format!("{key}: need an H×W array, got {h}×{w}")).into());
     }
     Ok((w as u32, h as u32, v))
 }

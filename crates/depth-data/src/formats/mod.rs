@@ -21,6 +21,7 @@ pub mod vkitti2;
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::sample::{Intrinsics, Sample, Target, read_rgb};
+use depth_core::CoreError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -67,7 +68,7 @@ impl Pairs {
                 [image, target, ..] => {
                     Ok(PairItem { image: image.clone(), target: target.clone(), intrinsics })
                 }
-                _ => Err(DataError::format(split_file, "split", "a line has fewer than two paths")),
+                _ => Err(CoreError::format(split_file, "split", "a line has fewer than two paths").into()),
             })
             .collect::<Result<_>>()?;
         Ok(Self::new(name, items, decode))
@@ -130,9 +131,9 @@ pub struct SplitEntry {
 /// without ground truth so). A listed file that does not exist is [`DataError::MissingEntry`].
 pub fn read_split(split_file: &Path, roots: &[&Path]) -> Result<Vec<SplitEntry>> {
     if roots.is_empty() {
-        return Err(DataError::BadInput { what: "read_split", reason: "no root given".into() });
+        return Err(CoreError::bad_input("read_split", "no root given").into());
     }
-    let text = std::fs::read_to_string(split_file).map_err(|e| DataError::io(split_file, e))?;
+    let text = std::fs::read_to_string(split_file).map_err(|e| CoreError::io(split_file, e))?;
     let mut entries = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         if line.split_whitespace().any(|t| t == "None") {
@@ -144,7 +145,7 @@ pub fn read_split(split_file: &Path, roots: &[&Path]) -> Result<Vec<SplitEntry>>
                 Ok(x) if !entry.paths.is_empty() => entry.numbers.push(x),
                 _ if !entry.numbers.is_empty() => {
                     let reason = format!("path {token:?} after a number in line {line:?}");
-                    return Err(DataError::format(split_file, "split", reason));
+                    return Err(CoreError::format(split_file, "split", reason).into());
                 }
                 _ => {
                     let root = roots[entry.paths.len().min(roots.len() - 1)];
@@ -168,12 +169,12 @@ pub(crate) fn le_f32s(bytes: &[u8]) -> Vec<f32> {
 
 /// Reads a whole file, naming it on error.
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| DataError::io(path, e))
+    std::fs::read(path).map_err(|e| CoreError::io(path, e).into())
 }
 
-/// All files under `root` for which `keep` holds (the one walk: `depth_core::walk_files`).
+/// All files under `root` for which `keep` holds (the one walk: `depth_core::walk::walk_files`).
 pub(crate) fn walk_files(root: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
-    Ok(depth_core::walk_files(root, keep)?)
+    Ok(depth_core::walk::walk_files(root, keep)?)
 }
 
 /// The file name of `path` as UTF-8 ("" when it has none).

@@ -15,8 +15,9 @@ use super::Pairs;
 use super::annotations::read_annotations;
 use super::png16::read_png16_depth;
 use crate::dataset::Dataset;
-use crate::error::{DataError, Result};
+use crate::error::Result;
 use crate::sample::{Intrinsics, Sample, Target};
+use depth_core::CoreError;
 use std::path::{Path, PathBuf};
 
 /// The standard NYU-Depth-V2 RGB intrinsics (640×480).
@@ -73,10 +74,9 @@ impl Dataset for NyuLabeled {
 
     fn load(&self, index: usize) -> Result<Sample> {
         if index >= self.len {
-            return Err(DataError::BadInput {
-                what: "nyu_labeled index",
-                reason: format!("{index} ≥ {} frames", self.len),
-            });
+            return Err(
+                CoreError::bad_input("nyu_labeled index", format!("{index} ≥ {} frames", self.len)).into()
+            );
         }
         imp::load(self, index)
     }
@@ -88,7 +88,7 @@ mod imp {
     const FMT: &str = "NYU labeled .mat (HDF5)";
 
     pub fn open(path: &Path) -> Result<NyuLabeled> {
-        let err = |e: hdf5::Error| DataError::format(path, FMT, e);
+        let err = |e: hdf5::Error| CoreError::format(path, FMT, e);
         let file = hdf5::File::open(path).map_err(err)?;
         let images = file.dataset("images").map_err(err)?.shape();
         let depths = file.dataset("depths").map_err(err)?.shape();
@@ -96,16 +96,17 @@ mod imp {
             (&[n, 3, w, h], &[n2, w2, h2]) if (n, w, h) == (n2, w2, h2) && w > 0 && h > 0 => {
                 Ok(NyuLabeled { path: path.into(), len: n, width: w, height: h })
             }
-            _ => Err(DataError::format(
+            _ => Err(CoreError::format(
                 path,
                 FMT,
                 format!("images {images:?} / depths {depths:?}: expected N×3×W×H and N×W×H"),
-            )),
+            )
+            .into()),
         }
     }
 
     pub fn load(d: &NyuLabeled, i: usize) -> Result<Sample> {
-        let err = |e: hdf5::Error| DataError::format(&d.path, FMT, e);
+        let err = |e: hdf5::Error| CoreError::format(&d.path, FMT, e);
         let file = hdf5::File::open(&d.path).map_err(err)?;
         let images = file.dataset("images").map_err(err)?;
         let (w, h) = (d.width, d.height);

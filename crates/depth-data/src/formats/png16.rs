@@ -9,8 +9,9 @@
 //! 0 is always invalid; `invalid` lists further sentinel values. 8-bit or multi-channel PNGs are
 //! rejected: an 8-bit "depth" is almost always a visualisation, not data.
 
-use crate::error::{DataError, Result};
+use crate::error::Result;
 use crate::sample::Target;
+use depth_core::CoreError;
 use image::{ColorType, DynamicImage, ImageDecoder, ImageReader};
 use std::path::Path;
 
@@ -18,23 +19,23 @@ use std::path::Path;
 /// `invalid` are invalid.
 pub fn read_png16_depth(path: &Path, scale: f32, invalid: &[u16]) -> Result<Target> {
     if !(scale.is_finite() && scale > 0.0) {
-        return Err(DataError::BadInput { what: "png16 scale", reason: format!("{scale} is not > 0") });
+        return Err(CoreError::bad_input("png16 scale", format!("{scale} is not > 0")).into());
     }
-    let bad = |e: image::ImageError| DataError::format(path, "16-bit PNG depth", e);
-    let reader = ImageReader::open(path).map_err(|e| DataError::io(path, e))?;
+    let bad = |e: image::ImageError| CoreError::format(path, "16-bit PNG depth", e);
+    let reader = ImageReader::open(path).map_err(|e| CoreError::io(path, e))?;
     let decoder =
-        reader.with_guessed_format().map_err(|e| DataError::io(path, e))?.into_decoder().map_err(bad)?;
+        reader.with_guessed_format().map_err(|e| CoreError::io(path, e))?.into_decoder().map_err(bad)?;
     let (w, h) = decoder.dimensions();
     depth_core::image_io::check_claimed_size(w, h)
-        .map_err(|e| DataError::format(path, "16-bit PNG depth", e))?;
+        .map_err(|e| CoreError::format(path, "16-bit PNG depth", e))?;
     let color = decoder.color_type();
     if color != ColorType::L16 {
         let reason =
             format!("expected one 16-bit channel, found {color:?} (an 8-bit or color image is not depth)");
-        return Err(DataError::format(path, "16-bit PNG depth", reason));
+        return Err(CoreError::format(path, "16-bit PNG depth", reason).into());
     }
     let DynamicImage::ImageLuma16(img) = DynamicImage::from_decoder(decoder).map_err(bad)? else {
-        return Err(DataError::format(path, "16-bit PNG depth", "decoder did not return 16-bit luma"));
+        return Err(CoreError::format(path, "16-bit PNG depth", "decoder did not return 16-bit luma").into());
     };
     let (w, h) = img.dimensions();
     let values =

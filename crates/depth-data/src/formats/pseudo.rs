@@ -14,6 +14,7 @@ use super::folder::ImageFolder;
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::sample::{Sample, Target, TargetKind};
+use depth_core::CoreError;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -44,7 +45,7 @@ pub fn label_path(store: &Path, image_rel: &Path) -> Result<PathBuf> {
     let inside = image_rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
     if !inside || image_rel.file_name().is_none() {
         let reason = format!("{} is not a relative path inside the image root", image_rel.display());
-        return Err(DataError::BadInput { what: "pseudo-label image path", reason });
+        return Err(CoreError::bad_input("pseudo-label image path", reason).into());
     }
     Ok(store.join(image_rel).with_extension("safetensors"))
 }
@@ -66,7 +67,7 @@ pub fn write_pseudo_label(
             target.kind,
             target.values.len()
         );
-        return Err(DataError::BadInput { what: "pseudo-label target", reason });
+        return Err(CoreError::bad_input("pseudo-label target", reason).into());
     }
     let path = label_path(store, image_rel)?;
     let bytes: Vec<u8> = target
@@ -76,7 +77,7 @@ pub fn write_pseudo_label(
         .flat_map(|(&v, &ok)| if ok { v } else { f32::NAN }.to_le_bytes())
         .collect();
     let shape = vec![target.height as usize, target.width as usize];
-    let view = TensorView::new(Dtype::F32, shape, &bytes).map_err(|e| DataError::format(&path, FMT, e))?;
+    let view = TensorView::new(Dtype::F32, shape, &bytes).map_err(|e| CoreError::format(&path, FMT, e))?;
     let meta = HashMap::from([
         ("format".to_string(), PSEUDO_FORMAT.to_string()),
         ("teacher".to_string(), teacher.name.clone()),
@@ -87,10 +88,10 @@ pub fn write_pseudo_label(
         ("kind".to_string(), "disparity".to_string()),
     ]);
     let file = safetensors::serialize([("disparity", view)], Some(meta))
-        .map_err(|e| DataError::format(&path, FMT, e))?;
+        .map_err(|e| CoreError::format(&path, FMT, e))?;
     let file = depth_core::weights::canonical_safetensors(file);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| DataError::write(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::write(dir, e))?;
     }
     depth_core::atomic::write_atomic(&path, |w| w.write_all(&file))?;
     Ok(path)
@@ -99,7 +100,7 @@ pub fn write_pseudo_label(
 /// Reads a label file, checking its format metadata, dtype and shape.
 pub fn read_pseudo_label(path: &Path) -> Result<(Target, PseudoMeta)> {
     let bytes = super::read_bytes(path)?;
-    let bad = |reason: String| DataError::format(path, FMT, reason);
+    let bad = |reason: String| CoreError::format(path, FMT, reason);
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
@@ -109,20 +110,21 @@ pub fn read_pseudo_label(path: &Path) -> Result<(Target, PseudoMeta)> {
             "metadata format {:?} kind {:?}, expected {PSEUDO_FORMAT:?} \"disparity\"",
             get("format"),
             get("kind")
-        )));
+        ))
+        .into());
     }
     let input_size =
         get("input_size").parse().map_err(|_| bad(format!("bad input_size {:?}", get("input_size"))))?;
     let t = st.tensor("disparity").map_err(|e| bad(e.to_string()))?;
     let &[h, w] = t.shape() else {
-        return Err(bad(format!("disparity shape {:?} is not (H, W)", t.shape())));
+        return Err(bad(format!("disparity shape {:?} is not (H, W)", t.shape())).into());
     };
     if t.dtype() != Dtype::F32 || h == 0 || w == 0 || h > u32::MAX as usize || w > u32::MAX as usize {
-        return Err(bad(format!("disparity is {:?} {h}×{w}, expected non-empty float32", t.dtype())));
+        return Err(bad(format!("disparity is {:?} {h}×{w}, expected non-empty float32", t.dtype())).into());
     }
     let values = super::le_f32s(t.data());
     if values.len() != w * h {
-        return Err(bad(format!("{} values for {h}×{w}", values.len())));
+        return Err(bad(format!("{} values for {h}×{w}", values.len())).into());
     }
     let target = Target::new(w as u32, h as u32, TargetKind::Disparity, values, |_| true);
     let meta = PseudoMeta {
@@ -152,7 +154,7 @@ impl PseudoLabeled {
             if let Some(other) = seen.insert(rel.with_extension(""), rel) {
                 let reason =
                     format!("{} and {} would share one pseudo-label", other.display(), rel.display());
-                return Err(DataError::Config { path: image_root.into(), reason });
+                return Err(CoreError::Config { path: image_root.into(), reason }.into());
             }
         }
         Ok(Self { images, store: store.to_path_buf() })
@@ -181,7 +183,9 @@ impl Dataset for PseudoLabeled {
         let label = self.label_path(index)?;
         if !label.is_file() {
             let reason = format!("no pseudo-label for {}: run the pseudo-labeller first", self.id(index));
-            return Err(DataError::io(label, std::io::Error::new(std::io::ErrorKind::NotFound, reason)));
+            return Err(
+                CoreError::io(label, std::io::Error::new(std::io::ErrorKind::NotFound, reason)).into()
+            );
         }
         let mut sample = self.images.load(index)?;
         let (target, _) = read_pseudo_label(&label)?;

@@ -8,8 +8,9 @@
 //! `training/depth/<scene>/frame_NNNN.dpt` and `training/camdata_left/<scene>/frame_NNNN.cam`.
 
 use super::{PairItem, Pairs, file_name, le_f32s, read_bytes, walk_files};
-use crate::error::{DataError, Result};
+use crate::error::Result;
 use crate::sample::{Intrinsics, Target};
+use depth_core::CoreError;
 use std::path::Path;
 
 /// The tag both file types start with.
@@ -18,12 +19,13 @@ pub const SINTEL_TAG: f32 = 202021.25;
 fn check_tag(path: &Path, bytes: &[u8], format: &'static str) -> Result<()> {
     match bytes.get(..4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])) {
         Some(t) if t == SINTEL_TAG => Ok(()),
-        Some(t) => Err(DataError::format(
+        Some(t) => Err(CoreError::format(
             path,
             format,
             format!("tag {t} is not {SINTEL_TAG} (wrong file or endianness)"),
-        )),
-        None => Err(DataError::format(path, format, "file shorter than its 4-byte tag")),
+        )
+        .into()),
+        None => Err(CoreError::format(path, format, "file shorter than its 4-byte tag").into()),
     }
 }
 
@@ -33,18 +35,18 @@ pub fn read_dpt(path: &Path) -> Result<Target> {
     let bytes = read_bytes(path)?;
     check_tag(path, &bytes, FMT)?;
     if bytes.len() < 12 {
-        return Err(DataError::format(path, FMT, "truncated header"));
+        return Err(CoreError::format(path, FMT, "truncated header").into());
     }
     let dim = |o: usize| i32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
     let (w, h) = (dim(4), dim(8));
     if !(1..=100_000).contains(&w) || !(1..=100_000).contains(&h) {
-        return Err(DataError::format(path, FMT, format!("implausible size {w}×{h}")));
+        return Err(CoreError::format(path, FMT, format!("implausible size {w}×{h}")).into());
     }
     let expected = 12 + 4 * w as usize * h as usize;
     if bytes.len() != expected {
         let reason =
             format!("{} bytes for {w}×{h} (expected {expected}): truncated or not a .dpt", bytes.len());
-        return Err(DataError::format(path, FMT, reason));
+        return Err(CoreError::format(path, FMT, reason).into());
     }
     Ok(Target::depth(w as u32, h as u32, le_f32s(&bytes[12..])))
 }
@@ -55,12 +57,12 @@ pub fn read_cam(path: &Path) -> Result<Intrinsics> {
     let bytes = read_bytes(path)?;
     check_tag(path, &bytes, FMT)?;
     if bytes.len() != 4 + 8 * (9 + 12) {
-        return Err(DataError::format(path, FMT, format!("{} bytes, expected 172", bytes.len())));
+        return Err(CoreError::format(path, FMT, format!("{} bytes, expected 172", bytes.len())).into());
     }
     let k: Vec<f64> =
         bytes[4..76].chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
     if !k.iter().all(|v| v.is_finite()) || k[0] <= 0.0 || k[4] <= 0.0 {
-        return Err(DataError::format(path, FMT, format!("bad intrinsic matrix {k:?}")));
+        return Err(CoreError::format(path, FMT, format!("bad intrinsic matrix {k:?}")).into());
     }
     Ok(Intrinsics { fx: k[0], fy: k[4], cx: k[2], cy: k[5] })
 }

@@ -7,8 +7,9 @@
 
 use super::png16::read_png16_depth;
 use super::{PairItem, Pairs, file_name, walk_files};
-use crate::error::{DataError, Result};
+use crate::error::Result;
 use crate::sample::{Intrinsics, Target};
+use depth_core::CoreError;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -19,12 +20,12 @@ pub fn read_vkitti2_depth(path: &Path) -> Result<Target> {
 
 /// Parses `intrinsic.txt` into (frame, camera) → intrinsics.
 pub fn read_intrinsics(path: &Path) -> Result<HashMap<(u32, u32), Intrinsics>> {
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
     let mut out = HashMap::new();
     for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
         let v: Vec<f64> = line.split_whitespace().filter_map(|t| t.parse().ok()).collect();
         let [frame, cam, fx, fy, cx, cy] = v[..] else {
-            return Err(DataError::format(path, "VKITTI2 intrinsic.txt", format!("bad row {line:?}")));
+            return Err(CoreError::format(path, "VKITTI2 intrinsic.txt", format!("bad row {line:?}")).into());
         };
         out.insert((frame as u32, cam as u32), Intrinsics { fx, fy, cx, cy });
     }

@@ -21,8 +21,9 @@ pub use scene::{Scene, SceneConfig, SceneKind};
 pub use texture::PhotoBank;
 
 use crate::dataset::Dataset;
-use crate::error::{DataError, Result};
+use crate::error::Result;
 use crate::sample::{Intrinsics, Sample, Target};
+use depth_core::CoreError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -67,7 +68,7 @@ pub struct SynthSpec {
 
 impl SynthSpec {
     /// Resolves `textures` against a config's folder.
-    pub fn resolve(&mut self, base: &Path) -> Result<()> {
+    pub fn resolve(&mut self, base: &Path) -> depth_core::Result<()> {
         self.textures = self.textures.as_deref().map(|t| depth_core::config::expand(t, base)).transpose()?;
         Ok(())
     }
@@ -163,10 +164,11 @@ pub fn write_dataset(dir: &Path, data: &SynthDataset, mut progress: impl FnMut(u
     .expect("plan serialises");
     let (partial, index_path) = (dir.join("partial.json"), dir.join("index.json"));
     let refuse = |what: String| {
-        Err(DataError::Config {
+        Err(CoreError::Config {
             path: dir.into(),
             reason: format!("{what}; write into an empty or new folder, or delete this one"),
-        })
+        }
+        .into())
     };
     if index_path.exists() {
         let done = SynthFolder::open(dir)?;
@@ -198,7 +200,7 @@ pub fn write_dataset(dir: &Path, data: &SynthDataset, mut progress: impl FnMut(u
         }
     }
     for sub in ["rgb", "depth"] {
-        std::fs::create_dir_all(dir.join(sub)).map_err(|e| DataError::write(dir.join(sub), e))?;
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| CoreError::write(dir.join(sub), e))?;
     }
     depth_core::atomic::write_atomic(&partial, |w| w.write_all(plan.as_bytes()))?;
     let mut items = Vec::with_capacity(data.count);
@@ -233,7 +235,7 @@ pub fn write_dataset(dir: &Path, data: &SynthDataset, mut progress: impl FnMut(u
     let index = Index { format: FORMAT.into(), seed: data.seed, config: data.config.clone(), items };
     let json = serde_json::to_string_pretty(&index).expect("index serialises");
     depth_core::atomic::write_atomic(&index_path, |w| w.write_all(json.as_bytes()))?;
-    std::fs::remove_file(&partial).map_err(|e| DataError::write(&partial, e))?;
+    std::fs::remove_file(&partial).map_err(|e| CoreError::write(&partial, e))?;
     Ok(index)
 }
 
@@ -246,15 +248,16 @@ pub struct SynthFolder {
 impl SynthFolder {
     pub fn open(root: &Path) -> Result<Self> {
         let path = root.join("index.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| CoreError::io(&path, e))?;
         let index: Index =
-            serde_json::from_str(&text).map_err(|e| DataError::format(&path, "synth index", e))?;
+            serde_json::from_str(&text).map_err(|e| CoreError::format(&path, "synth index", e))?;
         if index.format != FORMAT {
-            return Err(DataError::format(
+            return Err(CoreError::format(
                 &path,
                 "synth index",
                 format!("format '{}', expected '{FORMAT}'", index.format),
-            ));
+            )
+            .into());
         }
         Ok(Self { root: root.into(), index })
     }
@@ -276,7 +279,7 @@ impl Dataset for SynthFolder {
         let dpath = self.root.join(&item.depth);
         let (shape, values) = depth_core::npy::read_f32(&dpath)?;
         let [h, w] = shape[..] else {
-            return Err(DataError::format(&dpath, "npy", format!("shape {shape:?}, expected (H, W)")));
+            return Err(CoreError::format(&dpath, "npy", format!("shape {shape:?}, expected (H, W)")).into());
         };
         let target = Target::depth(w as u32, h as u32, values);
         Sample { id: self.id(index), image, target: Some(target), intrinsics: Some(item.intrinsics) }

@@ -81,7 +81,7 @@ impl PhotoBank {
         let photos = paths
             .iter()
             .map(|p| {
-                let img = depth_core::read_image(p)?;
+                let img = depth_core::image_io::read_image(p)?;
                 let (w, h) = img.dimensions();
                 let s = 512.0 / w.max(h) as f32;
                 Ok(if s < 1.0 {

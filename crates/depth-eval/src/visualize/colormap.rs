@@ -1,7 +1,7 @@
 //! Value ranges for the colour maps of depth-core (`Spectral_r`, the official demo's, `turbo`,
 //! `inferno`, grayscale): per image or fixed, optionally reversed.
 
-pub use depth_core::colormap::Colormap;
+pub use depth_core::Colormap;
 
 /// How values map to [0, 1].
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -6,7 +6,8 @@ pub mod draw;
 
 pub use colormap::{Colormap, Range, Scale};
 
-use crate::error::{EvalError, Result};
+use crate::error::Result;
+use depth_core::CoreError;
 use draw::{BLACK, WHITE};
 use image::{Rgb, RgbImage};
 use std::path::Path;
@@ -114,7 +115,7 @@ pub fn fit_width(img: &RgbImage, max_width: u32) -> RgbImage {
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     let mut buf = std::io::Cursor::new(Vec::new());
     img.write_to(&mut buf, image::ImageFormat::Png)
-        .map_err(|e| EvalError::io(path, std::io::Error::other(e)))?;
+        .map_err(|e| CoreError::io(path, std::io::Error::other(e)))?;
     Ok(depth_core::atomic::write_atomic(path, |w| w.write_all(buf.get_ref()))?)
 }
 

@@ -1,0 +1,184 @@
+//! Why this file: what differs between relative distillation and metric fine-tuning is how a
+//! batch becomes targets and a loss. Each task owns exactly that, behind [`TaskStep`]; the
+//! learner loops, optimises and checkpoints, and knows no task.
+//!
+//! - [`Relative`]: disparity targets (1/depth for depth ground truth, pseudo-labels as they
+//!   are), L_ssi + gm_weight·L_gm with the largest residuals of pseudo-labelled samples
+//!   trimmed, plus feature alignment to a frozen encoder on the pseudo-labelled samples.
+//! - [`Metric`]: depth targets valid in [min_depth, max_depth], SiLog, as the official
+//!   `metric_depth/train.py`.
+
+use crate::config::{FeatureAlign, Task, TrainConfig};
+use crate::error::Result;
+use candle_core::{DType, Device, Tensor};
+use depth_data::{Batch, TargetKind};
+use depth_losses::{Objective, feature_alignment_loss, silog_loss};
+use depth_models::{DepthAnythingV2, DinoVisionTransformer, LayerOutput, ModelConfig, load_frozen_encoder};
+
+/// A batch's loss and the values of the terms it logs.
+pub struct StepLoss {
+    /// The scalar to minimise.
+    pub loss: Tensor,
+    /// (name, value) of each term this batch has, names from [`TaskStep::term_names`].
+    pub terms: Vec<(&'static str, f64)>,
+}
+
+/// What a task owns of a training step.
+pub trait TaskStep: Send {
+    /// Every term [`TaskStep::loss`] may log (the ranks of a data-parallel run average them by
+    /// name, in this order).
+    fn term_names(&self) -> &'static [&'static str];
+
+    /// The loss of `batch` under `model`.
+    fn loss(&self, model: &DepthAnythingV2, batch: &Batch) -> Result<StepLoss>;
+}
+
+/// The task a config trains.
+pub fn task_for(cfg: &TrainConfig, model: &ModelConfig, device: &Device) -> Result<Box<dyn TaskStep>> {
+    let freeze_encoder = cfg.optim.freeze_encoder;
+    Ok(match cfg.task {
+        Task::Relative => Box::new(Relative {
+            objective: Objective {
+                gm_weight: cfg.loss.gm_weight,
+                trim_pseudo: cfg.loss.trim_pseudo,
+                scales: cfg.loss.scales,
+            },
+            align: match &cfg.loss.feature_align {
+                Some(fa) => Some((load_frozen_encoder(&fa.encoder, &model.vit, device)?, fa.clone())),
+                None => None,
+            },
+            freeze_encoder,
+            device: device.clone(),
+        }),
+        Task::Metric => Box::new(Metric {
+            min_depth: cfg.loss.min_depth,
+            max_depth: model.max_depth.ok_or_else(|| {
+                depth_core::CoreError::bad_input("model", "the metric task needs model.max_depth")
+            })?,
+            lambda: cfg.loss.silog_lambda,
+            freeze_encoder,
+            device: device.clone(),
+        }),
+    })
+}
+
+/// The model's encoder features (detached when the encoder is frozen) and its prediction.
+fn forward(model: &DepthAnythingV2, x: &Tensor, freeze_encoder: bool) -> Result<(Vec<LayerOutput>, Tensor)> {
+    let mut feats = model.features(x)?;
+    if freeze_encoder {
+        for f in &mut feats {
+            f.patch_tokens = f.patch_tokens.detach();
+            f.class_token = f.class_token.detach();
+        }
+    }
+    let pred = model.forward_from(&feats, x)?;
+    Ok((feats, pred))
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// Relative distillation (and training on relative ground truth).
+pub struct Relative {
+    objective: Objective,
+    /// The frozen encoder features are aligned to, and how.
+    align: Option<(DinoVisionTransformer, FeatureAlign)>,
+    freeze_encoder: bool,
+    device: Device,
+}
+
+impl Relative {
+    /// Disparity (1/depth for depth targets; pseudo-labels as they are) and the mask of usable
+    /// pixels, (B, H, W) on the CPU.
+    fn targets(batch: &Batch) -> Result<(Tensor, Tensor)> {
+        let (b, h, w) = batch.target.dims3()?;
+        let t = batch.target.flatten_from(1)?.to_vec2::<f32>()?;
+        let m = batch.mask.flatten_from(1)?.to_vec2::<f32>()?;
+        let mut target = Vec::with_capacity(b * h * w);
+        let mut mask = Vec::with_capacity(b * h * w);
+        for i in 0..b {
+            for (&v, &ok) in t[i].iter().zip(&m[i]) {
+                let (value, valid) = match batch.kinds[i] {
+                    Some(TargetKind::Depth) if ok > 0.0 && v > 0.0 && v.is_finite() => (1.0 / v, true),
+                    Some(TargetKind::Disparity) if ok > 0.0 && v.is_finite() => (v, true),
+                    _ => (0.0, false),
+                };
+                target.push(value);
+                mask.push(f32::from(u8::from(valid)));
+            }
+        }
+        let cpu = Device::Cpu;
+        Ok((Tensor::from_vec(target, (b, h, w), &cpu)?, Tensor::from_vec(mask, (b, h, w), &cpu)?))
+    }
+}
+
+impl TaskStep for Relative {
+    fn term_names(&self) -> &'static [&'static str] {
+        &["ssi", "gm", "feature_align"]
+    }
+
+    fn loss(&self, model: &DepthAnythingV2, batch: &Batch) -> Result<StepLoss> {
+        let x = batch.image.to_device(&self.device)?;
+        let (feats, pred) = forward(model, &x, self.freeze_encoder)?;
+        let (target, mask) = Self::targets(batch)?;
+        let (target, mask) = (target.to_device(&self.device)?, mask.to_device(&self.device)?);
+        let (ssi, gm) = self.objective.terms(&pred, &target, &mask, &batch.pseudo)?;
+        let mut terms = vec![("ssi", scalar(&ssi)?), ("gm", scalar(&gm)?)];
+        let mut loss = (ssi + (gm * self.objective.gm_weight)?)?;
+        if let Some((encoder, fa)) = &self.align
+            && batch.pseudo.iter().any(|&p| p)
+        {
+            let idx: Vec<u32> =
+                (0..batch.pseudo.len() as u32).filter(|&i| batch.pseudo[i as usize]).collect();
+            let idx = Tensor::new(idx.as_slice(), &self.device)?;
+            let last = encoder.config().depth - 1;
+            let teacher = encoder.get_intermediate_layers(&x.index_select(&idx, 0)?, &[last])?;
+            let student =
+                feats.last().expect("four layers").patch_tokens.contiguous()?.index_select(&idx, 0)?;
+            let fa_loss = feature_alignment_loss(&student, &teacher[0].patch_tokens, fa.margin)?;
+            terms.push(("feature_align", scalar(&fa_loss)?));
+            loss = (loss + (fa_loss * fa.weight)?)?;
+        }
+        Ok(StepLoss { loss, terms })
+    }
+}
+
+/// Metric fine-tuning.
+pub struct Metric {
+    min_depth: f64,
+    max_depth: f64,
+    lambda: f64,
+    freeze_encoder: bool,
+    device: Device,
+}
+
+impl Metric {
+    /// Depth, valid where min ≤ depth ≤ max (non-depth targets masked out).
+    fn targets(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        let depth: Vec<f32> =
+            batch.kinds.iter().map(|k| f32::from(u8::from(*k == Some(TargetKind::Depth)))).collect();
+        let is_depth = Tensor::new(depth.as_slice(), &Device::Cpu)?.reshape(((), 1, 1))?;
+        let t = &batch.target;
+        let in_range =
+            (t.ge(self.min_depth)?.to_dtype(DType::F32)? * t.le(self.max_depth)?.to_dtype(DType::F32)?)?;
+        let mask = ((&batch.mask * in_range)?.broadcast_mul(&is_depth))?;
+        Ok((t.clone(), mask))
+    }
+}
+
+impl TaskStep for Metric {
+    fn term_names(&self) -> &'static [&'static str] {
+        &["silog"]
+    }
+
+    fn loss(&self, model: &DepthAnythingV2, batch: &Batch) -> Result<StepLoss> {
+        let x = batch.image.to_device(&self.device)?;
+        let (_, pred) = forward(model, &x, self.freeze_encoder)?;
+        let (target, mask) = self.targets(batch)?;
+        let (target, mask) = (target.to_device(&self.device)?, mask.to_device(&self.device)?);
+        let loss = silog_loss(&pred, &target, &mask, self.lambda)?;
+        let value = scalar(&loss)?;
+        Ok(StepLoss { loss, terms: vec![("silog", value)] })
+    }
+}
