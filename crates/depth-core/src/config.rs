@@ -39,10 +39,12 @@ pub trait ConfigFile: DeserializeOwned {
     fn validate(&self) -> std::result::Result<(), Invalid>;
 
     /// Reads `path` with `overrides` applied, resolves its paths and validates it; every error
-    /// names the file.
+    /// names the file. Paths come out absolute (the config's folder is made absolute first), so
+    /// a config written back into a run folder means the same files when read from there.
     fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let mut cfg: Self = read_toml(path, overrides)?;
-        cfg.resolve(base_dir(path))?;
+        let base = std::path::absolute(base_dir(path)).map_err(|e| CoreError::io(path, e))?;
+        cfg.resolve(&base)?;
         cfg.validate().map_err(|e| CoreError::config(path, e))?;
         Ok(cfg)
     }

@@ -36,3 +36,21 @@ fn overrides_apply_before_the_checks() {
     let err = TrainConfig::load(&p, &["schedule.steps=0".into()]).unwrap_err().to_string();
     assert!(err.contains("train.toml") && err.contains("steps"), "{err}");
 }
+
+#[test]
+fn a_config_read_by_a_relative_path_means_the_same_files_from_its_run_folder() {
+    // the tests run in crates/depth-train: the shipped config by a relative path
+    let rel = Path::new("../../configs/train.toml");
+    let cfg = TrainConfig::load(rel, &[]).unwrap();
+    let v = cfg.validate.as_ref().expect("train.toml validates");
+    for p in [&cfg.out, &cfg.data.config, &v.config] {
+        assert!(p.is_absolute(), "{} is relative", p.display());
+    }
+    assert_eq!(cfg.data.config, depth_core::config::normalize(&configs().join("data.toml")));
+    // written into a run folder elsewhere and read from there: the same config
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("run/config.toml");
+    std::fs::create_dir_all(saved.parent().unwrap()).unwrap();
+    std::fs::write(&saved, cfg.to_toml()).unwrap();
+    assert_eq!(TrainConfig::load(&saved, &[]).unwrap(), cfg);
+}
