@@ -58,6 +58,9 @@ pub enum XtaskError {
     /// A bench case that could not be measured.
     #[error("bench: {reason}")]
     Bench { reason: String },
+    /// SIGINT or SIGTERM stopped the work; what it had written part-way was removed.
+    #[error("interrupted by a signal; the partial outputs were removed")]
+    Interrupted,
     #[error("{failed} of {total} images failed (listed above)")]
     SomeFailed { failed: usize, total: usize },
 }

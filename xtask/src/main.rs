@@ -79,7 +79,9 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
+            // 128 + SIGINT, as a shell reports a process ended by Ctrl-C
+            let code = if matches!(e, error::XtaskError::Interrupted) { 130 } else { 1 };
+            std::process::ExitCode::from(code)
         }
     }
 }

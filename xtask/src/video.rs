@@ -15,9 +15,12 @@ use depth_core::Progress;
 use depth_core::atomic::write_atomic;
 use depth_models::{DepthEstimator, DepthMap};
 use image::RgbImage;
+use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Frames whose depth sets the colour range of the whole video.
 const RANGE_FRAMES: usize = 32;
@@ -43,10 +46,11 @@ fn ffmpeg_missing(tool: &str, e: std::io::Error) -> XtaskError {
 
 /// Reads the stream's size, rate and count with ffprobe.
 pub(crate) fn probe(path: &Path) -> Result<VideoInfo> {
+    let input = ffmpeg_input(path)?;
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-of", "json", "-show_entries"])
-        .arg("stream=width,height,avg_frame_rate,r_frame_rate,nb_frames:format=duration")
-        .arg(path)
+        .args(["-v", "error", "-protocol_whitelist", "file", "-select_streams", "v:0", "-of", "json"])
+        .args(["-show_entries", "stream=width,height,avg_frame_rate,r_frame_rate,nb_frames:format=duration"])
+        .arg(input)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| ffmpeg_missing("ffprobe", e))?;
@@ -104,11 +108,12 @@ struct Decoder {
 
 impl Decoder {
     fn spawn(path: &Path, info: &VideoInfo) -> Result<Decoder> {
+        let input = ffmpeg_input(path)?;
         let (mut child, stderr) = spawn_ffmpeg(
             Command::new("ffmpeg")
                 // warnings too: a truncated file is only a warning ("File ended prematurely")
-                .args(["-v", "warning", "-nostdin", "-i"])
-                .arg(path)
+                .args(["-v", "warning", "-nostdin", "-protocol_whitelist", "file", "-i"])
+                .arg(input)
                 .args([
                     "-map",
                     "0:v:0",
@@ -179,8 +184,7 @@ struct Encoder {
 
 impl Encoder {
     fn spawn(path: &Path, width: u32, height: u32, fps: &str) -> Result<Encoder> {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temp = path.with_file_name(format!(".{name}.partial"));
+        let temp = path.with_file_name(hidden(path.file_name().unwrap_or_default(), ".partial"));
         let (mut child, stderr) = spawn_ffmpeg(
             Command::new("ffmpeg")
                 .args(["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
@@ -196,7 +200,7 @@ impl Encoder {
                     "veryfast",
                 ])
                 .args(["-crf", "18", "-pix_fmt", "yuv420p", "-f", "mp4"])
-                .arg(&temp)
+                .arg(file_url(&temp)?)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null()),
         )?;
@@ -249,13 +253,46 @@ pub(crate) fn video_range(maps: &[&DepthMap], (lo, hi): (f64, f64)) -> Option<(f
     Some((at(lo), at(hi)))
 }
 
-fn stem(video: &Path) -> String {
-    video.file_stem().map_or_else(|| "video".into(), |s| s.to_string_lossy().into_owned())
+/// The video's file stem, as the file system has it (a name that is not UTF-8 stays itself, so
+/// two such videos never share an output).
+fn stem(video: &Path) -> OsString {
+    video.file_stem().map_or_else(|| "video".into(), OsStr::to_os_string)
+}
+
+/// `name` + `suffix`.
+fn suffixed(name: &OsStr, suffix: &str) -> OsString {
+    let mut s = name.to_os_string();
+    s.push(suffix);
+    s
+}
+
+/// `.name` + `suffix`: where an output is written until it is complete.
+fn hidden(name: &OsStr, suffix: &str) -> OsString {
+    let mut s = OsString::from(".");
+    s.push(name);
+    s.push(suffix);
+    s
+}
+
+/// The video as ffmpeg and ffprobe take it: a regular file (checked first: a FIFO would block
+/// them) named by its absolute path behind `file:`, so no name is read as an option (`-report`)
+/// or another protocol (`concat:…`, `http://…`).
+fn ffmpeg_input(path: &Path) -> Result<OsString> {
+    depth_core::read::regular(path)?;
+    file_url(path)
+}
+
+/// `file:` and the absolute path: a name ffmpeg reads as a file only.
+fn file_url(path: &Path) -> Result<OsString> {
+    let abs = std::path::absolute(path).map_err(|e| depth_core::CoreError::io(path, e))?;
+    let mut url = OsString::from("file:");
+    url.push(abs.as_os_str());
+    Ok(url)
 }
 
 /// `<outdir>/<stem>.mp4`, refused when it is the input itself (`--outdir` the video's folder).
 pub(crate) fn output_path(outdir: &Path, video: &Path) -> Result<PathBuf> {
-    let out = outdir.join(format!("{}.mp4", stem(video)));
+    let out = outdir.join(suffixed(&stem(video), ".mp4"));
     let same = match (out.canonicalize(), video.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
@@ -284,15 +321,14 @@ pub(crate) struct VideoJob {
     pub batch_size: usize,
 }
 
-/// Writes the depth video of `job`.
+/// Writes the depth video of `job`. Until it is complete the video and the raw frames are
+/// written under hidden `.partial` names; an error or SIGINT/SIGTERM removes them (a video
+/// broken part-way keeps the frames before the break, named as complete ones).
 pub(crate) fn run(job: &VideoJob, est: &DepthEstimator) -> Result<()> {
     let (video, info) = (&job.video, &job.info);
+    let stop = interrupted()?;
     let raw = match job.save_raw {
-        Some(f) => {
-            let dir = job.out.with_file_name(format!("{}_depth", stem(video)));
-            std::fs::create_dir_all(&dir).map_err(|source| depth_core::CoreError::write(&dir, source))?;
-            Some((f, dir))
-        }
+        Some(format) => Some(RawFrames::start(format, &job.out, video)?),
         None => None,
     };
     est.input_shape(info.width, info.height)?;
@@ -301,22 +337,28 @@ pub(crate) fn run(job: &VideoJob, est: &DepthEstimator) -> Result<()> {
     let bar = Bar::new("video");
     bar.start(info.about.unwrap_or(0), 0);
     let mut sink = Sink { encoder, raw, written: 0, bar: &bar };
-    let result = depth_frames(job, est, &mut decoder, &mut sink);
+    let result = depth_frames(job, est, &mut decoder, &mut sink, &stop);
     let decoded = decoder.finish();
-    let Sink { encoder, written, .. } = sink;
+    let Sink { encoder, raw, written, .. } = sink;
     bar.set_length(written);
     drop(bar);
+    let abandon = |encoder: Encoder, raw: Option<RawFrames>| {
+        encoder.abandon();
+        if let Some(r) = raw {
+            r.abandon();
+        }
+    };
     let broken = match result {
         Ok(broken) => broken,
         Err(e) => {
-            encoder.abandon();
+            abandon(encoder, raw);
             return Err(e);
         }
     };
     let short = info.frames.filter(|&n| written < n).map(|n| format!("the container holds {n} frames"));
     let broken = broken.or(decoded.err()).or(short);
     if written == 0 {
-        encoder.abandon();
+        abandon(encoder, raw);
         let why = broken.unwrap_or_else(|| "the video stream is empty".into());
         return Err(XtaskError::Video {
             path: video.clone(),
@@ -324,6 +366,9 @@ pub(crate) fn run(job: &VideoJob, est: &DepthEstimator) -> Result<()> {
         });
     }
     encoder.finish()?;
+    if let Some(r) = raw {
+        r.finish()?;
+    }
     match broken {
         None => {
             println!("{written} frames at {} fps written to {}", info.fps, job.out.display());
@@ -339,10 +384,69 @@ pub(crate) fn run(job: &VideoJob, est: &DepthEstimator) -> Result<()> {
     }
 }
 
+/// A flag that SIGINT and SIGTERM raise (a second one ends the process at once), so the frame
+/// loop can stop and remove what it wrote.
+fn interrupted() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        let register = |r: std::io::Result<signal_hook::SigId>| {
+            r.map_err(|e| XtaskError::Tool {
+                tool: "a signal handler".into(),
+                hint: "cannot watch for Ctrl-C",
+                source: e,
+            })
+        };
+        register(signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone()))?;
+        register(signal_hook::flag::register(sig, flag.clone()))?;
+    }
+    Ok(flag)
+}
+
+/// The raw depth of every frame (`--save-raw`): written into `.<stem>_depth.partial/`, renamed
+/// to `<stem>_depth/` once the video is complete.
+struct RawFrames {
+    format: RawFormat,
+    partial: PathBuf,
+    done: PathBuf,
+}
+
+impl RawFrames {
+    fn start(format: RawFormat, out: &Path, video: &Path) -> Result<Self> {
+        let name = stem(video);
+        let partial = out.with_file_name(hidden(&name, "_depth.partial"));
+        let done = out.with_file_name(suffixed(&name, "_depth"));
+        // a killed run's frames are not this run's
+        let _ = std::fs::remove_dir_all(&partial);
+        std::fs::create_dir_all(&partial).map_err(|source| depth_core::CoreError::write(&partial, source))?;
+        Ok(Self { format, partial, done })
+    }
+
+    fn write(&self, index: u64, depth: &DepthMap) -> Result<()> {
+        let f = self.format;
+        write_atomic(&self.partial.join(raw_name(index, f)), |w| f.write(depth, w))?;
+        Ok(())
+    }
+
+    /// Puts the frames in place of an earlier run's.
+    fn finish(self) -> Result<()> {
+        if self.done.exists() {
+            std::fs::remove_dir_all(&self.done).map_err(|e| depth_core::CoreError::write(&self.done, e))?;
+        }
+        std::fs::rename(&self.partial, &self.done)
+            .map_err(|e| depth_core::CoreError::write(&self.done, e))?;
+        Ok(())
+    }
+
+    fn abandon(self) {
+        let _ = std::fs::remove_dir_all(&self.partial);
+    }
+}
+
 /// Where finished frames go: the encoder and, with `--save-raw`, one depth file per frame.
 struct Sink<'a> {
     encoder: Encoder,
-    raw: Option<(RawFormat, PathBuf)>,
+    raw: Option<RawFrames>,
     written: u64,
     bar: &'a Bar,
 }
@@ -351,8 +455,8 @@ impl Sink<'_> {
     fn write(&mut self, pending: &mut Vec<(RgbImage, DepthMap)>, rendering: &Rendering) -> Result<()> {
         for (frame, depth) in pending.drain(..) {
             self.encoder.write(&rendering.picture(&frame, &depth))?;
-            if let Some((f, dir)) = &self.raw {
-                write_atomic(&dir.join(raw_name(self.written, *f)), |w| f.write(&depth, w))?;
+            if let Some(raw) = &self.raw {
+                raw.write(self.written, &depth)?;
             }
             self.written += 1;
             self.bar.advance(1);
@@ -369,6 +473,7 @@ fn depth_frames(
     est: &DepthEstimator,
     decoder: &mut Decoder,
     sink: &mut Sink,
+    stop: &AtomicBool,
 ) -> Result<Option<String>> {
     let mut rendering = match (job.rendering.range, job.per_frame_range) {
         (Some(_), _) | (None, true) => Some(job.rendering),
@@ -379,6 +484,9 @@ fn depth_frames(
     let mut pending: Vec<(RgbImage, DepthMap)> = Vec::new();
     let mut broken = None;
     loop {
+        if stop.load(Ordering::SeqCst) {
+            return Err(XtaskError::Interrupted);
+        }
         let mut frames = Vec::with_capacity(job.batch_size);
         while frames.len() < job.batch_size.max(1) {
             match decoder.next(&job.info) {

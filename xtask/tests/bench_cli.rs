@@ -155,3 +155,44 @@ fn cases_that_need_the_fixtures_say_so_without_them() {
     assert!(ours["note"].as_str().unwrap().contains("needs the fixtures"), "{ours}");
     assert!(ours.get("median_s").is_none());
 }
+
+#[test]
+fn a_python_that_never_answers_and_an_empty_case_name_end_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    // an empty name would select every case: refused before anything is written
+    let out = dir.path().join("empty");
+    let o = bench(&["--cases", "", "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("empty case name"));
+    assert!(!out.exists(), "{} was created", out.display());
+    // a Python that hangs: the probe gives up after --timeout, ours is measured alone, and
+    // nothing but the results is left in --out
+    let py = dir.path().join("hangs");
+    std::fs::write(&py, "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::set_permissions(&py, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = dir.path().join("bench");
+    let t0 = std::time::Instant::now();
+    let o = bench(&[
+        "--cases",
+        "sgemm",
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        "--timeout",
+        "2",
+        "--python",
+        py.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(t0.elapsed() < std::time::Duration::from_secs(120), "took {:?}", t0.elapsed());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("did not answer within 2 s"));
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["results.json", "results.md"]);
+}

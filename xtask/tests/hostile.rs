@@ -302,3 +302,86 @@ fn configs_datasets_and_full_disks_are_refused_cleanly() {
         None,
     );
 }
+
+#[test]
+fn absurd_training_sizes_and_values_are_refused_before_the_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = repo().join("xtask/tests/data/tiny_train.toml");
+    let out = dir.path().join("run");
+    for (sets, says) in [
+        (&["data.loader.batch_size=1000000000"][..], "batch_size"),
+        (&["data.loader.augment.crop=100002"], "crop"),
+        (&["data.loader.workers=1000000"], "workers"),
+        (&["data.loader.augment.hflip=2"], "hflip"),
+        (&["data.loader.augment.blur_sigma=[2.0, 0.1]"], "blur_sigma"),
+        (&["data.loader.epoch_size=0"], "epoch_size"),
+        (&["data.source.0.synth.count=100000000000"], "count"),
+        (&["optim.lr=inf"], "optim.lr"),
+        (&["optim.betas=[0.9, nan]"], "optim.betas"),
+        (&["loss.gm_weight=-inf"], "loss.gm_weight"),
+        // within the limits, but the batches in flight need far more than this machine has
+        (&["data.loader.batch_size=4096", "data.loader.augment.crop=8190"], "free"),
+        (&["optim.lr=1\n[evil]\nx=1"], "one line"),
+    ] {
+        let mut args = vec!["train".to_string(), "--config".into(), s(&cfg).into()];
+        args.extend(["--set".into(), format!("out={}", out.display())]);
+        for set in sets {
+            args.extend(["--set".into(), set.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refuses(&format!("train --set {sets:?}"), &args, says, None);
+        assert!(!out.exists(), "--set {sets:?}: wrote {}", out.display());
+    }
+}
+
+#[test]
+fn devices_and_fifos_are_refused_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.png");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let zero_link = dir.path().join("zero.jpg");
+    std::os::unix::fs::symlink("/dev/zero", &zero_link).unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "pipe.png\nzero.jpg\n").unwrap();
+    let w = weights();
+    let out = dir.path().join("out");
+    // each with a deadline: a reader that opens a FIFO waits for a writer forever
+    let run = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+                return (status, err);
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("{args:?} hung");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    for args in [
+        vec!["infer", "--weights", &w, "--img-path", s(&fifo), "--outdir", s(&out)],
+        vec!["infer", "--weights", &w, "--img-path", "/dev/zero", "--outdir", s(&out)],
+        vec!["infer", "--weights", &w, "--img-path", s(&list), "--outdir", s(&out), "--input-size", "56"],
+        vec!["train", "--config", "/dev/zero"],
+        vec!["train", "--config", s(&fifo)],
+        vec!["eval", "--config", "/dev/urandom", "--baselines"],
+        vec!["infer", "--weights", "/dev/zero", "--img-path", s(&list)],
+    ] {
+        let (status, err) = run(&args);
+        assert!(status.code().is_some_and(|c| c != 0), "{args:?}: {status:?}\n{err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            err.contains("FIFO") || err.contains("character device"),
+            "{args:?} does not say what it refused:\n{err}"
+        );
+    }
+}

@@ -147,3 +147,87 @@ fn a_truncated_video_ends_with_an_error_and_the_frames_before_the_break() {
     );
     assert!(!out2.join("junk.mp4").exists());
 }
+
+#[test]
+fn a_video_path_is_only_ever_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("a.mp4");
+    make_clip(&clip, 4, (64, 48));
+    let fifo = dir.path().join("pipe.mp4");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for video in [
+        "--video=-report",
+        "--video=concat:a.mp4|a.mp4",
+        "--video=http://127.0.0.1:9/x.mp4",
+        "--video=pipe.mp4",
+    ] {
+        // in the clip's folder, where `concat:a.mp4|a.mp4` would name real files for ffmpeg
+        let w = fixtures().join("weights/da2_vits_random.pth");
+        let out = run(Command::new(env!("CARGO_BIN_EXE_xtask")).current_dir(dir.path()).args([
+            "infer",
+            "--weights",
+            w.to_str().unwrap(),
+            "--input-size",
+            "70",
+            video,
+            "--outdir",
+            "out",
+        ]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{video}: {err}");
+        assert!(err.contains("No such file") || err.contains("FIFO"), "{video}: {err}");
+        assert!(!dir.path().join("out").exists(), "{video}: wrote an output");
+    }
+    let logs: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ffprobe-"))
+        .collect();
+    assert!(logs.is_empty(), "ffprobe took a path for an option and wrote {logs:?}");
+}
+
+#[test]
+fn a_signal_leaves_nothing_partial_behind_and_names_keep_their_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    // a name that is not UTF-8: the outputs keep its bytes
+    let name = std::ffi::OsStr::from_bytes(b"clip\xff");
+    let clip = dir.path().join(name).with_extension("mp4");
+    let made = dir.path().join("made.mp4");
+    make_clip(&made, 60, (96, 64));
+    std::fs::rename(&made, &clip).unwrap();
+    let out = dir.path().join("out");
+    let w = fixtures().join("weights/da2_vits_random.pth");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["infer", "--weights", w.to_str().unwrap(), "--input-size", "266", "--video"])
+        .arg(&clip)
+        .args(["--outdir", out.to_str().unwrap(), "--save-raw", "npy"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // SIGTERM once frames are being written
+    let partial = out.join(std::ffi::OsStr::from_bytes(b".clip\xff_depth.partial"));
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(&partial).map_or(0, |d| d.count()) < 2 {
+        assert!(child.try_wait().unwrap().is_none(), "finished before the signal");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(120));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // uninterrupted, the outputs carry the name's own bytes
+    let ok = run(Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["infer", "--weights", w.to_str().unwrap(), "--input-size", "70", "--video"])
+        .arg(&clip)
+        .args(["--outdir", out.to_str().unwrap(), "--save-raw", "npy"]));
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let mut names: Vec<Vec<u8>> =
+        std::fs::read_dir(&out).unwrap().flatten().map(|e| e.file_name().as_bytes().to_vec()).collect();
+    names.sort();
+    assert_eq!(names, [b"clip\xff.mp4".to_vec(), b"clip\xff_depth".to_vec()]);
+}

@@ -54,7 +54,7 @@ pub trait ConfigFile: DeserializeOwned {
 /// a number after a list's name picks one of its tables, `source.0.ratio=2`);
 /// nothing is resolved or validated (see [`ConfigFile::load`]).
 pub fn read_toml<T: DeserializeOwned>(path: &Path, overrides: &[String]) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| CoreError::Io { path: path.into(), source })?;
+    let text = crate::read::text(path)?;
     parse_toml(&text, path, overrides)
 }
 
@@ -65,7 +65,21 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path, overrides: &[Str
     for o in overrides {
         apply_override(&mut table, o).map_err(|e| bad(format!("override `{o}`: {e}")))?;
     }
+    if let Some(key) = non_finite("", &toml::Value::Table(table.clone())) {
+        return Err(bad(format!("{key}: not a finite number (inf and nan are no setting)")));
+    }
     T::deserialize(toml::Value::Table(table)).map_err(|e| bad(e.to_string()))
+}
+
+/// The dotted key of the first non-finite number in `value`, if any.
+fn non_finite(at: &str, value: &toml::Value) -> Option<String> {
+    let join = |k: &str| if at.is_empty() { k.to_string() } else { format!("{at}.{k}") };
+    match value {
+        toml::Value::Float(f) if !f.is_finite() => Some(at.to_string()),
+        toml::Value::Table(t) => t.iter().find_map(|(k, v)| non_finite(&join(k), v)),
+        toml::Value::Array(a) => a.iter().enumerate().find_map(|(i, v)| non_finite(&join(&i.to_string()), v)),
+        _ => None,
+    }
 }
 
 /// Sets `key.sub.…=value` in `table`. The value is read as TOML (`3`, `1e-4`, `true`,
@@ -74,11 +88,16 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path, overrides: &[Str
 /// (`source.0.ratio=2`).
 fn apply_override(table: &mut toml::Table, assignment: &str) -> std::result::Result<(), String> {
     let (key, raw) = assignment.split_once('=').ok_or("expected key=value")?;
-    let value = format!("v = {}", raw.trim())
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    if assignment.chars().any(char::is_control) {
+        return Err(
+            "an override is one line of text (it holds a newline or another control character)".into()
+        );
+    }
+    let value = match format!("v = {}", raw.trim()).parse::<toml::Table>() {
+        Ok(mut t) if t.len() == 1 => t.remove("v").expect("the one key"),
+        Ok(_) => return Err(format!("'{}' is more than one value", raw.trim())),
+        Err(_) => toml::Value::String(raw.trim().to_string()),
+    };
     let parts: Vec<&str> = key.trim().split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err(format!("'{key}' is not a dotted key"));
@@ -209,6 +228,18 @@ mod tests {
         assert!(err.to_string().contains("has 1 entries"), "{err}");
         let err = parse_toml::<Cfg>(TEXT, Path::new("t.toml"), &["nonsense".into()]).unwrap_err();
         assert!(err.to_string().contains("key=value"), "{err}");
+        // no setting is infinite or not a number, in the file or in an override
+        for bad in ["optim.lr=inf", "optim.lr=nan", "optim.betas=[0.9, -inf]"] {
+            let err = parse_toml::<Cfg>(TEXT, Path::new("t.toml"), &[bad.into()]).unwrap_err().to_string();
+            assert!(err.contains("not a finite number") && err.contains("optim."), "{err}");
+        }
+        let err = parse_toml::<Cfg>(&TEXT.replace("1e-4", "inf"), Path::new("t.toml"), &[]).unwrap_err();
+        assert!(err.to_string().contains("optim.lr: not a finite number"), "{err}");
+        // what does not parse whole is refused, not cut
+        for sneaky in ["optim.lr=1\n[evil]\nx=1", "name=a\rb", "optim.lr=1\tx"] {
+            let err = parse_toml::<Cfg>(TEXT, Path::new("t.toml"), &[sneaky.into()]).unwrap_err();
+            assert!(err.to_string().contains("one line"), "{err}");
+        }
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub enum CoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path}: {kind}, not a file; only regular files are read")]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error("{path}: {bytes} bytes, more than the {limit} this tool reads of such a file")]
+    TooLarge { path: PathBuf, bytes: u64, limit: u64 },
     #[error("{path}: not a valid {format} file: {reason}")]
     Format { path: PathBuf, format: &'static str, reason: String },
     #[error(

@@ -29,7 +29,7 @@ pub enum ImageError {
 
 /// Decodes an image file to 8-bit RGB.
 pub fn read_image(path: &Path) -> Result<RgbImage> {
-    let bytes = std::fs::read(path).map_err(|source| CoreError::Io { path: path.into(), source })?;
+    let bytes = crate::read::bytes(path, crate::read::IMAGE_LIMIT)?;
     decode_image(&bytes).map_err(|e| CoreError::ImageDecode { path: path.into(), reason: e.to_string() })
 }
 

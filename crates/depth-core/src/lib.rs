@@ -12,7 +12,7 @@
 //!
 //! Its surface has one path per item: the ops, the device, the progress trait and the error are
 //! re-exported at the root from private modules; the families of functions (`atomic`, `config`,
-//! `fixtures`, `hash`, `image_io`, `net_input`, `npy`, `png16`, `walk`, `weights`) are public
+//! `fixtures`, `hash`, `image_io`, `machine`, `net_input`, `npy`, `png16`, `read`, `walk`, `weights`) are public
 //! modules used by their path and not re-exported.
 
 mod abs;
@@ -33,6 +33,7 @@ pub mod hash;
 #[cfg(feature = "io")]
 pub mod image_io;
 mod linear;
+pub mod machine;
 #[cfg(feature = "io")]
 pub mod net_input;
 mod norm;
@@ -40,6 +41,7 @@ pub mod npy;
 #[cfg(feature = "io")]
 pub mod png16;
 mod progress;
+pub mod read;
 mod relu;
 mod resample;
 mod softmax;

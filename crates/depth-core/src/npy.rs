@@ -11,7 +11,7 @@ const MAX_HEADER: usize = 1 << 16;
 
 /// Reads a float32 (or float64, converted) array and its shape.
 pub fn read_f32(path: &Path) -> Result<(Vec<u64>, Vec<f32>)> {
-    let bytes = std::fs::read(path).map_err(|source| CoreError::Io { path: path.into(), source })?;
+    let bytes = crate::read::bytes(path, crate::read::ARRAY_LIMIT)?;
     parse_f32(&bytes).map_err(|reason| CoreError::Format { path: path.into(), format: "npy", reason })
 }
 
@@ -101,8 +101,14 @@ pub fn write_f32(w: &mut dyn Write, shape: &[u64], data: &[f32]) -> std::io::Res
     w.write_all(b"\x93NUMPY\x01\x00")?;
     w.write_all(&len.to_le_bytes())?;
     w.write_all(header.as_bytes())?;
-    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    w.write_all(&bytes)
+    // in pieces, so that writing a large array never copies it whole
+    let mut bytes = Vec::with_capacity(4 << 14);
+    for chunk in data.chunks(1 << 14) {
+        bytes.clear();
+        bytes.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+        w.write_all(&bytes)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

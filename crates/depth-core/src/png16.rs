@@ -16,19 +16,7 @@ pub enum Png16Scale {
 /// A single-channel 16-bit PNG of `values` (row-major `width`×`height`); non-finite values
 /// become 0 (the "no depth" value of the 16-bit depth formats).
 pub fn encode(values: &[f32], width: u32, height: u32, scale: Png16Scale) -> io::Result<Vec<u8>> {
-    let finite = values.iter().copied().filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let to_u16 = |v: f32| -> u16 {
-        if !v.is_finite() {
-            return 0;
-        }
-        let x = match scale {
-            Png16Scale::MinMax if hi > lo => ((v - lo) / (hi - lo)).clamp(0.0, 1.0) as f64 * 65535.0,
-            Png16Scale::MinMax => 0.0,
-            Png16Scale::Factor(f) => v as f64 * f,
-        };
-        x.round().clamp(0.0, 65535.0) as u16
-    };
+    let to_u16 = quantizer(values, scale);
     let img = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(
         width,
         height,
@@ -38,6 +26,24 @@ pub fn encode(values: &[f32], width: u32, height: u32, scale: Png16Scale) -> io:
     let mut buf = io::Cursor::new(Vec::new());
     img.write_to(&mut buf, image::ImageFormat::Png).map_err(io::Error::other)?;
     Ok(buf.into_inner())
+}
+
+/// The 16-bit sample of a value under `scale` (for `MinMax`, over the finite range of
+/// `values`); non-finite values are 0. What [`encode`] stores, for writers that stream rows.
+pub fn quantizer(values: &[f32], scale: Png16Scale) -> impl Fn(f32) -> u16 + Send + Sync + use<> {
+    let finite = values.iter().copied().filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    move |v: f32| -> u16 {
+        if !v.is_finite() {
+            return 0;
+        }
+        let x = match scale {
+            Png16Scale::MinMax if hi > lo => ((v - lo) / (hi - lo)).clamp(0.0, 1.0) as f64 * 65535.0,
+            Png16Scale::MinMax => 0.0,
+            Png16Scale::Factor(f) => v as f64 * f,
+        };
+        x.round().clamp(0.0, 65535.0) as u16
+    }
 }
 
 #[cfg(test)]

@@ -161,7 +161,10 @@ impl DatasetRef {
     ) -> std::result::Result<Self, Invalid> {
         match (dataset, synth) {
             (Some(name), None) => Ok(Self::Named(name)),
-            (None, Some(spec)) => Ok(Self::Synth(spec)),
+            (None, Some(spec)) => {
+                spec.validate().map_err(|e| e.under(&format!("{entry}.synth")))?;
+                Ok(Self::Synth(spec))
+            }
             _ => Err(Invalid::new(entry, format!("{entry} needs exactly one of `dataset` and `synth`"))),
         }
     }

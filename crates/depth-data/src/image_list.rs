@@ -35,7 +35,7 @@ pub fn list_images(source: &Path) -> Result<Vec<ImageItem>> {
             })
             .collect()
     } else if source.extension().is_some_and(|e| e == "txt") {
-        let text = std::fs::read_to_string(source).map_err(|e| CoreError::io(source, e))?;
+        let text = depth_core::read::text(source)?;
         let base = depth_core::config::base_dir(source);
         text.lines()
             .map(str::trim)
@@ -47,12 +47,11 @@ pub fn list_images(source: &Path) -> Result<Vec<ImageItem>> {
                 ImageItem { path: base.join(&written), rel: written }.with_rel_inside(inside)
             })
             .collect()
-    } else if source.is_file() {
+    } else {
+        // a FIFO or a device is refused here, before anything waits on it
+        depth_core::read::regular(source)?;
         let rel = source.file_name().map(PathBuf::from).unwrap_or_else(|| source.to_path_buf());
         vec![ImageItem { path: source.to_path_buf(), rel }]
-    } else {
-        let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder");
-        return Err(CoreError::io(source, missing).into());
     };
     if items.is_empty() {
         return Err(CoreError::bad_input(
@@ -125,7 +124,9 @@ mod tests {
         std::fs::write(&f, b"x").unwrap();
         assert_eq!(list_images(&f).unwrap(), [ImageItem { path: f.clone(), rel: "photo.webp".into() }]);
         let err = list_images(&dir.path().join("nothing")).unwrap_err().to_string();
-        assert!(err.contains("nothing") && err.contains("no such file"), "{err}");
+        assert!(err.contains("nothing") && err.contains("No such file"), "{err}");
+        let err = list_images(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(err.contains("/dev/zero") && err.contains("character device"), "{err}");
         let empty = dir.path().join("empty.txt");
         std::fs::write(&empty, "# nothing here\n").unwrap();
         let err = list_images(&empty).unwrap_err().to_string();

@@ -63,30 +63,53 @@ pub struct LoaderConfig {
 }
 
 impl LoaderConfig {
-    /// Consistency of the sizes (a config checks it before anything is written).
+    /// Consistency of the sizes and probabilities (a config checks it before anything is
+    /// written), within limits that keep one batch allocatable (see [`Loader::new`] for the
+    /// machine's memory).
     pub fn validate(&self) -> std::result::Result<(), Invalid> {
+        let bad = |key: &str, reason: String| Err(Invalid::new(key, reason));
         if self.world == 0 || self.rank >= self.world {
-            return Err(Invalid::new(
-                "rank",
-                format!("rank {} is not below world size {}", self.rank, self.world),
-            ));
+            return bad("rank", format!("rank {} is not below world size {}", self.rank, self.world));
         }
-        if self.batch_size == 0 || self.workers == 0 {
-            return Err(Invalid::new("batch_size", "batch_size and workers must be at least 1"));
-        }
-        let a = &self.augment;
-        if a.input_size < a.multiple.max(1) || a.crop.is_some_and(|c| c < a.multiple.max(1)) {
-            return Err(Invalid::new(
-                "augment.input_size",
+        if !(1..=MAX_BATCH).contains(&self.batch_size) || !(1..=MAX_WORKERS).contains(&self.workers) {
+            return bad(
+                "batch_size",
                 format!(
-                    "augment.input_size {} and crop {:?} must be at least one {}-pixel patch",
-                    a.input_size, a.crop, a.multiple
+                    "batch_size {} must be in 1..={MAX_BATCH} and workers {} in 1..={MAX_WORKERS}",
+                    self.batch_size, self.workers
                 ),
-            ));
+            );
         }
-        Ok(())
+        if self.prefetch > MAX_PREFETCH {
+            return bad(
+                "prefetch",
+                format!("prefetch {} is more than {MAX_PREFETCH} batches", self.prefetch),
+            );
+        }
+        if self.epoch_size.is_some_and(|n| n == 0 || n > MAX_EPOCH) {
+            return bad("epoch_size", format!("epoch_size {:?} must be in 1..={MAX_EPOCH}", self.epoch_size));
+        }
+        self.augment.validate().map_err(|e| e.under("augment"))
+    }
+
+    /// The bytes the loader holds for prepared samples at most: the batches in flight
+    /// (prefetch + the one being built) of images and targets at the crop size.
+    pub fn memory(&self) -> u64 {
+        let a = &self.augment;
+        let side = a.crop.unwrap_or(a.input_size) as u64;
+        // RGB + target + mask, float32; without a crop the longer side is bounded by nothing
+        // here, so count twice the area of the square
+        let per_sample = side * side * 5 * 4 * if a.crop.is_some() { 1 } else { 2 };
+        per_sample * self.batch_size as u64 * (self.prefetch as u64 + 2)
     }
 }
+
+/// Limits of the loader's sizes: beyond them one batch cannot be allocated on any machine
+/// this trains on, or the threads cannot be started.
+pub const MAX_BATCH: usize = 4096;
+pub const MAX_WORKERS: usize = 256;
+pub const MAX_PREFETCH: usize = 64;
+pub const MAX_EPOCH: usize = 1 << 32;
 
 impl Default for LoaderConfig {
     fn default() -> Self {
@@ -146,6 +169,19 @@ impl Loader {
             return bad("no source has items and a positive ratio".into());
         }
         config.validate().map_err(|e| CoreError::bad_input("loader", e))?;
+        let need = config.memory();
+        if let Some(free) = depth_core::machine::available_memory().filter(|&free| need > free / 2) {
+            let a = &config.augment;
+            return bad(format!(
+                "batch_size {} at {}² with prefetch {} holds about {} MB of samples, more than half of the \
+                 {} MB this machine has free: lower batch_size (accumulate keeps the batch), the crop or prefetch",
+                config.batch_size,
+                a.crop.unwrap_or(a.input_size),
+                config.prefetch,
+                need >> 20,
+                free >> 20
+            ));
+        }
         Ok(Self { sources, config })
     }
 

@@ -54,7 +54,7 @@ impl Manifest {
     }
 
     pub fn read(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
+        let text = depth_core::read::text(path)?;
         let m: Manifest = serde_json::from_str(&text).map_err(|e| CoreError::format(path, "manifest", e))?;
         if m.format != FORMAT {
             return Err(CoreError::format(

@@ -10,6 +10,7 @@
 use crate::error::Result;
 use crate::sample::{Sample, TargetKind};
 use candle_core::DType;
+use depth_core::config::Invalid;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -64,6 +65,53 @@ impl Default for Augment {
             cutmix: 0.5,
             cutmix_area: (0.02, 0.4),
         }
+    }
+}
+
+/// The largest input or crop side (the same bound as inference's `--input-size`).
+pub const MAX_SIDE: usize = 8190;
+
+impl Augment {
+    /// Sizes within bounds, probabilities in [0, 1], ranges ordered.
+    pub fn validate(&self) -> std::result::Result<(), Invalid> {
+        let bad = |key: &str, reason: String| Err(Invalid::new(key, reason));
+        let m = self.multiple;
+        if !(1..=64).contains(&m) {
+            return bad("multiple", format!("multiple {m} must be in 1..=64"));
+        }
+        for (key, side) in [("input_size", Some(self.input_size)), ("crop", self.crop)] {
+            if let Some(side) = side.filter(|&s| s < m || s > MAX_SIDE) {
+                return bad(
+                    key,
+                    format!("{key} {side} must be at least one {m}-pixel patch and at most {MAX_SIDE}"),
+                );
+            }
+        }
+        let probabilities = [
+            ("hflip", self.hflip),
+            ("jitter.p", self.jitter.p),
+            ("grayscale", self.grayscale),
+            ("blur", self.blur),
+            ("cutmix", self.cutmix),
+        ];
+        if let Some((key, p)) = probabilities.into_iter().find(|(_, p)| !(0.0..=1.0).contains(p)) {
+            return bad(key, format!("{key} {p} is a probability: in [0, 1]"));
+        }
+        let j = &self.jitter;
+        if [j.brightness, j.contrast, j.saturation].iter().any(|x| !(0.0..=1.0).contains(x))
+            || !(0.0..=0.5).contains(&j.hue)
+        {
+            return bad("jitter", "brightness, contrast and saturation in [0, 1], hue in [0, 0.5]".into());
+        }
+        let (lo, hi) = self.blur_sigma;
+        if !(lo > 0.0 && lo <= hi && hi <= 64.0) {
+            return bad("blur_sigma", format!("blur_sigma ({lo}, {hi}) must satisfy 0 < lo ≤ hi ≤ 64"));
+        }
+        let (lo, hi) = self.cutmix_area;
+        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+            return bad("cutmix_area", format!("cutmix_area ({lo}, {hi}) must satisfy 0 < lo ≤ hi ≤ 1"));
+        }
+        Ok(())
     }
 }
 

@@ -699,8 +699,17 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
             input_size: 518,
             image: "web/a.jpg".into(),
             image_sha256: "cd34".into(),
+            checked: true,
         }
     );
+    // one flipped byte in the data is an error naming the label, not a wrong target
+    let clean = fs::read(&p).unwrap();
+    let mut flipped = clean.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x40;
+    fs::write(&p, &flipped).unwrap();
+    fmt_err(pseudo::read_pseudo_label(&p), "damaged");
+    fs::write(&p, &clean).unwrap();
     // the stored tensor itself: (H, W) float32 with NaN where invalid, and the metadata
     let bytes = fs::read(&p).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();

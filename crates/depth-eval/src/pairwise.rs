@@ -24,7 +24,7 @@ pub type Annotations = BTreeMap<String, Vec<PairAnnotation>>;
 
 /// Reads and checks a DA-2K `annotations.json`.
 pub fn read_annotations(path: &Path) -> Result<Annotations> {
-    let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
+    let text = depth_core::read::text(path)?;
     let ann: Annotations = serde_json::from_str(&text).map_err(|e| CoreError::Config {
         path: path.into(),
         reason: format!("not a DA-2K annotations file ({{image: [{{point1, point2, closer_point}}]}}): {e}"),

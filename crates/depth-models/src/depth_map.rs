@@ -9,6 +9,12 @@ use depth_core::atomic::write_atomic;
 use image::RgbImage;
 use std::path::Path;
 
+/// A value's colour over `lo…hi`: scaled to 0…255, truncated to a byte, looked up in `cmap`.
+fn colorizer(cmap: Colormap, lo: f32, hi: f32) -> impl Fn(f32) -> [u8; 3] + Send + Sync {
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    move |v| cmap.lut(((v - lo) / span * 255.0).clamp(0.0, 255.0) as u8)
+}
+
 /// A dense depth map, row-major, `width`×`height` float32 values. From a relative model:
 /// affine-invariant disparity (larger is closer); from a metric one: metres.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,10 +51,14 @@ impl DepthMap {
     /// As [`DepthMap::colorize`] over a fixed range `lo…hi` (values outside are clamped), so
     /// that several maps (the frames of a video) share one colour scale.
     pub fn colorize_range(&self, cmap: Colormap, lo: f32, hi: f32) -> RgbImage {
-        let span = if hi > lo { hi - lo } else { 1.0 };
-        RgbImage::from_fn(self.width, self.height, |x, y| {
-            image::Rgb(cmap.lut(((self.get(x, y) - lo) / span * 255.0).clamp(0.0, 255.0) as u8))
-        })
+        let color = colorizer(cmap, lo, hi);
+        RgbImage::from_fn(self.width, self.height, |x, y| image::Rgb(color(self.get(x, y))))
+    }
+
+    /// The colour [`DepthMap::colorize`] gives each value, for writers that stream rows.
+    pub fn colorizer(&self, cmap: Colormap) -> impl Fn(f32) -> [u8; 3] + Send + Sync + use<> {
+        let (lo, hi) = self.min_max();
+        colorizer(cmap, lo, hi)
     }
 
     /// Writes the values as a float32 `.npy` of shape (H, W) (`np.load` reads it), atomically.

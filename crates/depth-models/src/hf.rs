@@ -44,7 +44,7 @@ struct HfConfig {
 /// Reads an HF `config.json` into our model configuration.
 pub fn read_config(path: &Path) -> Result<ModelConfig> {
     let bad = |reason: String| ModelError::HfConfig { path: path.into(), reason };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let text = depth_core::read::text(path).map_err(|e| bad(e.to_string()))?;
     let c: HfConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let b = &c.backbone_config;
     if c.reassemble_factors != [4.0, 2.0, 1.0, 0.5] {

@@ -126,6 +126,19 @@ impl WeightsSource {
         hub.then(|| Self::Hub { repo: repo.into(), file })
     }
 
+    /// A name for people (a page, a message) that does not say where the weights live: the
+    /// file's or folder's own name, the Hub id, the official repository.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Official(e) => e.hub_repo().0.to_string(),
+            Self::File(p) | Self::Folder(p) => {
+                p.file_name().map_or_else(|| "weights".into(), |n| n.to_string_lossy().into_owned())
+            }
+            Self::Hub { repo, file: Some(file) } => format!("{repo}:{file}"),
+            Self::Hub { repo, file: None } => repo.clone(),
+        }
+    }
+
     /// The text that names it, as [`str::parse`] and configs read it.
     pub fn spec(&self) -> String {
         match self {

@@ -103,17 +103,7 @@ pub fn write(root: &Path, c: &Contents, keep_last: usize) -> Result<Checkpoint> 
 
 /// Removes step folders beyond the newest `keep_last` (never the pointer's).
 fn prune(root: &Path, keep_last: usize, current: &str) -> Result<()> {
-    let mut steps: Vec<(u64, PathBuf)> = std::fs::read_dir(root)
-        .map_err(|e| CoreError::io(root, e))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("step-").and_then(|s| s.parse().ok()).map(|s| (s, e.path()))
-        })
-        .collect();
-    steps.sort();
-    let n = steps.len();
-    for (_, path) in steps.into_iter().take(n.saturating_sub(keep_last)) {
+    for (_, path) in step_dirs(root)?.into_iter().skip(keep_last) {
         if path.file_name().is_some_and(|f| f != current) {
             std::fs::remove_dir_all(&path).map_err(|e| CoreError::write(&path, e))?;
         }
@@ -124,11 +114,13 @@ fn prune(root: &Path, keep_last: usize, current: &str) -> Result<()> {
 /// The newest complete checkpoint under `root`, verified against the pointer (None when the
 /// run has none yet). A file that does not match is an error naming it: the pointer only moves
 /// after both files are complete, so a mismatch means the files were changed or damaged since.
+/// Without a pointer, the newest step folder whose two files are complete is taken (with a
+/// warning: their checksums were in the pointer), never a fresh start over them.
 pub fn latest(root: &Path) -> Result<Option<Checkpoint>> {
     let ptr_path = root.join(POINTER);
     let text = match std::fs::read(&ptr_path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return recover(root),
         Err(e) => return Err(CoreError::io(&ptr_path, e).into()),
     };
     let ptr: Pointer = serde_json::from_slice(&text)
@@ -159,6 +151,56 @@ pub fn latest(root: &Path) -> Result<Option<Checkpoint>> {
         }
     }
     Ok(Some(Checkpoint { step: ptr.step, model, state }))
+}
+
+/// The step folders under `root`, newest first.
+fn step_dirs(root: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(CoreError::io(root, e).into()),
+    };
+    let mut steps: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("step-").and_then(|s| s.parse().ok()).map(|s| (s, e.path()))
+        })
+        .collect();
+    steps.sort_by(|a, b| b.cmp(a));
+    Ok(steps)
+}
+
+/// The newest step folder whose model and state files are complete (both read, the state's
+/// step its folder's), when the pointer is gone; an error when step folders exist and none is.
+fn recover(root: &Path) -> Result<Option<Checkpoint>> {
+    let steps = step_dirs(root)?;
+    if steps.is_empty() {
+        return Ok(None);
+    }
+    for (step, dir) in &steps {
+        let c = Checkpoint { step: *step, model: dir.join(MODEL_FILE), state: dir.join(STATE_FILE) };
+        let complete = safetensors_metadata(&c.model).is_ok()
+            && c.read_state().is_ok_and(|(_, json)| {
+                serde_json::from_str::<serde_json::Value>(&json).is_ok_and(|v| v["step"] == *step)
+            });
+        if complete {
+            tracing::warn!(
+                "{} is missing: resuming from {}, whose two files are complete (their checksums were in the pointer)",
+                root.join(POINTER).display(),
+                dir.display()
+            );
+            return Ok(Some(c));
+        }
+    }
+    Err(TrainError::checkpoint(
+        root,
+        format!(
+            "no {POINTER} and none of the {} step folders holds a complete checkpoint; restore the pointer, \
+             or move the folder away to start again",
+            steps.len()
+        ),
+    ))
 }
 
 /// Fault injection for the crash tests: with `DEPTH_TRAIN_PAUSE=<point>:<step>` the process

@@ -20,7 +20,7 @@ use crate::ema::Ema;
 use crate::error::{Result, TrainError};
 use crate::grads::Grads;
 use crate::log::{RunLog, StepRecord};
-use crate::optim::{AdamW, OptimState, groups_for};
+use crate::optim::{AdamW, Applied, OptimState, groups_for};
 use crate::run_dir::{Best, Outcome, RunDir};
 use crate::task::{StepLoss, TaskStep, task_for};
 use crate::validate::Validator;
@@ -99,11 +99,12 @@ impl Learner {
         cfg.validate().map_err(|e| CoreError::config(&cfg.out, e))?;
         (cfg.data.loader.rank, cfg.data.loader.world) = (dist.rank(), dist.world());
         let run = RunDir::new(&cfg.out);
-        if run.checkpoints().join(checkpoint::POINTER).exists() {
-            let at = match run.latest_checkpoint() {
-                Ok(Some(c)) => format!("checkpoint at step {}", c.step),
-                _ => "a checkpoint that does not verify".to_string(),
-            };
+        let at = match run.latest_checkpoint() {
+            Ok(None) => None,
+            Ok(Some(c)) => Some(format!("checkpoint at step {}", c.step)),
+            Err(_) => Some("a checkpoint that does not verify".to_string()),
+        };
+        if let Some(at) = at {
             return Err(TrainError::RunExists { run: run.root().into(), at });
         }
         if dist.rank() == 0 {
@@ -291,7 +292,8 @@ impl Learner {
         let (started, images) = (Instant::now(), self.state.images);
         let last_loss = self.run_until(self.cfg.schedule.steps, progress)?;
         if let Some(log) = &self.log {
-            save_model(&self.eval_tensors()?, &self.model_cfg, &self.model_meta(), &self.run.final_model())?;
+            let tensors = finite(self.eval_tensors()?)?;
+            save_model(&tensors, &self.model_cfg, &self.model_meta(), &self.run.final_model())?;
             log.plot()?;
         }
         let outcome = Outcome {
@@ -358,8 +360,13 @@ impl Learner {
         let lr = self.optim.groups().map(|(n, s)| (n.to_string(), s.lr)).collect();
         self.state.step += 1;
         self.state.images += acc.images as u64;
+        if acc.bad.is_none()
+            && let Applied::Refused { param, what } = self.optim.step(&acc.grads)?
+        {
+            acc.bad = Some(format!("the update would make the {what} of {param} non-finite"));
+        }
         match &acc.bad {
-            None => self.apply(&acc.grads)?,
+            None => self.applied()?,
             Some(detail) => self.skip(detail)?,
         }
         Ok(StepRecord {
@@ -397,9 +404,8 @@ impl Learner {
         Ok(acc)
     }
 
-    /// The optimiser step and the EMA.
-    fn apply(&mut self, grads: &Grads) -> Result<()> {
-        self.optim.step(grads)?;
+    /// After an optimiser step: the EMA.
+    fn applied(&mut self) -> Result<()> {
         if let Some(ema) = &mut self.ema {
             ema.update(&self.params)?;
         }
@@ -505,7 +511,8 @@ impl Learner {
             && self.state.best.as_ref().is_none_or(|b| v.better(score, b.value))
         {
             let best = Best { step: self.state.step, metric: v.metric().to_string(), value: score };
-            save_model(&self.eval_tensors()?, &self.model_cfg, &self.model_meta(), &self.run.best_model())?;
+            let tensors = finite(self.eval_tensors()?)?;
+            save_model(&tensors, &self.model_cfg, &self.model_meta(), &self.run.best_model())?;
             self.run.write_best(&best)?;
             self.state.best = Some(best);
         }
@@ -533,6 +540,20 @@ impl Learner {
         };
         checkpoint::write(&self.run.checkpoints(), &contents, self.cfg.checkpoint.keep_last)
     }
+}
+
+/// `tensors`, when every value is finite: a model with NaN or ±inf is never written as the
+/// final or best one (the steps that would make one are skipped, so this is the last guard).
+fn finite(tensors: TensorMap) -> Result<TensorMap> {
+    let bad = depth_core::weights::non_finite(&tensors)?;
+    if let Some((name, count)) = bad.first() {
+        let reason = format!(
+            "{name} holds {count} non-finite values ({} tensors in all); it is not written",
+            bad.len()
+        );
+        return Err(CoreError::bad_input("model", reason).into());
+    }
+    Ok(tensors)
 }
 
 /// The loader's batches in order across epochs, from a cursor.

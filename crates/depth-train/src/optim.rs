@@ -17,8 +17,25 @@ use depth_models::{Param, Part};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Whether [`AdamW::step`] changed the weights.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// Nothing changed: this parameter's update was not finite.
+    Refused {
+        param: String,
+        what: &'static str,
+    },
+}
+
+/// Whether every value of `t` is finite (0·x is 0 for those, NaN for ±inf and NaN).
+fn all_finite(t: &Tensor) -> Result<bool> {
+    let probe = t.affine(0.0, 0.0)?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+    Ok(probe == 0.0)
+}
+
 /// The hyper-parameters of one group (`lr` is the base rate; the schedule scales it).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroupSettings {
     pub lr: f64,
     pub weight_decay: f64,
@@ -216,31 +233,60 @@ impl AdamW {
     }
 
     /// One AdamW step with `grads` (parameters without a gradient are skipped).
-    pub fn step(&mut self, grads: &Grads) -> Result<()> {
-        for g in &self.groups {
-            let GroupSettings { lr, weight_decay, betas: (b1, b2), eps } = g.settings;
-            for (name, var) in &g.params {
-                let Some(grad) = grads.get(name) else { continue };
-                let grad = grad.to_dtype(var.dtype())?.detach();
-                let st = match self.state.remove(name) {
-                    Some(s) => s,
-                    None => Moments { step: 0, m: grad.zeros_like()?, v: grad.zeros_like()? },
-                };
-                let step = st.step + 1;
-                // decoupled weight decay, then the moments (lerp and addcmul as PyTorch); all
-                // detached, so no state keeps a graph alive
-                let p = var.as_tensor().detach().affine(1.0 - lr * weight_decay, 0.0)?;
-                let m = (&st.m + ((&grad - &st.m)? * (1.0 - b1))?)?.detach();
-                let v = ((&st.v * b2)? + (grad.sqr()? * (1.0 - b2))?)?.detach();
-                let bias1 = 1.0 - b1.powi(step as i32);
-                let bias2_sqrt = (1.0 - b2.powi(step as i32)).sqrt();
-                let denom = ((v.sqrt()? / bias2_sqrt)? + eps)?;
-                let p = (p - ((&m / denom)? * (lr / bias1))?)?;
-                var.set(&p)?;
-                self.state.insert(name.clone(), Moments { step, m, v });
+    pub fn step(&mut self, grads: &Grads) -> Result<Applied> {
+        let todo: Vec<(GroupSettings, String, Var, Tensor)> = self
+            .groups
+            .iter()
+            .flat_map(|g| {
+                g.params.iter().filter_map(|(name, var)| {
+                    grads.get(name).map(|grad| (g.settings, name.clone(), var.clone(), grad.clone()))
+                })
+            })
+            .collect();
+        // every update is computed and checked before any is applied: a step that would leave a
+        // non-finite weight or moment (an overflow from a huge rate or gradient) changes nothing.
+        // The updates are computed twice rather than held: holding them all would double the
+        // model's memory.
+        for (settings, name, var, grad) in &todo {
+            let (p, m, v, _) = self.update(settings, name, var, grad)?;
+            for (what, t) in [("weight", &p), ("first moment", &m), ("second moment", &v)] {
+                if !all_finite(t)? {
+                    return Ok(Applied::Refused { param: name.clone(), what });
+                }
             }
         }
-        Ok(())
+        for (settings, name, var, grad) in todo {
+            let (p, m, v, step) = self.update(&settings, &name, &var, &grad)?;
+            var.set(&p)?;
+            self.state.insert(name, Moments { step, m, v });
+        }
+        Ok(Applied::Done)
+    }
+
+    /// The new weight, moments and step count of one parameter, from the current state.
+    fn update(
+        &self,
+        settings: &GroupSettings,
+        name: &str,
+        var: &Var,
+        grad: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor, u64)> {
+        let GroupSettings { lr, weight_decay, betas: (b1, b2), eps } = *settings;
+        let grad = grad.to_dtype(var.dtype())?.detach();
+        let (step, m0, v0) = match self.state.get(name) {
+            Some(s) => (s.step + 1, s.m.clone(), s.v.clone()),
+            None => (1, grad.zeros_like()?, grad.zeros_like()?),
+        };
+        // decoupled weight decay, then the moments (lerp and addcmul as PyTorch); all detached,
+        // so no state keeps a graph alive
+        let p = var.as_tensor().detach().affine(1.0 - lr * weight_decay, 0.0)?;
+        let m = (&m0 + ((&grad - &m0)? * (1.0 - b1))?)?.detach();
+        let v = ((&v0 * b2)? + (grad.sqr()? * (1.0 - b2))?)?.detach();
+        let bias1 = 1.0 - b1.powi(step as i32);
+        let bias2_sqrt = (1.0 - b2.powi(step as i32)).sqrt();
+        let denom = ((v.sqrt()? / bias2_sqrt)? + eps)?;
+        let p = (p - ((&m / denom)? * (lr / bias1))?)?;
+        Ok((p, m, v, step))
     }
 
     /// The state to save: `m.<param>` and `v.<param>` tensors (CPU) and the step counts and rates.

@@ -74,6 +74,9 @@ pub fn label_state(
         Ok(x) => x,
         Err(e) => return Ok(LabelState::Stale(format!("unreadable: {e}"))),
     };
+    if !meta.checked {
+        return Ok(LabelState::Stale("written without a checksum of its data (an older version)".into()));
+    }
     if meta.teacher_sha256 != teacher.sha256 || meta.input_size != teacher.input_size {
         return Ok(LabelState::Stale(format!(
             "made by teacher {} ({}…, input {}), not this one",

@@ -180,7 +180,7 @@ impl EventWriter {
 
 /// Reads every event of a file, checking both CRCs of every record.
 pub fn read_events(path: &Path) -> Result<Vec<Event>> {
-    let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
+    let bytes = depth_core::read::bytes(path, depth_core::read::ARRAY_LIMIT)?;
     let bad = |reason: String| CoreError::bad_input("event file", format!("{}: {reason}", path.display()));
     let mut events = Vec::new();
     let mut at = 0usize;

@@ -441,3 +441,69 @@ fn a_long_run_keeps_no_graph_alive_and_its_memory_bounded() {
     eprintln!("resident memory grew {grown:.1} MB over 150 steps");
     assert!(grown < 50.0, "resident memory grew {grown:.0} MB over 150 steps");
 }
+
+#[test]
+fn a_run_without_its_pointer_resumes_from_its_newest_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = load(dir.path(), "", &["schedule.steps=8", "checkpoint.every=2", "checkpoint.keep_last=3"]);
+    let run = cfg.out.clone();
+    let mut a = cfg.clone();
+    a.out = dir.path().join("uninterrupted");
+    Learner::start(a.clone()).unwrap().run(&Silent).unwrap();
+    let mut t = Learner::start(cfg.clone()).unwrap();
+    t.run_until(6, &Silent).unwrap();
+    drop(t);
+    std::fs::remove_file(run.join("checkpoints/latest.json")).unwrap();
+    // the newest step folder is torn (its state file gone): the one before it is taken
+    std::fs::remove_file(run.join("checkpoints/step-00000006/state.safetensors")).unwrap();
+    let t = Learner::resume(&run, None).unwrap();
+    assert_eq!(t.state().step, 4, "not the newest complete checkpoint");
+    drop(t);
+    let mut t = Learner::resume(&run, None).unwrap();
+    t.run(&Silent).unwrap();
+    let (la, lb) = (losses(&a.out), losses(&run));
+    assert_eq!(
+        la.iter().map(|x| x.1.to_bits()).collect::<Vec<_>>(),
+        lb.iter().map(|x| x.1.to_bits()).collect::<Vec<_>>()
+    );
+    // a new run over step folders is refused even without a pointer
+    std::fs::remove_file(run.join("checkpoints/latest.json")).unwrap();
+    let err = Learner::start(cfg).err().unwrap().to_string();
+    assert!(err.contains("--resume") && err.contains("step 8"), "{err}");
+}
+
+#[test]
+fn an_update_that_would_overflow_is_a_skipped_step_and_no_broken_model_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    // a finite rate whose Adam step overflows float32 at once (1e38 / (1 − β1) > f32::MAX)
+    let sets = ["optim.lr=1e38", "max_bad_steps=3", "checkpoint.every=1", "schedule.steps=10"];
+    let cfg = load(dir.path(), "", &sets);
+    let run = cfg.out.clone();
+    let before = {
+        let t = Learner::start(cfg.clone()).unwrap();
+        t.model_tensors().unwrap()
+    };
+    std::fs::remove_dir_all(&run).unwrap();
+    match Learner::start(cfg).unwrap().run(&Silent) {
+        Err(TrainError::Diverged { count, detail, .. }) => {
+            assert_eq!(count, 3);
+            assert!(detail.contains("non-finite") && detail.contains("weight"), "{detail}");
+        }
+        other => panic!("expected the steps to be refused, got {:?}", other.map(|o| o.steps)),
+    }
+    // nothing moved, nothing non-finite was written, no final model
+    let ckpt = depth_train::checkpoint::latest(&run.join("checkpoints")).unwrap().expect("a checkpoint");
+    let model = load_safetensors(&ckpt.model).unwrap();
+    for (k, v) in &model {
+        let d = (v - &before[k]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(d, 0.0, "{k} changed in a refused step");
+    }
+    assert!(!run.join("final.safetensors").exists());
+    let skipped = read_log(&RunDir::new(&run))
+        .unwrap()
+        .iter()
+        .filter(|r| matches!(r, Record::Train(s) if s.skipped))
+        .count();
+    // the third refused step ends the run before it is logged
+    assert_eq!(skipped, 2);
+}

@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: depth_core::DeviceSpec,
+    /// Seconds a measuring process may take before it is killed and its row marked failed (the
+    /// probe for torch waits at most 120 of them).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
     /// Internal: run one case of ours in this process and print its measurement.
     #[arg(long, hide = true)]
     pub child: Option<String>,
@@ -66,6 +70,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let chosen: Vec<Case> = if args.cases.is_empty() {
         all
     } else {
+        if args.cases.iter().any(|p| p.trim().is_empty()) {
+            return Err(XtaskError::usage(
+                "--cases",
+                "an empty case name would select every case; name them",
+            ));
+        }
         for p in &args.cases {
             if !all.iter().any(|c| c.name().starts_with(p.as_str())) {
                 return Err(XtaskError::usage(
@@ -78,14 +88,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     depth_core::atomic::prepare_output_dir(&args.out)?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let python = Python::find(&args.python);
+    let python = Python::find(&args.python, args.timeout.min(120));
     if let Err(why) = &python {
         println!("PyTorch twins skipped: {why}; reporting ours alone");
     }
-    let list = args.out.join("photos.txt");
+    // the twins' photo list lives outside --out, which only ever gets the finished results
+    let list = Removed(std::env::temp_dir().join(format!("depth-bench-photos-{}.txt", std::process::id())));
+    let list = &list.0;
     let inputs = Inputs::from_fixtures(args.images);
     if let Ok(inputs) = &inputs {
-        cases::write_photo_list(inputs, &list)?;
+        cases::write_photo_list(inputs, list)?;
     }
 
     let runs: usize = chosen.iter().map(|c| 1 + c.twins().len()).sum();
@@ -115,7 +127,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     let weights = inputs.as_ref().ok().map(|i| i.weights.clone());
                     measured(
                         twin,
-                        py.twin(case, twin, reps, warmup, threads, &args, weights.as_deref(), &list),
+                        py.twin(case, twin, reps, warmup, threads, &args, weights.as_deref(), list),
                     )
                 }
             };
@@ -125,7 +137,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         results.push(CaseResult { case: case.name(), unit: case.unit().into(), rows });
     }
     drop(bar);
-    let _ = std::fs::remove_file(&list);
 
     let mut results = Results {
         machine: machine(threads, &args.device.to_string()),
@@ -139,6 +150,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     depth_core::atomic::write_atomic(&args.out.join("results.md"), |w| w.write_all(md.as_bytes()))?;
     println!("{md}\nwritten: {} and results.md", args.out.join("results.json").display());
     Ok(())
+}
+
+/// A temporary file, removed however the run ends.
+struct Removed(PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn reps(case: &Case, args: &BenchArgs) -> (usize, usize) {
@@ -201,13 +221,52 @@ fn ours_in_child(
     ])
     .args(["--images", &args.images.to_string(), "--device", &args.device.to_string()])
     .env("RAYON_NUM_THREADS", threads.to_string());
-    last_json_line(cmd, "ours")
+    last_json_line(cmd, "ours", args.timeout)
+}
+
+/// The output of `cmd`, which is killed when it runs longer than `seconds`.
+fn output_within(mut cmd: Command, seconds: u64) -> Result<Option<std::process::Output>> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let tool = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| XtaskError::Tool { tool, hint: "a bench child", source })?;
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| depth_core::CoreError::io("bench child", e))? {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
+    Ok(Some(std::process::Output { status, stdout, stderr }))
 }
 
 /// Runs a measuring process and parses the JSON object on its last stdout line.
-fn last_json_line(mut cmd: Command, who: &str) -> Result<Measurement> {
-    let tool = format!("{cmd:?}");
-    let out = cmd.output().map_err(|source| XtaskError::Tool { tool, hint: "a bench child", source })?;
+fn last_json_line(cmd: Command, who: &str, seconds: u64) -> Result<Measurement> {
+    let Some(out) = output_within(cmd, seconds)? else {
+        return Err(XtaskError::Bench {
+            reason: format!("{who} did not finish within {seconds} s (killed)"),
+        });
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{'));
     match (out.status.success(), line) {
@@ -235,7 +294,8 @@ struct Python {
 }
 
 impl Python {
-    fn find(exe: &str) -> std::result::Result<Python, String> {
+    /// The Python `exe` when it imports torch within `seconds`; else why not.
+    fn find(exe: &str, seconds: u64) -> std::result::Result<Python, String> {
         if exe == "none" {
             return Err("--python none".into());
         }
@@ -243,10 +303,13 @@ impl Python {
         if !script.is_file() {
             return Err(format!("{} is missing", script.display()));
         }
-        match Command::new(exe).args(["-c", "import torch"]).output() {
-            Ok(o) if o.status.success() => Ok(Python { exe: exe.into(), script }),
-            Ok(_) => Err(format!("{exe} has no torch (pip install torch transformers)")),
-            Err(e) => Err(format!("cannot run {exe}: {e}")),
+        let mut probe = Command::new(exe);
+        probe.args(["-c", "import torch"]);
+        match output_within(probe, seconds) {
+            Ok(Some(o)) if o.status.success() => Ok(Python { exe: exe.into(), script }),
+            Ok(Some(_)) => Err(format!("{exe} has no torch (pip install torch transformers)")),
+            Ok(None) => Err(format!("{exe} did not answer within {seconds} s")),
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -280,7 +343,7 @@ impl Python {
         if let Some(w) = weights {
             cmd.arg("--weights").arg(w).arg("--images").arg(list);
         }
-        last_json_line(cmd, implementation)
+        last_json_line(cmd, implementation, args.timeout)
     }
 }
 

@@ -11,7 +11,7 @@ pub type TensorMap = HashMap<String, Tensor>;
 
 /// Reads a safetensors file onto the CPU.
 pub fn load_safetensors(path: &Path) -> Result<TensorMap> {
-    let bytes = std::fs::read(path).map_err(|source| CoreError::Io { path: path.into(), source })?;
+    let bytes = crate::read::bytes(path, u64::MAX)?;
     candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| CoreError::Format {
         path: path.into(),
         format: "safetensors weights",
@@ -102,7 +102,7 @@ pub fn safetensors_metadata(path: &Path) -> Result<Metadata> {
     use std::io::Read;
     let io = |source| CoreError::Io { path: path.into(), source };
     let bad = |reason: String| CoreError::Format { path: path.into(), format: "safetensors weights", reason };
-    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut f = crate::read::open(path)?;
     let size = f.metadata().map_err(io)?.len();
     let mut len = [0u8; 8];
     f.read_exact(&mut len).map_err(|_| bad(format!("{size} bytes: too short for a header")))?;

@@ -74,7 +74,7 @@ pub fn load_pth(path: &Path) -> Result<TensorMap> {
     let bad =
         |reason: String| CoreError::Format { path: path.into(), format: "PyTorch .pth weights", reason };
     let io = |source| CoreError::Io { path: path.into(), source };
-    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut file = crate::read::open(path)?;
     let file_size = file.metadata().map_err(io)?.len();
     let mut magic = [0u8; 4];
     let n = file.read(&mut magic).map_err(io)?;

@@ -31,7 +31,7 @@ struct Entry {
 /// Reads an annotations JSON into a [`Pairs`] dataset called `name`.
 pub fn read_annotations(json: &Path, name: &str) -> Result<Pairs> {
     const FMT: &str = "test_annotations.json";
-    let text = std::fs::read_to_string(json).map_err(|e| CoreError::io(json, e))?;
+    let text = depth_core::read::text(json)?;
     let file: File = serde_json::from_str(&text).map_err(|e| CoreError::format(json, FMT, e))?;
     let dir = json.parent().unwrap_or(Path::new("."));
     let resolve = |p: &str| -> Result<PathBuf> {

@@ -44,7 +44,7 @@ pub fn kitti_annotations(json: &Path) -> Result<Pairs> {
 /// Parses a KITTI calibration file: "key: numbers" per line; lines whose values are not all
 /// numbers (e.g. `calib_time`) are skipped.
 pub fn read_calib_file(path: &Path) -> Result<HashMap<String, Vec<f64>>> {
-    let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
+    let text = depth_core::read::text(path)?;
     let mut out = HashMap::new();
     for line in text.lines() {
         let Some((key, values)) = line.split_once(':') else { continue };

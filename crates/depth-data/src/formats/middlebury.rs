@@ -82,7 +82,7 @@ pub fn read_pfm(path: &Path) -> Result<(u32, u32, Vec<f32>)> {
 /// Parses `calib.txt`.
 pub fn read_calib(path: &Path) -> Result<StereoCalib> {
     const FMT: &str = "Middlebury calib.txt";
-    let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
+    let text = depth_core::read::text(path)?;
     let get = |key: &str| {
         text.lines().find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == key).map(|(_, v)| v.trim()))
     };
@@ -159,7 +159,7 @@ pub fn read_npz_disparity(path: &Path, key: &str) -> Result<(u32, u32, Vec<f32>)
     use std::io::Read;
     const FMT: &str = "npz";
     let bad = |e: String| CoreError::format(path, FMT, e);
-    let file = std::fs::File::open(path).map_err(|e| CoreError::io(path, e))?;
+    let file = depth_core::read::open(path)?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| bad(e.to_string()))?;
     let member = format!("{key}.npy");
     let entry = zip.by_name(&member).map_err(|_| bad(format!("no array {key:?}")))?;

@@ -133,7 +133,7 @@ pub fn read_split(split_file: &Path, roots: &[&Path]) -> Result<Vec<SplitEntry>>
     if roots.is_empty() {
         return Err(CoreError::bad_input("read_split", "no root given").into());
     }
-    let text = std::fs::read_to_string(split_file).map_err(|e| CoreError::io(split_file, e))?;
+    let text = depth_core::read::text(split_file)?;
     let mut entries = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         if line.split_whitespace().any(|t| t == "None") {
@@ -169,7 +169,7 @@ pub(crate) fn le_f32s(bytes: &[u8]) -> Vec<f32> {
 
 /// Reads a whole file, naming it on error.
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| CoreError::io(path, e).into())
+    Ok(depth_core::read::bytes(path, depth_core::read::ARRAY_LIMIT)?)
 }
 
 /// All files under `root` for which `keep` holds (the one walk: `depth_core::walk::walk_files`).

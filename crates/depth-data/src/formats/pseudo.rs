@@ -6,9 +6,11 @@
 //! stored as NaN (so a mask needs no second tensor); every finite value is valid. String metadata:
 //! `format` = "depth-pseudo-label/1", `teacher` (model id), `teacher_sha256` (its weights),
 //! `input_size` (the teacher's input side), `image` (the relative image path), `image_sha256`
-//! (the image file's), `kind` = "disparity". The two hashes let a rerun tell a finished label from
-//! a stale one (another teacher, a changed image). Files are written atomically, so a crashed
-//! labelling run never leaves a partial label behind.
+//! (the image file's), `kind` = "disparity", `disparity_sha256` (of the tensor's bytes). The
+//! first two hashes let a rerun tell a finished label from a stale one (another teacher, a
+//! changed image); the third makes a damaged label an error when it is read, not a wrong target
+//! (labels written before it was added are read as they are, and redone by a rerun). Files are
+//! written atomically, so a crashed labelling run never leaves a partial label behind.
 
 use super::folder::ImageFolder;
 use crate::dataset::Dataset;
@@ -38,6 +40,8 @@ pub struct PseudoMeta {
     pub input_size: usize,
     pub image: String,
     pub image_sha256: String,
+    /// Whether the label carries (and passed) the checksum of its data.
+    pub checked: bool,
 }
 
 /// Where the label of `image_rel` lives; `image_rel` must be relative and stay inside the root.
@@ -86,6 +90,7 @@ pub fn write_pseudo_label(
         ("image".to_string(), image_rel.to_string_lossy().into_owned()),
         ("image_sha256".to_string(), image_sha256.to_string()),
         ("kind".to_string(), "disparity".to_string()),
+        ("disparity_sha256".to_string(), depth_core::hash::sha256_bytes(&bytes)),
     ]);
     let file = safetensors::serialize([("disparity", view)], Some(meta))
         .map_err(|e| CoreError::format(&path, FMT, e))?;
@@ -122,6 +127,15 @@ pub fn read_pseudo_label(path: &Path) -> Result<(Target, PseudoMeta)> {
     if t.dtype() != Dtype::F32 || h == 0 || w == 0 || h > u32::MAX as usize || w > u32::MAX as usize {
         return Err(bad(format!("disparity is {:?} {h}×{w}, expected non-empty float32", t.dtype())).into());
     }
+    let checked = match meta.get("disparity_sha256") {
+        Some(want) if *want != depth_core::hash::sha256_bytes(t.data()) => {
+            return Err(
+                bad("damaged: its data does not match the checksum it was written with".into()).into()
+            );
+        }
+        Some(_) => true,
+        None => false,
+    };
     let values = super::le_f32s(t.data());
     if values.len() != w * h {
         return Err(bad(format!("{} values for {h}×{w}", values.len())).into());
@@ -133,6 +147,7 @@ pub fn read_pseudo_label(path: &Path) -> Result<(Target, PseudoMeta)> {
         input_size,
         image: get("image"),
         image_sha256: get("image_sha256"),
+        checked,
     };
     Ok((target, meta))
 }

@@ -20,7 +20,7 @@ pub fn read_vkitti2_depth(path: &Path) -> Result<Target> {
 
 /// Parses `intrinsic.txt` into (frame, camera) → intrinsics.
 pub fn read_intrinsics(path: &Path) -> Result<HashMap<(u32, u32), Intrinsics>> {
-    let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
+    let text = depth_core::read::text(path)?;
     let mut out = HashMap::new();
     for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
         let v: Vec<f64> = line.split_whitespace().filter_map(|t| t.parse().ok()).collect();

@@ -67,6 +67,23 @@ pub struct SynthSpec {
 }
 
 impl SynthSpec {
+    /// Sizes within bounds: at most 2³² scenes of at most 8192² pixels, outdoor share in [0, 1].
+    pub fn validate(&self) -> std::result::Result<(), depth_core::config::Invalid> {
+        let bad = |key: &str, reason: String| Err(depth_core::config::Invalid::new(key, reason));
+        if self.count == 0 || self.count > 1 << 32 {
+            return bad("count", format!("count {} must be in 1..=2^32", self.count));
+        }
+        for (key, side) in [("width", self.width), ("height", self.height)] {
+            if let Some(v) = side.filter(|&v| !(14..=8192).contains(&v)) {
+                return bad(key, format!("{key} {v} must be in 14..=8192"));
+            }
+        }
+        if let Some(f) = self.outdoor_fraction.filter(|f| !(0.0..=1.0).contains(f)) {
+            return bad("outdoor_fraction", format!("outdoor_fraction {f} must be in [0, 1]"));
+        }
+        Ok(())
+    }
+
     /// Resolves `textures` against a config's folder.
     pub fn resolve(&mut self, base: &Path) -> depth_core::Result<()> {
         self.textures = self.textures.as_deref().map(|t| depth_core::config::expand(t, base)).transpose()?;
@@ -248,7 +265,7 @@ pub struct SynthFolder {
 impl SynthFolder {
     pub fn open(root: &Path) -> Result<Self> {
         let path = root.join("index.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| CoreError::io(&path, e))?;
+        let text = depth_core::read::text(&path)?;
         let index: Index =
             serde_json::from_str(&text).map_err(|e| CoreError::format(&path, "synth index", e))?;
         if index.format != FORMAT {
