@@ -11,13 +11,14 @@
 //! the metric code stays plain f64 arithmetic on slices.
 
 //!
-//! Its surface: the baselines, PLY export, feature views, DA-2K pairs, PCA, plots and pictures
+//! Its surface: the baselines, the paired comparisons (`compare`), PLY export, feature views, DA-2K pairs, PCA, plots and pictures
 //! are modules used by their path; everything else is re-exported here from private modules.
 
 mod aggregate;
 mod align;
 pub mod baseline;
 mod benchmark;
+pub mod compare;
 mod error;
 mod evaluate;
 pub mod export;

@@ -52,6 +52,7 @@ fn spec(mode: Mode, max_depth: f64) -> BenchmarkSpec {
             width: None,
             height: None,
             outdoor_fraction: None,
+            photo_fraction: None,
         }),
         mode,
         min_depth: 1e-3,

@@ -53,6 +53,8 @@ struct Layout {
     data: DataConfig,
     data_path: PathBuf,
     eval_path: PathBuf,
+    /// What the held-out scenes are textured with (for the report).
+    heldout_textures: String,
 }
 
 pub fn run(opts: MiniOptions) -> Result<()> {
@@ -96,7 +98,13 @@ pub fn run(opts: MiniOptions) -> Result<()> {
 
     // 6. the report
     let total = started.elapsed().as_secs_f64();
-    let path = report::write(&out, &report, &stages, total, input_size)?;
+    let ctx = report::Context {
+        stages: &stages,
+        total_seconds: total,
+        input_size,
+        heldout_textures: layout.heldout_textures.clone(),
+    };
+    let path = report::write(&out, &report, &ctx)?;
     println!("mini reproduction finished in {:.1} min; report: {}", total / 60.0, path.display());
     Ok(())
 }
@@ -196,7 +204,33 @@ fn write_layout(opts: &MiniOptions) -> Result<Layout> {
     }
     let eval_path = opts.out.join("eval.toml");
     write_toml(&eval, &eval_path)?;
-    Ok(Layout { data, data_path, eval_path })
+    let heldout_textures = heldout_textures(&eval, &opts.configs.join("eval.toml"))?;
+    Ok(Layout { data, data_path, eval_path, heldout_textures })
+}
+
+/// The held-out scenes must share no pixel with the images training reads: procedural textures
+/// only (the repository's photo folders hold the distillation photos, and the fixtures' hold
+/// the same pictures re-encoded, so no photo folder is safe).
+fn heldout_textures(eval: &EvalConfig, path: &Path) -> Result<String> {
+    let spec = eval.benchmarks.iter().find(|b| b.name == report::HELDOUT).map(|b| &b.data);
+    match spec {
+        Some(DatasetRef::Synth(spec)) => match spec.photos()? {
+            None => Ok("procedural textures only: no crop of any photo, so they share no pixel with an image a \
+                        training stage reads"
+                .into()),
+            Some(folder) => Err(CoreError::config(
+                path,
+                format!(
+                    "benchmark '{}' textures its scenes with the photos of {}, which training reads (or copies of \
+                     them): set `photo_fraction = 0.0`",
+                    report::HELDOUT,
+                    folder.display()
+                ),
+            )
+            .into()),
+        },
+        _ => Ok("(no held-out benchmark of procedural scenes)".into()),
+    }
 }
 
 fn write_toml<T: Serialize>(value: &T, path: &Path) -> Result<()> {

@@ -1,35 +1,91 @@
-//! The mini reproduction's `report.md` (and `report.json`): the pooled table of every model on
-//! the held-out scenes and the real frames, the ratios the recipe expects, each benchmark's
-//! numbers, the stages, the loss curves and the pictures.
+//! The mini reproduction's `report.md` (and `report.json`): every model pooled over the held-out
+//! scenes and over the real frames, the comparisons the recipe makes — each a paired difference
+//! of per-image AbsRel with a bootstrap interval and the verdict that follows from it, beside
+//! what the recipe expects —, each benchmark's numbers, the stages, the loss curves and pictures.
 
 use super::Stage;
 use crate::error::Result;
+use depth_eval::compare::{PairedDifference, RESAMPLES, Verdict, paired_bootstrap};
 use depth_eval::{Metrics, Report};
 use depth_train::RunDir;
 use depth_train::log::{Record, read_log};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// (AbsRel, δ1, images) of `model` over the items of the benchmarks `names` (mean of per-image
-/// metrics over all of them together).
-fn pooled(report: &Report, model: &str, names: &[&str]) -> Option<(f64, f64, usize)> {
-    let items: Vec<Metrics> = report
+/// The held-out benchmark of procedural scenes; every other benchmark holds real frames.
+pub(super) const HELDOUT: &str = "synth_heldout";
+
+/// What the report says of the evaluation besides its numbers.
+pub(super) struct Context<'a> {
+    pub stages: &'a [Stage],
+    pub total_seconds: f64,
+    pub input_size: usize,
+    /// What the held-out scenes are textured with.
+    pub heldout_textures: String,
+}
+
+/// The models, as the report names them and as the evaluation does.
+const MODELS: [(&str, &str); 5] = [
+    ("constant", "constant"),
+    ("position prior", "position prior"),
+    ("teacher", "teacher"),
+    ("distilled student", "student"),
+    ("synthetic-only student", "synthetic_only"),
+];
+
+fn label(model: &str) -> &'static str {
+    MODELS.iter().find(|(_, m)| *m == model).map_or("?", |(l, _)| l)
+}
+
+/// Per-image metrics of `model` over the benchmarks `names`, by (benchmark, image).
+fn per_image(report: &Report, model: &str, names: &[&str]) -> BTreeMap<(String, String), Metrics> {
+    report
         .benchmarks
         .iter()
         .filter(|b| names.contains(&b.name.as_str()))
         .flat_map(|b| {
-            b.models.iter().filter(|m| m.model == model).flat_map(|m| m.items.iter().map(|i| i.metrics))
+            b.models
+                .iter()
+                .filter(|m| m.model == model)
+                .flat_map(|m| m.items.iter().map(|i| ((b.name.clone(), i.id.clone()), i.metrics)))
         })
-        .collect();
+        .collect()
+}
+
+/// (AbsRel, δ1, images) of `model` over the items of the benchmarks `names` (mean of per-image
+/// metrics over all of them together).
+fn pooled(report: &Report, model: &str, names: &[&str]) -> Option<(f64, f64, usize)> {
+    let items = per_image(report, model, names);
     if items.is_empty() {
         return None;
     }
     let n = items.len() as f64;
     Some((
-        items.iter().map(|m| m.abs_rel).sum::<f64>() / n,
-        items.iter().map(|m| m.d1).sum::<f64>() / n,
+        items.values().map(|m| m.abs_rel).sum::<f64>() / n,
+        items.values().map(|m| m.d1).sum::<f64>() / n,
         items.len(),
     ))
+}
+
+/// A comparison of the recipe: A against B on a set of benchmarks, and what the recipe expects.
+struct Comparison {
+    a: &'static str,
+    b: &'static str,
+    real: bool,
+    expect: Verdict,
+}
+
+/// The paired difference of per-image AbsRel, A − B, over the images both were scored on, and
+/// each one's mean AbsRel over those images.
+fn paired(report: &Report, a: &str, b: &str, names: &[&str]) -> Option<(PairedDifference, f64, f64)> {
+    let (xa, xb) = (per_image(report, a, names), per_image(report, b, names));
+    let common: Vec<(f64, f64)> =
+        xa.iter().filter_map(|(k, ma)| xb.get(k).map(|mb| (ma.abs_rel, mb.abs_rel))).collect();
+    let (va, vb): (Vec<f64>, Vec<f64>) = common.into_iter().unzip();
+    let d = paired_bootstrap(&va, &vb, RESAMPLES, 0)?;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    Some((d, mean(&va), mean(&vb)))
 }
 
 /// The loss curves of the three training runs in one picture.
@@ -67,36 +123,18 @@ fn loss_curves(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The models of the table: (label, name in the evaluation).
-const MODELS: [(&str, &str); 5] = [
-    ("constant", "constant"),
-    ("position prior", "position prior"),
-    ("teacher", "teacher"),
-    ("distilled student", "student"),
-    ("synthetic-only student", "synthetic_only"),
-];
-
-/// Pooled (AbsRel, δ1, images) per model: (held-out synthetic, real frames).
-type Table = std::collections::BTreeMap<&'static str, (Option<(f64, f64, usize)>, Option<(f64, f64, usize)>)>;
-
 /// Writes `report.md`, `report.json` and `loss_curves.png` into `out`; returns the report's path.
-pub(super) fn write(
-    out: &Path,
-    report: &Report,
-    stages: &[Stage],
-    total: f64,
-    input_size: usize,
-) -> Result<PathBuf> {
+pub(super) fn write(out: &Path, report: &Report, ctx: &Context) -> Result<PathBuf> {
     loss_curves(out)?;
     let real: Vec<&str> =
-        report.benchmarks.iter().map(|b| b.name.as_str()).filter(|n| *n != "synth_heldout").collect();
+        report.benchmarks.iter().map(|b| b.name.as_str()).filter(|n| *n != HELDOUT).collect();
     let mut s = String::new();
-    introduction(&mut s, total, input_size);
-    let table = pooled_table(&mut s, report, &real);
-    ratios(&mut s, &table);
+    introduction(&mut s, ctx);
+    pooled_table(&mut s, report, &real);
+    let verdicts = comparisons(&mut s, report, &real);
     per_benchmark(&mut s, report);
     let _ = writeln!(s, "\n## Stages\n\n| stage | time | |\n|---|---|---|");
-    for st in stages {
+    for st in ctx.stages {
         let _ = writeln!(s, "| {} | {:.1} min | {} |", st.name, st.seconds / 60.0, st.note);
     }
     let _ = writeln!(s, "\n## Loss curves\n\n![loss curves](loss_curves.png)\n");
@@ -108,92 +146,131 @@ pub(super) fn write(
     pictures(&mut s, report);
     let path = out.join("report.md");
     depth_core::atomic::write_atomic(&path, |w| w.write_all(s.as_bytes()))?;
-    let json = serde_json::json!({ "stages": stages, "total_seconds": total, "report": report });
+    let json = serde_json::json!({
+        "stages": ctx.stages,
+        "total_seconds": ctx.total_seconds,
+        "heldout_textures": ctx.heldout_textures,
+        "comparisons": verdicts,
+        "report": report,
+    });
     let bytes = serde_json::to_vec_pretty(&json).expect("serialises");
     depth_core::atomic::write_atomic(&out.join("report.json"), |w| w.write_all(&bytes))?;
     Ok(path)
 }
 
-fn introduction(s: &mut String, total: f64, input_size: usize) {
+fn introduction(s: &mut String, ctx: &Context) {
     let _ = writeln!(s, "# Mini reproduction of the Depth Anything V2 recipe\n");
     let _ = writeln!(
         s,
         "A teacher trained from scratch on procedural scenes with exact depth labels the real photos of \
          `assets/photos`; a student about 4× smaller learns from those pseudo-labels only, beside the same \
          student trained on the synthetic ground truth only. Wall time {:.1} min on this machine.\n",
-        total / 60.0
+        ctx.total_seconds / 60.0
     );
     let _ = writeln!(
         s,
         "**Protocol.** The official relative protocol: least-squares scale and shift of the predicted \
          disparity to 1/gt over the valid pixels, depth = 1/max(aligned, 1/max_depth), the nine metrics \
          averaged over images. Each image is resized as the official inference does (aspect ratio kept, \
-         shorter side {input_size} = the training crop, sides multiples of 14), the prediction resized back \
-         bilinearly. The real frames are pooled: every frame of every real benchmark counts once.\n"
+         shorter side {} = the training crop, sides multiples of 14), the prediction resized back \
+         bilinearly. The real frames are pooled: every frame of every real benchmark counts once. The \
+         held-out scenes use seeds no training scene uses and are textured with {}.\n",
+        ctx.input_size, ctx.heldout_textures
     );
 }
 
-/// The pooled table of every model; returns its numbers.
-fn pooled_table(s: &mut String, report: &Report, real: &[&str]) -> Table {
-    let synth_n = pooled(report, "constant", &["synth_heldout"]).map_or(0, |p| p.2);
-    let real_n = pooled(report, "constant", real).map_or(0, |p| p.2);
+/// Every model's mean AbsRel and δ1 over the held-out scenes and over the real frames.
+fn pooled_table(s: &mut String, report: &Report, real: &[&str]) {
+    let count = |name: &str| per_image(report, "constant", &[name]).len();
+    let frames: Vec<String> = real.iter().map(|n| format!("{n} {}", count(n))).collect();
+    let real_n: usize = real.iter().map(|n| count(n)).sum();
     let _ = writeln!(
         s,
-        "| model | held-out synthetic ({synth_n}) AbsRel / δ1 | real frames ({real_n}: {}) AbsRel / δ1 |",
-        real.join(", ")
+        "| model | held-out synthetic ({}) AbsRel / δ1 | real frames ({real_n}: {}) AbsRel / δ1 |",
+        count(HELDOUT),
+        frames.join(", ")
     );
     let _ = writeln!(s, "|---|---|---|");
     let cell =
         |p: Option<(f64, f64, usize)>| p.map_or("n/a".to_string(), |(a, d, _)| format!("{a:.3} / {d:.3}"));
-    let mut table = Table::new();
     for (label, model) in MODELS {
-        let (sy, re) = (pooled(report, model, &["synth_heldout"]), pooled(report, model, real));
-        table.insert(model, (sy, re));
+        let (sy, re) = (pooled(report, model, &[HELDOUT]), pooled(report, model, real));
         let _ = writeln!(s, "| {label} | {} | {} |", cell(sy), cell(re));
     }
-    table
 }
 
-/// The AbsRel ratios the recipe expects, each against its target.
-fn ratios(s: &mut String, table: &Table) {
-    let abs = |m: &str, synth: bool| table.get(m).and_then(|(a, b)| if synth { *a } else { *b }).map(|p| p.0);
-    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
-    let checks = [
-        (
-            "teacher / constant on held-out synthetic (≤ 0.65)",
-            ratio(abs("teacher", true), abs("constant", true)),
-            0.65,
-        ),
-        (
-            "teacher / position prior on held-out synthetic (< 1)",
-            ratio(abs("teacher", true), abs("position prior", true)),
-            1.0,
-        ),
-        (
-            "distilled student / teacher on held-out synthetic (≤ 1.2)",
-            ratio(abs("student", true), abs("teacher", true)),
-            1.2,
-        ),
-        (
-            "distilled student / teacher on the real frames (≤ 1.2)",
-            ratio(abs("student", false), abs("teacher", false)),
-            1.2,
-        ),
-        (
-            "distilled / synthetic-only student on the real frames (≤ 1.1)",
-            ratio(abs("student", false), abs("synthetic_only", false)),
-            1.1,
-        ),
+/// The comparisons the recipe makes, each with its interval and verdict beside what the recipe
+/// expects, and the paper's central claim in a sentence; returns them for report.json.
+fn comparisons(s: &mut String, report: &Report, real: &[&str]) -> Vec<serde_json::Value> {
+    use Verdict::{Better, NoDifference};
+    let list = [
+        Comparison { a: "teacher", b: "constant", real: false, expect: Better },
+        Comparison { a: "teacher", b: "position prior", real: false, expect: Better },
+        Comparison { a: "student", b: "teacher", real: false, expect: NoDifference },
+        Comparison { a: "student", b: "teacher", real: true, expect: NoDifference },
+        Comparison { a: "student", b: "synthetic_only", real: true, expect: Better },
+        Comparison { a: "teacher", b: "position prior", real: true, expect: Better },
+        Comparison { a: "student", b: "position prior", real: true, expect: Better },
+        Comparison { a: "synthetic_only", b: "position prior", real: true, expect: Better },
     ];
-    let _ = writeln!(s, "\n| AbsRel ratio | value | target |\n|---|---|---|");
-    for (what, value, target) in checks {
-        let verdict = match value {
-            Some(v) if v <= target && (target != 1.0 || v < 1.0) => "met",
-            Some(_) => "**missed**",
-            None => "n/a",
+    let _ = writeln!(
+        s,
+        "\n## Comparisons\n\nEach row pairs two models on the same images: the mean of their per-image AbsRel \
+         difference A − B (below zero: A is better) with a 95% bootstrap interval ({RESAMPLES} resamples of \
+         the images, seed 0). The verdict follows from the interval alone: **better** or **worse** when it \
+         excludes zero, **no difference** when it holds it.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| A vs B | on | images | AbsRel A / B | ratio | A − B [95% interval] | verdict | the recipe expects |\n|---|---|---|---|---|---|---|---|"
+    );
+    let mut out = Vec::new();
+    let mut claim = None;
+    for c in &list {
+        let names: Vec<&str> = if c.real { real.to_vec() } else { vec![HELDOUT] };
+        let on = if c.real { "real frames" } else { "held-out synthetic" };
+        let what = format!("{} vs {}", label(c.a), label(c.b));
+        let Some((d, ma, mb)) = paired(report, c.a, c.b, &names) else {
+            let _ = writeln!(s, "| {what} | {on} | 0 | n/a | n/a | n/a | n/a | {} |", c.expect);
+            continue;
         };
-        let _ = writeln!(s, "| {what} | {} | {verdict} |", value.map_or("n/a".into(), |v| format!("{v:.3}")));
+        let verdict = d.verdict();
+        let _ = writeln!(
+            s,
+            "| {what} | {on} | {} | {ma:.3} / {mb:.3} | {:.3} | {:+.4} [{:+.4}, {:+.4}] | **{verdict}** | {} |",
+            d.images,
+            ma / mb,
+            d.mean,
+            d.lo,
+            d.hi,
+            c.expect
+        );
+        if c.a == "student" && c.b == "synthetic_only" {
+            claim = Some((verdict, d));
+        }
+        out.push(serde_json::json!({
+            "a": c.a, "b": c.b, "on": on, "abs_rel_a": ma, "abs_rel_b": mb, "difference": d,
+            "verdict": verdict.to_string(), "expected": c.expect.to_string(),
+        }));
     }
+    let sentence = match claim {
+        Some((Verdict::Better, _)) => {
+            "**supported** here: the distilled student is better, and the interval excludes a tie"
+        }
+        Some((Verdict::NoDifference, _)) => {
+            "**not shown** here: the interval holds zero, so the two students are not told apart on these frames"
+        }
+        Some((Verdict::Worse, _)) => {
+            "**contradicted** here: the distilled student is worse, and the interval excludes a tie"
+        }
+        None => "not tested (no real frames)",
+    };
+    let _ = writeln!(
+        s,
+        "\nThe paper's central claim — a student distilled from a teacher's pseudo-labels of real photos beats \
+         the same student trained on synthetic data alone, on real images — is {sentence}."
+    );
+    out
 }
 
 fn per_benchmark(s: &mut String, report: &Report) {

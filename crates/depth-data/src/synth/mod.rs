@@ -64,6 +64,10 @@ pub struct SynthSpec {
     /// pixel valid).
     #[serde(default)]
     pub outdoor_fraction: Option<f64>,
+    /// Fraction of surfaces textured with photo crops, the rest procedural (default 0.6). 0
+    /// reads no photo at all: scenes that share no pixel with any image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo_fraction: Option<f64>,
 }
 
 impl SynthSpec {
@@ -78,8 +82,11 @@ impl SynthSpec {
                 return bad(key, format!("{key} {v} must be in 14..=8192"));
             }
         }
-        if let Some(f) = self.outdoor_fraction.filter(|f| !(0.0..=1.0).contains(f)) {
-            return bad("outdoor_fraction", format!("outdoor_fraction {f} must be in [0, 1]"));
+        for (key, f) in [("outdoor_fraction", self.outdoor_fraction), ("photo_fraction", self.photo_fraction)]
+        {
+            if let Some(f) = f.filter(|f| !(0.0..=1.0).contains(f)) {
+                return bad(key, format!("{key} {f} must be in [0, 1]"));
+            }
         }
         Ok(())
     }
@@ -90,21 +97,28 @@ impl SynthSpec {
         Ok(())
     }
 
-    pub fn open(&self) -> Result<SynthDataset> {
-        let textures = match &self.textures {
+    /// Whether the scenes are textured with crops of photos (and which folder's).
+    pub fn photos(&self) -> Result<Option<PathBuf>> {
+        if self.photo_fraction == Some(0.0) {
+            return Ok(None);
+        }
+        Ok(Some(match &self.textures {
             Some(t) => t.clone(),
             None => depth_core::fixtures::fixtures_dir()?.join("unlabeled"),
-        };
+        }))
+    }
+
+    pub fn open(&self) -> Result<SynthDataset> {
         let mut config = SceneConfig::default();
         config.width = self.width.unwrap_or(config.width);
         config.height = self.height.unwrap_or(config.height);
         config.outdoor_fraction = self.outdoor_fraction.unwrap_or(config.outdoor_fraction);
-        Ok(SynthDataset {
-            config,
-            bank: Arc::new(PhotoBank::from_dir(&textures)?),
-            seed: self.seed,
-            count: self.count,
-        })
+        config.photo_fraction = self.photo_fraction.unwrap_or(config.photo_fraction);
+        let bank = match self.photos()? {
+            Some(folder) => PhotoBank::from_dir(&folder)?,
+            None => PhotoBank::default(),
+        };
+        Ok(SynthDataset { config, bank: Arc::new(bank), seed: self.seed, count: self.count })
     }
 }
 
