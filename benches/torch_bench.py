@@ -16,7 +16,7 @@ Cases (--case), named as in xtask/src/bench:
                                --images (a list file), with --weights
 
 usage: python3 benches/torch_bench.py --case infer/vits/518x518/b1 --impl transformers \
-           [--threads 2] [--warmup 1] [--reps 5]
+           [--threads 2] [--warmup 1] [--reps 5] [--device cuda] [--precision bf16]
 needs: pip install torch torchvision transformers opencv-python-headless
 """
 
@@ -112,6 +112,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--official-repo", default=os.environ.get("DA2_REPO", ""))
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--precision", default="f32", choices=["f32", "bf16"],
+                    help="bf16: the case runs under torch.autocast(dtype=torch.bfloat16)")
     ap.add_argument("--weights", help="pseudo-label: the official .pth")
     ap.add_argument("--images", help="pseudo-label: a text file listing the images")
     args = ap.parse_args()
@@ -157,7 +159,8 @@ def main() -> None:
 
         def step():
             opt.zero_grad()
-            objective(forward(x), target).backward()
+            # the loss in float32, as depth-losses computes it (autocast leaves it to the caller)
+            objective(forward(x).float(), target).backward()
             opt.step()
 
         count = batch
@@ -178,6 +181,15 @@ def main() -> None:
         count = len(paths)
     else:
         raise SystemExit(f"unknown case {args.case}")
+    if args.precision == "bf16":
+        plain = step
+
+        def step():
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
+                plain()
+
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
     times = timed(step, args.warmup, args.reps, sync)
     try:
         import transformers
@@ -186,9 +198,11 @@ def main() -> None:
     except ImportError:
         tf_version = None
     print(json.dumps({
-        "case": args.case, "impl": args.impl, "device": args.device, "threads": args.threads, "warmup": args.warmup,
+        "case": args.case, "impl": args.impl, "device": args.device, "precision": args.precision,
+        "threads": args.threads, "warmup": args.warmup,
         "times_s": times, "items": count, "flops": flops,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_gpu_bytes": torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None,
         "versions": {"torch": torch.__version__, "transformers": tf_version,
                      "python": sys.version.split()[0]},
     }))

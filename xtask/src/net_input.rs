@@ -3,6 +3,7 @@
 
 use crate::error::Result;
 use clap::builder::RangedU64ValueParser;
+use depth_core::Precision;
 use depth_models::{
     DEFAULT_MAX_TOKENS, DepthAnythingV2, DepthEstimator, Encoder, WeightsSource, load_checked,
 };
@@ -60,6 +61,10 @@ pub(crate) struct NetInput {
     /// instead of running for hours; raise it to allow.
     #[arg(long, default_value_t = DEFAULT_MAX_TOKENS, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub(crate) max_tokens: usize,
+    /// f32, or bf16: the linear layers, attention and convolutions in bfloat16 (as
+    /// torch.autocast), the rest in float32. bf16 is for GPUs; on a CPU it is emulated (slower).
+    #[arg(long, default_value_t = Precision::F32)]
+    pub(crate) precision: Precision,
 }
 
 /// Parses a count that must be at least one (a batch size, a number of scenes).
@@ -69,13 +74,16 @@ pub(crate) fn positive() -> RangedU64ValueParser<usize> {
 
 impl Default for NetInput {
     fn default() -> Self {
-        Self { input_size: 518, max_tokens: DEFAULT_MAX_TOKENS }
+        Self { input_size: 518, max_tokens: DEFAULT_MAX_TOKENS, precision: Precision::F32 }
     }
 }
 
 impl NetInput {
     /// The estimator of `model` with these options.
     pub(crate) fn estimator(&self, model: DepthAnythingV2, device: candle_core::Device) -> DepthEstimator {
-        DepthEstimator::new(model, device).with_input_size(self.input_size).with_max_tokens(self.max_tokens)
+        DepthEstimator::new(model, device)
+            .with_input_size(self.input_size)
+            .with_max_tokens(self.max_tokens)
+            .with_precision(self.precision)
     }
 }

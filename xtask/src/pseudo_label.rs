@@ -58,6 +58,7 @@ pub fn run(args: PseudoLabelArgs) -> Result<()> {
         shard: args.shard,
         input_size: args.input.input_size,
         max_tokens: args.input.max_tokens,
+        precision: args.input.precision,
         batch: args.batch_size,
         device: args.device,
     };

@@ -33,6 +33,9 @@ pub struct TrainArgs {
     /// on the device from a short probe, without training.
     #[arg(long, requires = "config")]
     dry_run: bool,
+    /// --dry-run: the job's number of ranks (default: the launcher's, else 1).
+    #[arg(long, requires = "dry_run")]
+    ranks: Option<usize>,
     /// Mini reproduction: the folder of its stage configs.
     #[arg(long, default_value = "configs/mini")]
     pipeline: PathBuf,
@@ -71,8 +74,11 @@ fn train(args: TrainArgs, dist: Arc<dyn Collective>) -> Result<()> {
     let mut learner = match (&args.config, &args.resume) {
         (None, None) => return mini(args, dist.as_ref()),
         (Some(config), _) if args.dry_run => {
-            print!("{}", depth_train::plan::dry_run(&TrainConfig::load(config, &sets())?)?);
-            return Ok(());
+            let ranks = args.ranks.unwrap_or(dist.world());
+            let mut plan = String::new();
+            let outcome = depth_train::plan::dry_run(&TrainConfig::load(config, &sets())?, ranks, &mut plan);
+            print!("{plan}");
+            return Ok(outcome?);
         }
         (_, Some(dir)) if !args.sets.is_empty() => {
             return Err(XtaskError::usage(

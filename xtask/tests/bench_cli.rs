@@ -115,7 +115,9 @@ fn twins_are_run_and_compared() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let calls = std::fs::read_to_string(&log).unwrap();
     assert!(
-        calls.contains("--case sgemm/2048 --impl torch --device cpu --reps 1 --warmup 0 --threads 1"),
+        calls.contains(
+            "--case sgemm/2048 --impl torch --device cpu --precision f32 --reps 1 --warmup 0 --threads 1"
+        ),
         "{calls}"
     );
     let r = results(&out);

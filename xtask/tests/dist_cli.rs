@@ -1,6 +1,7 @@
-//! Data-parallel training over MPI as a user launches it (`mpirun -np 2 xtask train`): two
-//! ranks with batch B take the same steps as one process with batch 2B (losses and weights to
-//! 1e-6), a rank killed with SIGKILL ends the whole job with a message naming it, and
+//! Data-parallel training over MPI as a user launches it (`mpirun -np 2 xtask train`): one
+//! config (`batch_size` is the optimiser's batch) takes the same steps on two ranks as in one
+//! process (losses and weights to 1e-6), the split ranks × per-rank batch × accumulate derived
+//! or refused, a rank killed with SIGKILL ends the whole job with a message naming it, and
 //! `--resume` continues the run with the same number of ranks (and refuses another number).
 //! Needs OpenMPI's `mpirun` (CI installs openmpi-bin): without it these tests fail, they do not
 //! skip.
@@ -28,7 +29,7 @@ features = 16
 output_bias = 1.0
 seed = 1
 [data.loader]
-batch_size = 2
+batch_size = 4
 workers = 1
 seed = 3
 [data.loader.augment]
@@ -87,20 +88,28 @@ fn losses(run: &Path) -> Vec<(u64, f64)> {
         .collect()
 }
 
+/// Batch 4 in one process (4 images per pass) and on two ranks that each accumulate two
+/// passes of one image: the same four images per step, the same steps.
 #[test]
-fn two_ranks_take_the_steps_of_one_process_with_the_doubled_batch() {
+fn two_ranks_take_the_steps_of_one_process_with_the_same_batch() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 4);
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    ok(Command::new(xtask())
+    let one_out = ok(Command::new(xtask())
         .args(["train", "--config"])
         .arg(&cfg)
-        .args(["--set", &format!("out={}", one.display()), "--set", "data.loader.batch_size=4"])
+        .args(["--set", &format!("out={}", one.display())])
         .env("HF_HUB_OFFLINE", "1"));
-    let out = ok(mpirun(2)
-        .args([xtask(), "train", "--config"])
-        .arg(&cfg)
-        .args(["--set", &format!("out={}", two.display())]));
+    assert!(
+        String::from_utf8_lossy(&one_out.stderr).contains("batch 4 = 1 rank × 4 per rank × accumulate 1")
+    );
+    let out = ok(mpirun(2).args([xtask(), "train", "--config"]).arg(&cfg).args([
+        "--set",
+        &format!("out={}", two.display()),
+        "--set",
+        "optim.accumulate=2",
+    ]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("batch 4 = 2 ranks × 1 per rank × accumulate 2"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches("trained 4 steps").count(), 1, "rank 0 alone reports: {stdout}");
 
@@ -130,6 +139,41 @@ fn two_ranks_take_the_steps_of_one_process_with_the_doubled_batch() {
     }
     // only rank 0 wrote: one log, one final model, checkpoints of the run
     assert!(two.join("checkpoints/latest.json").is_file());
+}
+
+/// A split that does not multiply to the batch is refused before anything runs, in the plan
+/// (`--dry-run --ranks`) as in a launched job, with the rule.
+#[test]
+fn a_split_that_disagrees_with_the_batch_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 4);
+    let plan = |sets: &[&str]| {
+        let mut cmd = Command::new(xtask());
+        cmd.args(["train", "--dry-run", "--ranks", "2", "--config"]).arg(&cfg).env("HF_HUB_OFFLINE", "1");
+        for s in sets {
+            cmd.args(["--set", s]);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = plan(&["optim.per_rank_batch=4"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("does not divide into 2 ranks × per-rank batch 4 = 8"),
+        "{err}"
+    );
+    let refused = plan(&["data.loader.batch_size=3"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not divide into 2 ranks"));
+    let run = dir.path().join("never");
+    let out = mpirun(2)
+        .args([xtask(), "train", "--config"])
+        .arg(&cfg)
+        .args(["--set", &format!("out={}", run.display())])
+        .args(["--set", "optim.per_rank_batch=1", "--set", "optim.accumulate=1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("batch 4 ≠ 2 ranks × 1 × 1 = 2"), "{err}");
+    assert!(!run.exists(), "a refused job wrote its folder");
 }
 
 #[test]

@@ -99,6 +99,13 @@ fn loads_a_hub_id_from_the_cache_offline() {
     let miss = xtask(&[&["--weights", "acme/not-cached"], &base[..]].concat(), &env);
     assert!(!miss.status.success());
     assert!(String::from_utf8_lossy(&miss.stderr).contains("HF_HUB_OFFLINE"));
+    // the Giant is looked for on the Hub like the others; while it is missing, the error says why
+    let giant = xtask(&[&["--weights", "vitg"], &base[..]].concat(), &env);
+    let err = String::from_utf8_lossy(&giant.stderr);
+    assert!(
+        !giant.status.success() && err.contains("Depth-Anything-V2-Giant") && err.contains("use vitl"),
+        "{err}"
+    );
 }
 
 #[test]

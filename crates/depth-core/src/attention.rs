@@ -2,7 +2,8 @@
 //! CPU: per head and block of 64 queries the scores go to a cache-sized buffer, through the
 //! vectorised softmax and straight into `· V`, blocks in parallel — the (N × N) matrix is never
 //! written out. Backward recomputes the probabilities and applies the exact formulas. Off the
-//! CPU it is the composed (differentiable) candle ops.
+//! CPU, and under bf16 autocast (`precision.rs`: the products in bfloat16, the softmax in
+//! float32), it is the composed (differentiable) candle ops.
 
 use crate::error::{CoreError, Result};
 use crate::float::{Float, Kernel, dispatch};
@@ -19,6 +20,13 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tenso
             "attention",
             format!("q {:?}, k {:?}, v {:?} must have one shape (…, N, D)", q.dims(), k.dims(), v.dims()),
         ));
+    }
+    if let Some(low) = crate::precision::lowered(q) {
+        // bf16 autocast: both products in bfloat16, the softmax in float32
+        let (f32, low_of) = (q.dtype(), |t: &Tensor| t.to_dtype(low));
+        let scores = low_of(q)?.matmul(&low_of(k)?.t()?)?.to_dtype(f32)?;
+        let p = crate::softmax::softmax_last_dim(&(scores * scale)?)?;
+        return Ok(low_of(&p)?.matmul(&low_of(v)?)?.to_dtype(f32)?);
     }
     if !q.device().is_cpu() {
         let p = crate::softmax::softmax_last_dim(&(q.matmul(&k.t()?)? * scale)?)?;

@@ -1,6 +1,7 @@
 //! Why this file: commands, configs and the library all name a device the same way ("cpu",
 //! "cuda", "cuda:N"). The name is parsed once where it comes in (a flag, a config key) into
-//! [`DeviceSpec`]; the candle device is opened where the work starts.
+//! [`DeviceSpec`]; the candle device is opened where the work starts. Plain `cuda` is the GPU of
+//! this process's local rank, so one config serves every rank of a job with one rank per GPU.
 
 use crate::error::{CoreError, Result};
 use candle_core::Device;
@@ -12,8 +13,8 @@ use std::str::FromStr;
 pub enum DeviceSpec {
     #[default]
     Cpu,
-    /// The GPU of this ordinal (`cuda` is `cuda:0`).
-    Cuda(usize),
+    /// `cuda:N`: that GPU; `cuda`: the GPU of the local rank ([`local_rank`]; 0 when alone).
+    Cuda(Option<usize>),
 }
 
 impl FromStr for DeviceSpec {
@@ -25,9 +26,9 @@ impl FromStr for DeviceSpec {
         let name = name.trim().to_ascii_lowercase();
         match name.as_str() {
             "cpu" => Ok(Self::Cpu),
-            "cuda" => Ok(Self::Cuda(0)),
+            "cuda" => Ok(Self::Cuda(None)),
             _ => match name.strip_prefix("cuda:").map(str::parse::<usize>) {
-                Some(Ok(ordinal)) => Ok(Self::Cuda(ordinal)),
+                Some(Ok(ordinal)) => Ok(Self::Cuda(Some(ordinal))),
                 _ => Err(CoreError::UnknownDevice(name)),
             },
         }
@@ -38,7 +39,8 @@ impl fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Cpu => f.write_str("cpu"),
-            Self::Cuda(n) => write!(f, "cuda:{n}"),
+            Self::Cuda(None) => f.write_str("cuda"),
+            Self::Cuda(Some(n)) => write!(f, "cuda:{n}"),
         }
     }
 }
@@ -57,23 +59,64 @@ impl<'de> serde::Deserialize<'de> for DeviceSpec {
 }
 
 impl DeviceSpec {
+    /// The device this process uses: plain `cuda` becomes `cuda:<local rank>`.
+    pub fn resolve(self) -> Result<Self> {
+        Ok(match self {
+            Self::Cuda(None) => Self::Cuda(Some(local_rank()?)),
+            other => other,
+        })
+    }
+
     /// The candle device (a CUDA device needs a build with the `cuda` feature and that GPU).
     pub fn open(self) -> Result<Device> {
-        match self {
+        match self.resolve()? {
             Self::Cpu => Ok(Device::Cpu),
-            Self::Cuda(ordinal) => cuda(ordinal),
+            Self::Cuda(ordinal) => cuda(ordinal.unwrap_or(0)),
         }
     }
+
+    pub fn is_cuda(self) -> bool {
+        matches!(self, Self::Cuda(_))
+    }
+}
+
+/// Where the launchers put a process's rank on its own machine, in the order they are trusted:
+/// OpenMPI, MPICH (Hydra), Slurm, torchrun.
+const LOCAL_RANK_VARS: [&str; 4] =
+    ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"];
+
+/// This process's rank on its machine as its launcher set it; 0 when no launcher did.
+pub fn local_rank() -> Result<usize> {
+    local_rank_from(|k| std::env::var(k).ok())
+}
+
+/// [`local_rank`] over any variable lookup (tested without touching the environment).
+pub fn local_rank_from(var: impl Fn(&str) -> Option<String>) -> Result<usize> {
+    for name in LOCAL_RANK_VARS {
+        if let Some(v) = var(name) {
+            return v.trim().parse().map_err(|_| CoreError::Device {
+                device: "cuda".into(),
+                reason: format!("{name}={v:?} is not a number (the launcher sets it; do not set it by hand)"),
+            });
+        }
+    }
+    Ok(0)
 }
 
 #[cfg(feature = "cuda")]
 fn cuda(ordinal: usize) -> Result<Device> {
-    Ok(Device::new_cuda(ordinal)?)
+    Device::new_cuda(ordinal).map_err(|e| CoreError::Device {
+        device: format!("cuda:{ordinal}"),
+        reason: format!(
+            "cannot open it ({e}); plain `cuda` is the local rank's GPU: run at most one rank per GPU, \
+             or name the GPU as cuda:N"
+        ),
+    })
 }
 
 #[cfg(not(feature = "cuda"))]
 fn cuda(ordinal: usize) -> Result<Device> {
-    Err(CoreError::NoCuda { device: DeviceSpec::Cuda(ordinal).to_string() })
+    Err(CoreError::NoCuda { device: format!("cuda:{ordinal}") })
 }
 
 #[cfg(test)]
@@ -85,17 +128,19 @@ mod tests {
         let parse = |s: &str| s.parse::<DeviceSpec>();
         assert_eq!(parse("cpu").unwrap(), DeviceSpec::Cpu);
         assert_eq!(parse(" CPU ").unwrap(), DeviceSpec::Cpu);
-        assert_eq!(parse("cuda").unwrap(), DeviceSpec::Cuda(0));
-        assert_eq!(parse("cuda:3").unwrap(), DeviceSpec::Cuda(3));
+        assert_eq!(parse("cuda").unwrap(), DeviceSpec::Cuda(None));
+        assert_eq!(parse("cuda:3").unwrap(), DeviceSpec::Cuda(Some(3)));
         assert!(matches!(parse("tpu"), Err(CoreError::UnknownDevice(_))));
         assert!(matches!(parse("cuda:x"), Err(CoreError::UnknownDevice(_))));
-        for d in [DeviceSpec::Cpu, DeviceSpec::Cuda(0), DeviceSpec::Cuda(7)] {
+        for d in
+            [DeviceSpec::Cpu, DeviceSpec::Cuda(None), DeviceSpec::Cuda(Some(0)), DeviceSpec::Cuda(Some(7))]
+        {
             assert_eq!(parse(&d.to_string()).unwrap(), d);
         }
         assert!(DeviceSpec::Cpu.open().unwrap().is_cpu());
         #[cfg(not(feature = "cuda"))]
         {
-            let err = DeviceSpec::Cuda(1).open().unwrap_err().to_string();
+            let err = DeviceSpec::Cuda(Some(1)).open().unwrap_err().to_string();
             assert!(err.contains("cuda:1") && err.contains("--features cuda"), "{err}");
         }
     }
@@ -107,9 +152,29 @@ mod tests {
             device: DeviceSpec,
         }
         let c: C = toml::from_str("device = \"cuda:2\"").unwrap();
-        assert_eq!(c.device, DeviceSpec::Cuda(2));
+        assert_eq!(c.device, DeviceSpec::Cuda(Some(2)));
         assert_eq!(toml::to_string(&c).unwrap().trim(), "device = \"cuda:2\"");
         let err = toml::from_str::<C>("device = \"gpu\"").unwrap_err().to_string();
         assert!(err.contains("unknown device 'gpu'"), "{err}");
+    }
+
+    #[test]
+    fn plain_cuda_is_the_local_ranks_gpu() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(local_rank_from(env(&[])).unwrap(), 0);
+        assert_eq!(local_rank_from(env(&[("LOCAL_RANK", "3")])).unwrap(), 3);
+        assert_eq!(
+            local_rank_from(env(&[("OMPI_COMM_WORLD_LOCAL_RANK", "1"), ("LOCAL_RANK", "5")])).unwrap(),
+            1
+        );
+        assert_eq!(local_rank_from(env(&[("MPI_LOCALRANKID", "2")])).unwrap(), 2);
+        assert_eq!(local_rank_from(env(&[("SLURM_LOCALID", "6")])).unwrap(), 6);
+        let err = local_rank_from(env(&[("LOCAL_RANK", "first")])).unwrap_err().to_string();
+        assert!(err.contains("LOCAL_RANK") && err.contains("\"first\""), "{err}");
+        // a named GPU stays itself, whatever the launcher says
+        assert_eq!(DeviceSpec::Cuda(Some(4)).resolve().unwrap(), DeviceSpec::Cuda(Some(4)));
+        assert_eq!(DeviceSpec::Cpu.resolve().unwrap(), DeviceSpec::Cpu);
     }
 }

@@ -44,6 +44,8 @@ pub enum CoreError {
     UnknownDevice(String),
     #[error("device {device}: this build has no CUDA; build with `--features cuda` (docs/gpu.md) or use cpu")]
     NoCuda { device: String },
+    #[error("device {device}: {reason}")]
+    Device { device: String, reason: String },
     #[error("{path}: not a decodable image ({reason})")]
     ImageDecode { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]

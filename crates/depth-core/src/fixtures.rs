@@ -1,8 +1,18 @@
 //! Where the shared ground-truth fixtures live: `DEPTH_FIXTURES`, else `../shared/fixtures` beside
-//! the workspace root. Tests use it; a missing folder is an error, never a silent skip.
+//! the workspace root. Tests use it; a missing folder is an error, never a silent skip. Beside it,
+//! the one measure tests compare tensors by (any device, any dtype).
 
 use crate::error::{CoreError, Result};
+use candle_core::{DType, Device, Tensor};
 use std::path::PathBuf;
+
+/// max |a − b| / max |b| in float64 on the host: how far `a` is from the reference `b`.
+pub fn max_rel_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let host = |t: &Tensor| t.to_device(&Device::Cpu)?.to_dtype(DType::F64);
+    let (a, b) = (host(a)?, host(b)?);
+    let d = (&a - &b)?.abs()?.max_all()?.to_scalar::<f64>()?;
+    Ok(d / b.abs()?.max_all()?.to_scalar::<f64>()?.max(1e-30))
+}
 
 /// Where the fixtures folder is expected (not checked): `DEPTH_FIXTURES`, else the default.
 pub fn fixtures_path() -> (PathBuf, &'static str) {

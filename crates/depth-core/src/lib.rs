@@ -3,11 +3,12 @@
 //! It owns the ops candle lacks or gets wrong — differentiable bilinear/bicubic resampling with
 //! PyTorch's exact semantics, OpenCV-exact `INTER_CUBIC`, fused *and* differentiable LayerNorm
 //! and softmax — plus weight files (`.pth`, safetensors) with strict loading, `.npy` files, device
-//! choice, the one TOML config reader and loading contract of the pipeline, the progress trait the
-//! long loops report through, and the shared error type. Behind the
-//! default `io` feature: image decoding as OpenCV, the network-input preprocessing, the Hugging
-//! Face Hub and 16-bit PNG files. Without `io` it needs no C toolchain beyond candle's (no cmake,
-//! nasm or network client), which is what a crate that only needs the ops (depth-losses) gets.
+//! choice, mixed precision (bf16 autocast of the products), the one TOML config reader and
+//! loading contract of the pipeline, the progress trait the long loops report through, and the
+//! shared error type. Behind the default `io` feature: image decoding as OpenCV, the
+//! network-input preprocessing, the Hugging Face Hub and 16-bit PNG files. Without `io` it needs
+//! no C toolchain beyond candle's (no cmake, nasm or network client), which is what a crate that
+//! only needs the ops (depth-losses) gets.
 //! It knows nothing about models or datasets and must never depend on another depth-* crate.
 //!
 //! Its surface has one path per item: the ops, the device, the progress trait and the error are
@@ -40,6 +41,7 @@ mod norm;
 pub mod npy;
 #[cfg(feature = "io")]
 pub mod png16;
+mod precision;
 mod progress;
 pub mod read;
 mod relu;
@@ -52,11 +54,12 @@ pub use abs::abs;
 pub use attention::attention;
 pub use colormap::Colormap;
 pub use conv::{Conv2d, conv2d, conv2d_relu_input};
-pub use device::DeviceSpec;
+pub use device::{DeviceSpec, local_rank};
 pub use error::{CoreError, Result};
 pub use gelu::gelu_erf;
 pub use linear::{Linear, linear};
 pub use norm::layer_norm;
+pub use precision::{Precision, autocast};
 pub use progress::{Progress, Silent};
 pub use relu::relu;
 pub use resample::{

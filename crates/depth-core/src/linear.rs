@@ -4,7 +4,8 @@
 //! each of the three gradients. Here the bias is part of the gemm (rows start at the bias) and
 //! the backward computes dx, dW and db directly: dx by independent row blocks, dW and db as
 //! sums over fixed groups of rows added in order, so they are the same bits on any thread count.
-//! Off the CPU: candle's matmul and broadcast add.
+//! Off the CPU: candle's matmul and broadcast add; under bf16 autocast (`precision.rs`) the
+//! matmul in bfloat16.
 
 use crate::disjoint::DisjointOut;
 use crate::error::Result;
@@ -29,6 +30,14 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
             "linear",
             format!("input {dims:?}, weight {:?}, bias {:?}", w.dims(), b.map(|b| b.dims().to_vec())),
         ));
+    }
+    if let Some(low) = crate::precision::lowered(x) {
+        // bf16 autocast: the product in bfloat16, widened, the bias added in float32
+        let y = x.to_dtype(low)?.broadcast_matmul(&w.to_dtype(low)?.t()?)?.to_dtype(x.dtype())?;
+        return Ok(match b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        });
     }
     let cpu = x.device().is_cpu() && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64);
     if !cpu {

@@ -2,13 +2,10 @@
 //! forward and input gradient.
 #![cfg(feature = "cuda")]
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 
 fn rel(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_device(&Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
-    let b = b.to_device(&Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
-    let d = (&a - &b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
-    d / b.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap().max(1e-30)
+    depth_core::fixtures::max_rel_diff(a, b).unwrap()
 }
 
 /// (forward rel diff, gradient rel diff) of `f` on CUDA vs CPU.
@@ -94,4 +91,27 @@ fn ops_on_cuda_match_the_cpu() {
     }
     let _ = cuda;
     assert!(bad.is_empty(), "CUDA differs from the CPU for {bad:?}");
+}
+
+/// The bf16 autocast products on CUDA (cuBLAS bf16) against the CPU's bf16 emulation: the same
+/// roundings up to the order of the float32 sums.
+#[test]
+fn bf16_products_on_cuda_match_the_cpu() {
+    let r = |s: &[usize]| Tensor::randn(0f32, 1.0, s, &Device::Cpu).unwrap();
+    let (w, b, wc) = (r(&[96, 64]), r(&[96]), r(&[16, 8, 3, 3]));
+    let on = |t: &Tensor, x: &Tensor| t.to_device(x.device()).unwrap();
+    let linear = |x: &Tensor| depth_core::linear(x, &on(&w, x), Some(&on(&b, x))).unwrap();
+    let attention =
+        |x: &Tensor| depth_core::attention(x, &x.sqr().unwrap(), &x.sin().unwrap(), 0.25).unwrap();
+    let conv = |x: &Tensor| depth_core::conv2d(x, &on(&wc, x), None, 1, 2).unwrap();
+    for (name, x, f) in [
+        ("linear bf16", r(&[2, 50, 64]), &linear as &dyn Fn(&Tensor) -> Tensor),
+        ("attention bf16", r(&[1, 2, 70, 16]), &attention),
+        ("conv s2 bf16", r(&[1, 8, 19, 23]), &conv),
+    ] {
+        let (fwd, grad) =
+            compare(&x, &|x: &Tensor| depth_core::autocast(depth_core::Precision::Bf16, || f(x)));
+        println!("{name:14} forward {fwd:.2e} gradient {grad:.2e}");
+        assert!(fwd <= 2e-2 && grad <= 2e-2, "{name}: forward {fwd:.2e}, gradient {grad:.2e}");
+    }
 }

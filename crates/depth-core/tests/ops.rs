@@ -349,3 +349,55 @@ fn abs_has_pytorchs_gradient_at_zero() {
     assert_eq!(g.get(v.as_tensor()).unwrap().to_vec1::<f64>().unwrap(), [-1.0, 0.0, 1.0]);
     finite_difference_check(&randn(&[3, 7]), |x| depth_core::abs(x).unwrap(), 1e-6);
 }
+
+/// Under bf16 autocast the products (linear, attention, convolution at stride 1 and 2) compute
+/// in bfloat16 — their results move off the float32 ones by bf16's rounding (8 bits), not more —
+/// and hand back float32, with float32 gradients for every input and weight, near the float32
+/// gradients.
+#[test]
+fn bf16_autocast_products_round_like_bf16_and_keep_float32_gradients() {
+    type Product = Box<dyn Fn(&[Tensor]) -> Tensor>;
+    let f32 = |s: &[usize]| randn(s).to_dtype(DType::F32).unwrap();
+    let cases: Vec<(&str, Vec<Tensor>, Product)> = vec![
+        (
+            "linear",
+            vec![f32(&[2, 50, 64]), f32(&[96, 64]), f32(&[96])],
+            Box::new(|t| depth_core::linear(&t[0], &t[1], Some(&t[2])).unwrap()),
+        ),
+        (
+            "attention",
+            vec![f32(&[2, 3, 70, 16]), f32(&[2, 3, 70, 16]), f32(&[2, 3, 70, 16])],
+            Box::new(|t| depth_core::attention(&t[0], &t[1], &t[2], 0.25).unwrap()),
+        ),
+        (
+            "conv stride 1",
+            vec![f32(&[2, 8, 19, 23]), f32(&[16, 8, 3, 3]), f32(&[16])],
+            Box::new(|t| depth_core::conv2d(&t[0], &t[1], Some(&t[2]), 1, 1).unwrap()),
+        ),
+        (
+            "conv stride 2 of relu",
+            vec![f32(&[2, 8, 19, 23]), f32(&[16, 8, 3, 3]), f32(&[16])],
+            Box::new(|t| depth_core::conv2d_relu_input(&t[0], &t[1], Some(&t[2]), 1, 2).unwrap()),
+        ),
+    ];
+    for (name, inputs, op) in cases {
+        let run = |precision| {
+            let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+            let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+            let y = depth_core::autocast(precision, || op(&tensors));
+            let dy = Tensor::ones_like(&y).unwrap().cumsum(D::Minus1).unwrap().sin().unwrap();
+            let grads = (&y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+            let g: Vec<Tensor> = tensors.iter().map(|t| grads.get(t).expect("a gradient").clone()).collect();
+            (y, g)
+        };
+        let ((y32, g32), (y16, g16)) = (run(depth_core::Precision::F32), run(depth_core::Precision::Bf16));
+        assert_eq!(y16.dtype(), DType::F32, "{name}: autocast hands back float32");
+        let e = rel_err(&y16, &y32);
+        assert!(e > 1e-5 && e < 2e-2, "{name}: bf16 result {e:.1e} from float32 (expected bf16 rounding)");
+        for (i, (a, b)) in g16.iter().zip(&g32).enumerate() {
+            assert_eq!(a.dtype(), DType::F32, "{name}: gradient {i} is float32");
+            let e = rel_err(a, b);
+            assert!(e < 3e-2, "{name}: gradient {i} {e:.1e} from float32");
+        }
+    }
+}

@@ -684,8 +684,12 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
     let mut t = Target::new(3, 2, TargetKind::Disparity, values, |_| true);
     t.valid[2] = false;
     t.values[2] = 0.0;
-    let teacher =
-        pseudo::TeacherId { name: "depth-anything-v2-large".into(), sha256: "ab12".into(), input_size: 518 };
+    let teacher = pseudo::TeacherId {
+        name: "depth-anything-v2-large".into(),
+        sha256: "ab12".into(),
+        input_size: 518,
+        precision: depth_core::Precision::Bf16,
+    };
     let p = pseudo::write_pseudo_label(&store, Path::new("web/a.jpg"), &t, &teacher, "cd34").unwrap();
     assert_eq!(p, store.join("web/a.safetensors"));
     assert_eq!(fs::read_dir(store.join("web")).unwrap().count(), 1, "no temp file left");
@@ -697,6 +701,7 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
             teacher: "depth-anything-v2-large".into(),
             teacher_sha256: "ab12".into(),
             input_size: 518,
+            precision: depth_core::Precision::Bf16,
             image: "web/a.jpg".into(),
             image_sha256: "cd34".into(),
             checked: true,

@@ -9,6 +9,7 @@ mod feature_align;
 mod gradient;
 mod normalize;
 mod objective;
+mod order;
 mod silog;
 mod ssi;
 

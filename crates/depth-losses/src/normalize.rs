@@ -3,7 +3,7 @@
 //! gradients through t and s.
 
 use crate::error::Result;
-use candle_core::{D, DType, Tensor};
+use candle_core::{DType, Tensor};
 use depth_core::CoreError;
 
 /// The valid pixels of each sample of a (B, H, W) batch: mask ≠ 0 and a finite target.
@@ -75,8 +75,7 @@ pub fn normalize(values: &Tensor) -> Result<Option<Normalized>> {
     if n < 2 {
         return Ok(None);
     }
-    let order = values.arg_sort_last_dim(true)?;
-    let t = values.gather(&order, D::Minus1)?.narrow(0, (n - 1) / 2, 1)?;
+    let t = values.narrow(0, crate::order::lower_median(&crate::order::host(values)?), 1)?;
     let centred = values.broadcast_sub(&t)?;
     let s = depth_core::abs(&centred)?.mean_keepdim(0)?;
     let s_value = s.to_dtype(DType::F64)?.to_vec1::<f64>()?[0];

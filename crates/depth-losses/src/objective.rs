@@ -37,7 +37,7 @@ impl Objective {
         pseudo: &[bool],
     ) -> Result<(Tensor, Tensor)> {
         let trim: Vec<f64> = pseudo.iter().map(|&p| if p { self.trim_pseudo } else { 0.0 }).collect();
-        // one normalisation (a sort per sample) serves both terms
+        // one normalisation (a median selection per sample) serves both terms
         let norm = normalize_batch(pred, target, mask, "da2_objective")?;
         Ok((ssi_from(&norm, &trim, pred)?, gm_from(&norm, pred, target, self.scales)?))
     }

@@ -4,7 +4,7 @@
 
 use crate::error::Result;
 use crate::normalize::{BatchNorm, normalize_batch, sum_or_zero};
-use candle_core::{D, Tensor};
+use candle_core::Tensor;
 
 /// `trim[b]` is the fraction of sample b's residuals to drop (0 for ground truth, 0.1 for
 /// pseudo-labels). Samples with < 2 valid pixels or zero deviation contribute nothing.
@@ -22,7 +22,8 @@ pub(crate) fn ssi_from(norm: &BatchNorm, trim: &[f64], like: &Tensor) -> Result<
         let n = r.dim(0)?;
         let drop = (trim.get(b).copied().unwrap_or(0.0) * n as f64).floor() as usize;
         let r = if drop > 0 {
-            r.gather(&r.arg_sort_last_dim(true)?, D::Minus1)?.narrow(0, 0, n - drop)?
+            let kept = crate::order::smallest(&crate::order::host(&r)?, n - drop);
+            r.index_select(&Tensor::new(kept.as_slice(), r.device())?, 0)?
         } else {
             r
         };

@@ -129,3 +129,71 @@ fn feature_alignment_ignores_tokens_above_the_margin() {
     assert!(grads.get(student.as_tensor()).is_some());
     assert!(feature_alignment_loss(&teacher, &teacher.narrow(2, 0, 8).unwrap(), 0.85).is_err());
 }
+
+/// The trimmed L_ssi as it is defined — sort every sample's valid values, take the lower median,
+/// sort the residuals, keep the smallest — written with candle's CPU argsort (and |x| with
+/// sign(0) = 0, as torch's). The losses select
+/// instead of sorting (a sort cannot run on CUDA at this size); the two must agree at 518², ties
+/// and invalid pixels included.
+fn ssi_by_sorting(pred: &Tensor, target: &Tensor, mask: &[Vec<u32>], trim: f64) -> Tensor {
+    let norm = |v: Tensor| {
+        let n = v.dim(0).unwrap();
+        let sorted = v.gather(&v.arg_sort_last_dim(true).unwrap(), 0).unwrap();
+        let c = v.broadcast_sub(&sorted.narrow(0, (n - 1) / 2, 1).unwrap()).unwrap();
+        let s = depth_core::abs(&c).unwrap().mean_keepdim(0).unwrap();
+        c.broadcast_div(&s).unwrap()
+    };
+    let mut sums = Vec::new();
+    let mut kept = 0;
+    for (b, valid) in mask.iter().enumerate() {
+        let idx = Tensor::new(valid.as_slice(), &Device::Cpu).unwrap();
+        let pick = |x: &Tensor| x.get(b).unwrap().flatten_all().unwrap().index_select(&idx, 0).unwrap();
+        let r = depth_core::abs(&(norm(pick(pred)) - norm(pick(target))).unwrap()).unwrap();
+        let n = r.dim(0).unwrap();
+        let keep = n - (trim * n as f64).floor() as usize;
+        let sorted = r.gather(&r.arg_sort_last_dim(true).unwrap(), 0).unwrap();
+        sums.push(sorted.narrow(0, 0, keep).unwrap().sum_all().unwrap());
+        kept += keep;
+    }
+    (Tensor::stack(&sums, 0).unwrap().sum_all().unwrap() / kept as f64).unwrap()
+}
+
+#[test]
+fn selecting_equals_sorting_at_518_with_ties_and_holes() {
+    let (b, h, w) = (2, 518, 518);
+    // few distinct values, so medians and the trimming boundary fall inside runs of ties
+    let coarse = |seed: f64| -> Vec<f64> {
+        (0..b * h * w).map(|i| ((i as f64 * 0.618_033 + seed).fract() * 37.0).floor() / 37.0 + 0.05).collect()
+    };
+    let pred = Var::from_tensor(&Tensor::from_vec(coarse(0.3), (b, h, w), &Device::Cpu).unwrap()).unwrap();
+    let target = Tensor::from_vec(coarse(0.7), (b, h, w), &Device::Cpu).unwrap();
+    // a hole and a border of invalid pixels, different per sample
+    let valid: Vec<Vec<u32>> = (0..b)
+        .map(|s| {
+            (0..(h * w) as u32).filter(|&j| (j as usize % w) > 3 + s && (j as usize / w) % 97 != 5).collect()
+        })
+        .collect();
+    let mut m = vec![0u8; b * h * w];
+    for (s, v) in valid.iter().enumerate() {
+        v.iter().for_each(|&j| m[s * h * w + j as usize] = 1);
+    }
+    let mask = Tensor::from_vec(m, (b, h, w), &Device::Cpu).unwrap();
+    for trim in [0.0, 0.1] {
+        let ours = ssi_loss(&pred, &target, &mask, &[trim, trim]).unwrap();
+        let reference = ssi_by_sorting(&pred, &target, &valid, trim);
+        let (g_ours, g_ref) = (ours.backward().unwrap(), reference.backward().unwrap());
+        let (g_ours, g_ref) = (g_ours.get(pred.as_tensor()).unwrap(), g_ref.get(pred.as_tensor()).unwrap());
+        // the same elements: equal up to the order of a float sum
+        assert!(
+            rel_err(&ours, &reference) < 1e-10,
+            "trim {trim}: {} vs {}",
+            scalar(&ours),
+            scalar(&reference)
+        );
+        assert!(
+            rel_err(g_ours, g_ref) < 1e-12,
+            "trim {trim}: gradients differ by {}",
+            rel_err(g_ours, g_ref)
+        );
+    }
+}

@@ -215,16 +215,7 @@ impl ModelConfig {
 
     /// The number of parameters, from the sizes alone (no tensor is built): ViT-S has 24,785,089.
     pub fn parameter_count(&self) -> usize {
-        let v = &self.vit;
-        let (c, h) = (v.embed_dim, v.ffn_hidden());
-        let grid = v.img_size / v.patch_size;
-        let ffn = match v.ffn {
-            Ffn::Mlp => 2 * c * h + h + c,
-            Ffn::SwiGlu => c * 2 * h + 2 * h + h * c + c,
-        };
-        let block = 4 * c + (3 * c * c + 3 * c) + (c * c + c) + if v.layer_scale { 2 * c } else { 0 } + ffn;
-        let vit =
-            3 * v.patch_size * v.patch_size * c + c + c + (grid * grid + 1) * c + c + v.depth * block + 2 * c;
+        let c = self.vit.embed_dim;
         let (oc, f, hh) = (self.head.out_channels, self.head.features, self.head.head_hidden);
         let conv = |i: usize, o: usize, k: usize, bias: bool| i * o * k * k + if bias { o } else { 0 };
         let mut head: usize = oc.iter().map(|&o| conv(c, o, 1, true)).sum();
@@ -235,7 +226,20 @@ impl ModelConfig {
         head += oc.iter().map(|&o| conv(o, f, 3, false)).sum::<usize>();
         head += 4 * (4 * conv(f, f, 3, true) + conv(f, f, 1, true));
         head += conv(f, f / 2, 3, true) + conv(f / 2, hh, 3, true) + conv(hh, 1, 1, true);
-        vit + head
+        self.encoder_parameter_count() + head
+    }
+
+    /// The encoder's (`pretrained.*`) share of [`parameter_count`](Self::parameter_count).
+    pub fn encoder_parameter_count(&self) -> usize {
+        let v = &self.vit;
+        let (c, h) = (v.embed_dim, v.ffn_hidden());
+        let grid = v.img_size / v.patch_size;
+        let ffn = match v.ffn {
+            Ffn::Mlp => 2 * c * h + h + c,
+            Ffn::SwiGlu => c * 2 * h + 2 * h + h * c + c,
+        };
+        let block = 4 * c + (3 * c * c + 3 * c) + (c * c + c) + if v.layer_scale { 2 * c } else { 0 } + ffn;
+        3 * v.patch_size * v.patch_size * c + c + c + (grid * grid + 1) * c + c + v.depth * block + 2 * c
     }
 
     /// Checks that the sizes fit together (heads divide the width, layers exist, …).

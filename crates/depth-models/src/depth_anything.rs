@@ -5,14 +5,18 @@
 use crate::config::ModelConfig;
 use crate::dinov2::{DinoVisionTransformer, LayerOutput};
 use crate::dpt::DptHead;
+use crate::recompute::Recompute;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
+use depth_core::{Precision, autocast};
 
 #[derive(Clone, Debug)]
 pub struct DepthAnythingV2 {
     cfg: ModelConfig,
     pretrained: DinoVisionTransformer,
     depth_head: DptHead,
+    /// The precision its forward computes in (`depth_core::autocast`); the weights stay float32.
+    precision: Precision,
 }
 
 impl DepthAnythingV2 {
@@ -21,7 +25,19 @@ impl DepthAnythingV2 {
             pretrained: DinoVisionTransformer::new(&cfg.vit, vb.pp("pretrained"))?,
             depth_head: DptHead::new(cfg.vit.embed_dim, &cfg.head, vb.pp("depth_head"))?,
             cfg: cfg.clone(),
+            precision: Precision::F32,
         })
+    }
+
+    /// The same model computing in `precision` (bf16: the products in bfloat16, see
+    /// `depth_core::autocast`).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -34,7 +50,15 @@ impl DepthAnythingV2 {
 
     /// The four encoder layers the head reads (final norm applied).
     pub fn features(&self, x: &Tensor) -> Result<Vec<LayerOutput>> {
-        self.pretrained.get_intermediate_layers(x, &self.cfg.layers)
+        autocast(self.precision, || self.pretrained.get_intermediate_layers(x, &self.cfg.layers))
+    }
+
+    /// [`DepthAnythingV2::features`] with activation checkpointing of the encoder blocks: after
+    /// the loss's backward, [`Recompute::backward`] adds the encoder's gradients.
+    pub fn features_recomputed(&self, x: &Tensor) -> Result<(Vec<LayerOutput>, Recompute)> {
+        autocast(self.precision, || {
+            self.pretrained.get_intermediate_layers_recomputed(x, &self.cfg.layers, self.precision)
+        })
     }
 
     /// (B, 3, H, W) normalised images, H and W multiples of the patch size → (B, H, W) depth.
@@ -45,6 +69,10 @@ impl DepthAnythingV2 {
     /// The head on features already computed for `x` (training reuses them for feature
     /// alignment).
     pub fn forward_from(&self, features: &[LayerOutput], x: &Tensor) -> Result<Tensor> {
+        autocast(self.precision, || self.head(features, x))
+    }
+
+    fn head(&self, features: &[LayerOutput], x: &Tensor) -> Result<Tensor> {
         let p = self.cfg.vit.patch_size;
         let (_, _, h, w) = x.dims4()?;
         let out = self.depth_head.forward(features, h / p, w / p, p)?;

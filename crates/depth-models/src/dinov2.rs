@@ -238,10 +238,7 @@ impl DinoVisionTransformer {
     /// `get_intermediate_layers(x, layers, return_class_token=True)` with the final norm applied.
     /// Blocks after the last requested layer are not run (their outputs would be discarded).
     pub fn get_intermediate_layers(&self, x: &Tensor, layers: &[usize]) -> Result<Vec<LayerOutput>> {
-        let last = *layers.iter().max().unwrap_or(&0);
-        if last >= self.blocks.len() {
-            candle_core::bail!("layer {last} requested from a ViT with {} blocks", self.blocks.len());
-        }
+        let last = self.last_layer(layers)?;
         let mut x = self.prepare_tokens(x)?;
         let mut taken = Vec::with_capacity(layers.len());
         for (i, blk) in self.blocks.iter().enumerate().take(last + 1) {
@@ -250,6 +247,24 @@ impl DinoVisionTransformer {
                 taken.push((i, x.clone()));
             }
         }
+        self.normed(&taken, layers)
+    }
+
+    /// The deepest of `layers`, checked against the block count.
+    pub(crate) fn last_layer(&self, layers: &[usize]) -> Result<usize> {
+        let last = *layers.iter().max().unwrap_or(&0);
+        if last >= self.blocks.len() {
+            candle_core::bail!("layer {last} requested from a ViT with {} blocks", self.blocks.len());
+        }
+        Ok(last)
+    }
+
+    pub(crate) fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// The final norm of each requested layer's block output, split into patch and class tokens.
+    pub(crate) fn normed(&self, taken: &[(usize, Tensor)], layers: &[usize]) -> Result<Vec<LayerOutput>> {
         layers
             .iter()
             .map(|l| {

@@ -18,6 +18,11 @@ pub enum ModelError {
         expected.name()
     )]
     WrongSize { weights: String, found: &'static str, expected: Encoder },
+    #[error(
+        "{repo}: {source}. The official ViT-G weights were not released when this was written (the \
+         official README: \"coming soon\"); name a local checkpoint (a file or folder) or use vitl"
+    )]
+    Unreleased { repo: &'static str, source: depth_core::CoreError },
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;

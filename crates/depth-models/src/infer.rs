@@ -167,6 +167,13 @@ impl DepthEstimator {
         self
     }
 
+    /// Compute in `precision` (bf16: the products in bfloat16, see `depth_core::autocast`;
+    /// default float32).
+    pub fn with_precision(mut self, precision: depth_core::Precision) -> Self {
+        self.model = self.model.with_precision(precision);
+        self
+    }
+
     /// The most patch tokens one input may have (default [`DEFAULT_MAX_TOKENS`]).
     pub fn with_max_tokens(mut self, max_tokens: usize) -> Self {
         self.max_tokens = max_tokens;

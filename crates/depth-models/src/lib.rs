@@ -44,6 +44,7 @@ mod flops;
 mod hf;
 mod infer;
 mod params;
+mod recompute;
 mod source;
 mod trainable;
 
@@ -63,6 +64,7 @@ pub use infer::{
     DEFAULT_MAX_TOKENS, DepthEstimator, ImageInput, load_checked, load_model, load_model_with, size_groups,
 };
 pub use params::{Param, ParamKind, Part, parameters};
+pub use recompute::Recompute;
 pub use source::{NamedModel, WeightsSource};
 pub use trainable::{
     Trainable, WeightsInit, build_trainable, load_frozen_encoder, model_tensors, save_model,

@@ -174,7 +174,11 @@ impl WeightsSource {
             Self::Folder(p) => Ok(p.join("model.safetensors")),
             Self::Official(e) => {
                 let (repo, file) = e.hub_repo();
-                Ok(hub_file(repo, file, &HubOptions::from_env())?)
+                hub_file(repo, file, &HubOptions::from_env()).map_err(|source| match e {
+                    // read from the Hub all the same: the day it appears, `vitg` works
+                    Encoder::Vitg => ModelError::Unreleased { repo, source },
+                    _ => source.into(),
+                })
             }
             Self::Hub { repo, file } => {
                 let file = file.clone().or_else(|| official_file(repo)).unwrap_or("model.safetensors".into());

@@ -192,5 +192,59 @@ fn official_vits_config_has_the_official_parameter_count() {
         DepthAnythingV2::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
         let built: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
         assert_eq!(cfg.parameter_count(), built, "{cfg:?}");
+        let data = vm.data().lock().unwrap();
+        let encoder: usize =
+            data.iter().filter(|(k, _)| k.starts_with("pretrained.")).map(|(_, v)| v.elem_count()).sum();
+        assert_eq!(cfg.encoder_parameter_count(), encoder, "{cfg:?}");
+    }
+}
+
+/// Activation checkpointing (`features_recomputed` + `Recompute::backward`) gives every
+/// parameter the gradient of the plain backward: layers read by the head or only passed on,
+/// read twice, with the class token, in float64 (to the last bits of a sum) and under bf16
+/// autocast.
+#[test]
+fn activation_checkpointing_gives_the_plain_gradients() {
+    let vit = VitConfig { img_size: 56, ..VitConfig::custom(16, 4, 2, Ffn::Mlp) };
+    let mut head = tiny_head();
+    for (layers, cls, dtype, tol) in [
+        ([1, 1, 3, 3], false, DType::F64, 1e-12),
+        ([0, 1, 2, 3], true, DType::F64, 1e-12),
+        ([0, 2, 2, 3], false, DType::F32, 1e-5),
+    ] {
+        head.use_clstoken = cls;
+        let cfg = ModelConfig { vit: vit.clone(), head: head.clone(), layers, max_depth: None };
+        let rng = &mut Gauss::new(5);
+        let (model, vm) = random(rng, |vb| DepthAnythingV2::new(&cfg, vb));
+        let (model, vm) = if dtype == DType::F64 {
+            (model, vm)
+        } else {
+            let vm32 = VarMap::new();
+            let m =
+                DepthAnythingV2::new(&cfg, VarBuilder::from_varmap(&vm32, DType::F32, &Device::Cpu)).unwrap();
+            for (k, v) in vm32.data().lock().unwrap().iter() {
+                v.set(&vm.data().lock().unwrap()[k].to_dtype(DType::F32).unwrap()).unwrap();
+            }
+            (m.with_precision(depth_core::Precision::Bf16), vm32)
+        };
+        let x = rng.tensor(1.0, (2, 3, 42, 56)).to_dtype(dtype).unwrap();
+        let w = rng.tensor(1.0, (2, 42, 56)).to_dtype(dtype).unwrap();
+        let plain = weighted_sum(&model.forward(&x).unwrap(), &w).backward().unwrap();
+        let (features, recompute) = model.features_recomputed(&x).unwrap();
+        let mut grads = weighted_sum(&model.forward_from(&features, &x).unwrap(), &w).backward().unwrap();
+        recompute.backward(&mut grads).unwrap();
+        for (name, var) in vars_except(&vm, &UNUSED) {
+            let (a, b) = (grads.get(var.as_tensor()), plain.get(var.as_tensor()));
+            let (Some(a), Some(b)) = (a, b) else {
+                panic!(
+                    "{layers:?}: {name} has a gradient in {} only",
+                    if a.is_some() { "one" } else { "the plain" }
+                )
+            };
+            let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap();
+            let scale = b.abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap();
+            let rel = d.to_scalar::<f64>().unwrap() / scale.to_scalar::<f64>().unwrap().max(1e-30);
+            assert!(rel <= tol, "{layers:?} {dtype:?}: {name} differs by {rel:.1e}");
+        }
     }
 }

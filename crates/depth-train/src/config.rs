@@ -7,8 +7,8 @@
 
 use crate::optim::OptimConfig;
 use crate::schedule::Schedule;
-use depth_core::DeviceSpec;
 use depth_core::config::{ConfigFile, Invalid, expand};
+use depth_core::{DeviceSpec, Precision};
 use depth_data::synth::SynthSpec;
 use depth_data::{DatasetRef, LoaderConfig};
 use depth_models::{Encoder, ModelConfig, NamedModel, WeightsInit, WeightsSource};
@@ -275,9 +275,19 @@ pub struct TrainConfig {
     pub teacher: Option<TeacherSpec>,
     #[serde(default)]
     pub task: Task,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cuda (the local rank's GPU) or cuda:N.
     #[serde(default)]
     pub device: DeviceSpec,
+    /// f32, or bf16: the linear layers, attention and convolutions in bfloat16 as
+    /// `torch.autocast` (`depth_core::autocast`); weights, gradients, AdamW state, norms,
+    /// softmax and the loss stay float32.
+    #[serde(default)]
+    pub precision: Precision,
+    /// Keep only each encoder block's input through the forward and recompute the block in the
+    /// backward (`depth_models::Recompute`): less activation memory for one more encoder
+    /// forward per step.
+    #[serde(default)]
+    pub activation_checkpointing: bool,
     /// Stop after this many optimiser steps in a row with a non-finite loss or gradient.
     #[serde_inline_default(5)]
     pub max_bad_steps: usize,

@@ -1,13 +1,16 @@
 //! Data parallelism: the ranks of one job, found from the launcher's environment, and the
 //! collectives the trainer needs (sum, broadcast) on an engine the field trusts — MPI (OpenMPI,
-//! the `mpi` feature) for the CPU. No collective is written here: one process per rank, the
-//! launcher (`mpirun -np N`) starts them and kills the rest when one dies.
+//! the `mpi` feature) for the CPU, NCCL (the `nccl` feature, `nccl.rs`) for GPUs. No collective
+//! is written here: one process per rank, the launcher (`mpirun -np N`, `torchrun
+//! --nproc-per-node N`) starts them and kills the rest when one dies.
 //!
 //! Candle's backward returns every gradient at its end (no per-tensor hooks), so the gradients
 //! are summed after it, in buckets of [`BUCKET`] values, not overlapped with it as PyTorch's DDP
-//! does.
+//! does. On a GPU they stay on it: [`on_device`] puts NCCL under the job once the device is
+//! open, bootstrapped by the launcher's collective (MPI, or torchrun's `MASTER_ADDR`).
 
 use crate::error::{Result, TrainError};
+use candle_core::{Device, Tensor};
 use std::sync::Arc;
 
 /// Gradient values per all-reduce call (16 MiB of f32): bounds the messages, not the copy.
@@ -74,6 +77,23 @@ pub trait Collective: Send + Sync {
     /// Ends the whole job after `why` is printed: the other ranks may be waiting in a
     /// collective this rank will never join.
     fn abort(&self, why: &str) -> !;
+    /// Element-wise sum over the ranks of a float32 tensor, on its device. This default goes
+    /// through the host ([`sum_f32`](Self::sum_f32)); NCCL sums on the GPU.
+    fn sum_tensor(&self, t: &Tensor) -> Result<Tensor> {
+        let mut v = t.flatten_all()?.to_vec1::<f32>()?;
+        self.sum_f32(&mut v)?;
+        Ok(Tensor::from_vec(v, t.shape(), t.device())?)
+    }
+    /// Rank 0's 128 bytes on every rank (NCCL's unique id). This default sends each byte as
+    /// an exact float32 through [`broadcast_f32`](Self::broadcast_f32).
+    fn broadcast_id(&self, id: &mut [u8; 128]) -> Result<()> {
+        let mut v: Vec<f32> = id.iter().map(|&b| f32::from(b)).collect();
+        self.broadcast_f32(&mut v)?;
+        for (b, x) in id.iter_mut().zip(v) {
+            *b = x as u8;
+        }
+        Ok(())
+    }
 }
 
 /// One process: every collective is the identity.
@@ -110,15 +130,29 @@ pub fn connect() -> Result<Arc<dyn Collective>> {
         return Ok(Arc::new(Solo));
     }
     if !launch.mpi {
-        return Err(TrainError::Dist {
-            reason: format!(
-                "launched as rank {} of {} by a torchrun-style environment (RANK, WORLD_SIZE): that launch \
-                 needs the NCCL backend, which this build does not have; on CPUs launch with `mpirun -np {}`",
-                launch.rank, launch.world, launch.world
-            ),
-        });
+        return Ok(Arc::new(crate::torchrun::Torchrun::from_env(launch)?));
     }
     mpi_backend::connect(launch)
+}
+
+/// The job's collective for gradients on `device`: NCCL on a GPU of a job of several ranks
+/// (a build with the `nccl` feature), else `host` itself.
+pub fn on_device(host: Arc<dyn Collective>, device: &Device) -> Result<Arc<dyn Collective>> {
+    if host.world() == 1 || !device.is_cuda() {
+        return Ok(host);
+    }
+    #[cfg(feature = "nccl")]
+    {
+        Ok(Arc::new(crate::nccl::Nccl::connect(host, device)?))
+    }
+    #[cfg(not(feature = "nccl"))]
+    {
+        tracing::warn!(
+            "gradients go through the host ({} ranks on CUDA without NCCL): build with --features nccl",
+            host.world()
+        );
+        Ok(host)
+    }
 }
 
 #[cfg(feature = "mpi")]

@@ -31,6 +31,8 @@ pub enum TrainError {
          the last good checkpoint is untouched — lower the learning rate, enable grad_clip, or check the data"
     )]
     Diverged { count: usize, step: u64, detail: String },
+    #[error("{plan} needs {memory}: {hint} (the estimate is printed by `--dry-run`)")]
+    WontFit { plan: String, memory: String, hint: String },
     #[error("distributed training: {reason}")]
     Dist { reason: String },
     #[error(transparent)]

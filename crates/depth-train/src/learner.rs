@@ -7,12 +7,14 @@
 //! point and resumed from its checkpoint computes the same losses, bit for bit on the CPU, as
 //! one that never stopped.
 //!
-//! Data parallel (`dist`): every rank loads its shard of each epoch (the loader's rank/world)
-//! with batch_size samples per step, the gradients and the logged numbers are averaged over
-//! the ranks, and every rank applies the same update; rank 0 alone writes the run folder
-//! (config, logs, checkpoints, validation, final model, summary). N ranks with batch B take the
-//! steps one process takes with batch N·B.
+//! Data parallel (`dist`): `data.loader.batch_size` is the optimiser's batch, split as ranks ×
+//! per-rank batch × accumulate ([`BatchPlan`]); every rank loads its shard of each epoch (the
+//! loader's rank/world), the gradients and the logged numbers are averaged over the ranks, and
+//! every rank applies the same update; rank 0 alone writes the run folder (config, logs,
+//! checkpoints, validation, final model, summary). One config takes the same steps on any
+//! number of ranks.
 
+use crate::batch::BatchPlan;
 use crate::checkpoint::{self, Checkpoint, Contents};
 use crate::config::{Labels, TrainConfig};
 use crate::dist::{Collective, Solo};
@@ -29,7 +31,7 @@ use candle_nn::VarMap;
 use depth_core::config::ConfigFile;
 use depth_core::weights::{Metadata, StrictWeights, TensorMap};
 use depth_core::{CoreError, DeviceSpec, Progress};
-use depth_data::{Batch, BatchIter, Cursor, DataConfig, DatasetRef, Kind, Loader, Source};
+use depth_data::{Batch, BatchIter, Cursor, DataConfig, DatasetRef, Kind, Loader, LoaderConfig, Source};
 use depth_models::{
     DepthAnythingV2, ModelConfig, WeightsInit, build_trainable, model_tensors, parameters, save_model,
 };
@@ -69,6 +71,7 @@ pub struct Learner {
     ema: Option<Ema>,
     task: Box<dyn TaskStep>,
     batches: Batches,
+    plan: BatchPlan,
     /// Rank 0's validation and log; the other ranks write nothing.
     validator: Option<Validator>,
     log: Option<RunLog>,
@@ -160,13 +163,24 @@ impl Learner {
         dist: Arc<dyn Collective>,
     ) -> Result<Learner> {
         let lead = dist.rank() == 0;
+        let plan = BatchPlan::new(
+            cfg.data.loader.batch_size,
+            dist.world(),
+            cfg.optim.per_rank_batch,
+            cfg.optim.accumulate,
+        )
+        .map_err(|e| CoreError::config(if new_run { cfg.out.clone() } else { run.config() }, e))?;
+        tracing::info!("{plan}");
         let device = cfg.device.open()?;
+        // on GPUs the gradients are summed there (NCCL), bootstrapped by the launcher's collective
+        let dist = crate::dist::on_device(dist, &device)?;
         let model_cfg = cfg.model.config().map_err(|e| CoreError::config(run.config(), e.under("model")))?;
         let init = match &ckpt {
             Some(c) => WeightsInit::Full(c.model.clone().into()),
             None => cfg.model.init.clone(),
         };
-        let built = build_trainable(&model_cfg, &init, cfg.model.seed, &device)?;
+        let mut built = build_trainable(&model_cfg, &init, cfg.model.seed, &device)?;
+        built.model = built.model.with_precision(cfg.precision);
         if let (None, Some(b)) = (&ckpt, cfg.model.output_bias) {
             let data = built.varmap.data().lock().expect("varmap lock");
             let bias = data.get(OUTPUT_BIAS).expect("every head has its last conv");
@@ -185,7 +199,7 @@ impl Learner {
         let params = optim.params();
         broadcast_vars(dist.as_ref(), &params)?;
         let ema = cfg.optim.ema.map(|d| Ema::new(d, &params)).transpose()?;
-        let batches = Batches { loader: open_loader(&cfg)?, iter: None };
+        let batches = Batches { loader: open_loader(&cfg, plan.per_rank)?, iter: None };
         let task = task_for(&cfg, &model_cfg, &device)?;
         let validator = match (&cfg.validate, lead) {
             (Some(v), true) => Some(Validator::new(v, cfg.task, &run)?),
@@ -222,6 +236,7 @@ impl Learner {
             ema,
             task,
             batches,
+            plan,
             validator,
             dist,
         };
@@ -371,7 +386,7 @@ impl Learner {
         }
         Ok(StepRecord {
             step: self.state.step,
-            loss: acc.loss_sum / self.cfg.optim.accumulate as f64,
+            loss: acc.loss_sum / self.plan.accumulate as f64,
             terms: acc.terms,
             lr,
             grad_norm: norm,
@@ -383,12 +398,12 @@ impl Learner {
     /// The task's loss and its gradients over the step's micro-batches (a micro-batch with a
     /// non-finite loss adds no gradient and marks the step bad).
     fn accumulate(&mut self) -> Result<Accumulated> {
-        let n = self.cfg.optim.accumulate;
+        let n = self.plan.accumulate;
         let mut acc = Accumulated::default();
         for _ in 0..n {
             let batch = self.batches.next(&mut self.state.cursor)?;
             acc.images += batch.ids.len();
-            let StepLoss { loss, terms } = self.task.loss(&self.model, &batch)?;
+            let StepLoss { loss, terms, recompute } = self.task.loss(&self.model, &batch)?;
             let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             acc.loss_sum += value;
             for (k, v) in terms {
@@ -398,7 +413,10 @@ impl Learner {
                 acc.bad = Some(format!("loss {value}"));
                 continue;
             }
-            let store = (loss / n as f64)?.backward()?;
+            let mut store = (loss / n as f64)?.backward()?;
+            if let Some(encoder_backward) = recompute {
+                encoder_backward.backward(&mut store)?;
+            }
             acc.grads.accumulate(Grads::from_store(&store, &self.params))?;
         }
         Ok(acc)
@@ -433,24 +451,25 @@ impl Learner {
     }
 
     /// Averages the step's gradients, loss and terms over the ranks (every rank gets the same
-    /// bits). The gradients travel as one flat buffer over every optimised parameter (zeros
-    /// where a rank has none), so each rank sends the same length whatever happened.
+    /// bits). The gradients travel as one flat float32 buffer over every optimised parameter
+    /// (zeros where a rank has none), so each rank sends the same length whatever happened.
     fn average_over_ranks(&self, acc: &mut Accumulated) -> Result<()> {
         let world = self.dist.world();
-        let mut flat = Vec::new();
+        let mut parts = Vec::with_capacity(self.params.len());
         for (name, var) in &self.params {
-            match acc.grads.get(name) {
-                Some(g) => flat.extend(g.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?),
-                None => flat.resize(flat.len() + var.elem_count(), 0.0),
-            }
+            parts.push(match acc.grads.get(name) {
+                Some(g) => g.flatten_all()?.to_dtype(DType::F32)?,
+                None => Tensor::zeros(var.elem_count(), DType::F32, var.device())?,
+            });
         }
-        self.dist.sum_f32(&mut flat)?;
+        // on the device: NCCL sums it there, MPI through the host
+        let flat = self.dist.sum_tensor(&Tensor::cat(&parts, 0)?)?;
         let mut summed = BTreeMap::new();
         let mut at = 0;
         for (name, var) in &self.params {
             let n = var.elem_count();
             if let Some(g) = acc.grads.get(name) {
-                let sum = Tensor::from_slice(&flat[at..at + n], g.shape(), g.device())?;
+                let sum = flat.narrow(0, at, n)?.reshape(g.shape())?;
                 summed.insert(name.clone(), sum.to_dtype(g.dtype())?);
             }
             at += n;
@@ -606,7 +625,8 @@ fn broadcast_vars(dist: &dyn Collective, params: &[(String, Var)]) -> Result<()>
 }
 
 /// The loader over the configured sources, each with whether its targets are pseudo-labels.
-fn open_loader(cfg: &TrainConfig) -> Result<Loader> {
+/// The loader of this rank: `per_rank` images per batch.
+fn open_loader(cfg: &TrainConfig, per_rank: usize) -> Result<Loader> {
     let named = cfg.data.sources.iter().any(|s| s.data.name().is_some());
     let data = if named { DataConfig::load(&cfg.data.config, &[])? } else { DataConfig::default() };
     let mut sources = Vec::new();
@@ -618,5 +638,5 @@ fn open_loader(cfg: &TrainConfig) -> Result<Loader> {
         };
         sources.push(Source { dataset: s.data.open(&data)?, ratio: s.ratio, strong: s.strong, pseudo });
     }
-    Ok(Loader::new(sources, cfg.data.loader.clone())?)
+    Ok(Loader::new(sources, LoaderConfig { batch_size: per_rank, ..cfg.data.loader.clone() })?)
 }

@@ -15,6 +15,7 @@
 //! the pseudo-labelling job are re-exported here; checkpoints, data parallelism, logs,
 //! TensorBoard files and `--dry-run` plans are modules used by their path.
 
+mod batch;
 pub mod checkpoint;
 mod config;
 pub mod dist;
@@ -23,6 +24,8 @@ mod error;
 mod grads;
 mod learner;
 pub mod log;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 mod optim;
 pub mod plan;
 pub mod pseudo_label;
@@ -30,8 +33,10 @@ mod run_dir;
 mod schedule;
 mod task;
 pub mod tensorboard;
+mod torchrun;
 mod validate;
 
+pub use batch::BatchPlan;
 pub use config::{
     CheckpointConfig, DataSpec, FeatureAlign, Labels, LogConfig, LossConfig, ModelSpec, SourceSpec, Task,
     TeacherSpec, TrainConfig, ValidateConfig,
@@ -44,5 +49,5 @@ pub use learner::{Learner, LearnerState};
 pub use optim::{AdamW, GroupSettings, OptimConfig, OptimState, ParamGroup, groups_for};
 pub use run_dir::{Best, Outcome, RunDir, RunState};
 pub use schedule::Schedule;
-pub use task::{Metric, Relative, StepLoss, TaskStep, task_for};
+pub use task::{Forward, Metric, Pass, Relative, StepLoss, TaskStep, task_for};
 pub use validate::Validator;

@@ -70,8 +70,11 @@ pub struct OptimConfig {
     pub freeze_encoder: bool,
     /// Clip the global gradient norm to this (None: no clipping, as the official loop).
     pub grad_clip: Option<f64>,
-    /// Micro-batches whose gradients are summed (and averaged) per optimiser step.
-    pub accumulate: usize,
+    /// Forward/backward passes per rank per optimiser step, their gradients averaged; derived
+    /// from the batch when left out (see `BatchPlan`).
+    pub accumulate: Option<usize>,
+    /// Images in one rank's forward pass; derived when left out (see `BatchPlan`).
+    pub per_rank_batch: Option<usize>,
     /// Keep an exponential moving average of the weights with this decay (e.g. 0.999).
     pub ema: Option<f64>,
 }
@@ -87,7 +90,8 @@ impl Default for OptimConfig {
             exempt_no_decay: true,
             freeze_encoder: false,
             grad_clip: None,
-            accumulate: 1,
+            accumulate: None,
+            per_rank_batch: None,
             ema: None,
         }
     }
@@ -112,8 +116,8 @@ impl OptimConfig {
                 format!("eps {} must be positive and weight_decay {} ≥ 0", self.eps, self.weight_decay),
             );
         }
-        if self.accumulate == 0 {
-            return bad("accumulate", "accumulate must be at least 1".into());
+        if self.accumulate == Some(0) || self.per_rank_batch == Some(0) {
+            return bad("accumulate", "accumulate and per_rank_batch must be at least 1".into());
         }
         if let Some(c) = self.grad_clip.filter(|c| c.is_nan() || *c <= 0.0) {
             return bad("grad_clip", format!("grad_clip {c} must be positive"));

@@ -77,12 +77,16 @@ pub fn label_state(
     if !meta.checked {
         return Ok(LabelState::Stale("written without a checksum of its data (an older version)".into()));
     }
-    if meta.teacher_sha256 != teacher.sha256 || meta.input_size != teacher.input_size {
+    if meta.teacher_sha256 != teacher.sha256
+        || meta.input_size != teacher.input_size
+        || meta.precision != teacher.precision
+    {
         return Ok(LabelState::Stale(format!(
-            "made by teacher {} ({}…, input {}), not this one",
+            "made by teacher {} ({}…, input {}, {}), not this one",
             meta.teacher,
             meta.teacher_sha256.get(..12).unwrap_or(&meta.teacher_sha256),
-            meta.input_size
+            meta.input_size,
+            meta.precision
         )));
     }
     if meta.image_sha256 != image_sha256 {
@@ -132,6 +136,8 @@ pub struct LabelJob {
     /// The teacher's network input: shorter side and most patch tokens.
     pub input_size: usize,
     pub max_tokens: usize,
+    /// The teacher's compute precision (the labels are stored in float32 either way).
+    pub precision: depth_core::Precision,
     /// Same-size images per forward pass.
     pub batch: usize,
     pub device: DeviceSpec,
@@ -159,8 +165,14 @@ pub fn label(job: &LabelJob, progress: &dyn Progress) -> Result<(Summary, PathBu
     let labeller = Labeller {
         estimator: DepthEstimator::new(model, device)
             .with_input_size(job.input_size)
-            .with_max_tokens(job.max_tokens),
-        teacher: TeacherId { name: job.teacher.name.clone(), sha256, input_size: job.input_size },
+            .with_max_tokens(job.max_tokens)
+            .with_precision(job.precision),
+        teacher: TeacherId {
+            name: job.teacher.name.clone(),
+            sha256,
+            input_size: job.input_size,
+            precision: job.precision,
+        },
         batch: job.batch.max(1),
     };
     let shard = match job.shard {

@@ -13,7 +13,9 @@ use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
 use depth_data::{Batch, TargetKind};
 use depth_losses::{Objective, feature_alignment_loss, silog_loss};
-use depth_models::{DepthAnythingV2, DinoVisionTransformer, LayerOutput, ModelConfig, load_frozen_encoder};
+use depth_models::{
+    DepthAnythingV2, DinoVisionTransformer, LayerOutput, ModelConfig, Recompute, load_frozen_encoder,
+};
 
 /// A batch's loss and the values of the terms it logs.
 pub struct StepLoss {
@@ -21,6 +23,9 @@ pub struct StepLoss {
     pub loss: Tensor,
     /// (name, value) of each term this batch has, names from [`TaskStep::term_names`].
     pub terms: Vec<(&'static str, f64)>,
+    /// With activation checkpointing: the encoder's part of the backward, which the learner
+    /// runs after `loss.backward()`.
+    pub recompute: Option<Recompute>,
 }
 
 /// What a task owns of a training step.
@@ -35,7 +40,7 @@ pub trait TaskStep: Send {
 
 /// The task a config trains.
 pub fn task_for(cfg: &TrainConfig, model: &ModelConfig, device: &Device) -> Result<Box<dyn TaskStep>> {
-    let freeze_encoder = cfg.optim.freeze_encoder;
+    let pass = Pass { freeze_encoder: cfg.optim.freeze_encoder, recompute: cfg.activation_checkpointing };
     Ok(match cfg.task {
         Task::Relative => Box::new(Relative {
             objective: Objective {
@@ -47,7 +52,7 @@ pub fn task_for(cfg: &TrainConfig, model: &ModelConfig, device: &Device) -> Resu
                 Some(fa) => Some((load_frozen_encoder(&fa.encoder, &model.vit, device)?, fa.clone())),
                 None => None,
             },
-            freeze_encoder,
+            pass,
             device: device.clone(),
         }),
         Task::Metric => Box::new(Metric {
@@ -56,23 +61,49 @@ pub fn task_for(cfg: &TrainConfig, model: &ModelConfig, device: &Device) -> Resu
                 depth_core::CoreError::bad_input("model", "the metric task needs model.max_depth")
             })?,
             lambda: cfg.loss.silog_lambda,
-            freeze_encoder,
+            pass,
             device: device.clone(),
         }),
     })
 }
 
-/// The model's encoder features (detached when the encoder is frozen) and its prediction.
-fn forward(model: &DepthAnythingV2, x: &Tensor, freeze_encoder: bool) -> Result<(Vec<LayerOutput>, Tensor)> {
-    let mut feats = model.features(x)?;
-    if freeze_encoder {
-        for f in &mut feats {
-            f.patch_tokens = f.patch_tokens.detach();
-            f.class_token = f.class_token.detach();
+/// How a training forward runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pass {
+    /// The encoder gets no gradient (its features are detached).
+    pub freeze_encoder: bool,
+    /// Activation checkpointing of the encoder blocks.
+    pub recompute: bool,
+}
+
+/// A training forward: the encoder features, the prediction (float32 whatever the precision:
+/// the loss is computed in float32) and, with checkpointing, the encoder's deferred backward.
+pub struct Forward {
+    pub features: Vec<LayerOutput>,
+    pub pred: Tensor,
+    pub recompute: Option<Recompute>,
+}
+
+impl Pass {
+    pub fn forward(self, model: &DepthAnythingV2, x: &Tensor) -> Result<Forward> {
+        let (mut features, recompute) = if self.freeze_encoder {
+            // nothing flows back into a frozen encoder: no graph to keep or to recompute
+            (model.features(x)?, None)
+        } else if self.recompute {
+            let (f, r) = model.features_recomputed(x)?;
+            (f, Some(r))
+        } else {
+            (model.features(x)?, None)
+        };
+        if self.freeze_encoder {
+            for f in &mut features {
+                f.patch_tokens = f.patch_tokens.detach();
+                f.class_token = f.class_token.detach();
+            }
         }
+        let pred = model.forward_from(&features, x)?.to_dtype(DType::F32)?;
+        Ok(Forward { features, pred, recompute })
     }
-    let pred = model.forward_from(&feats, x)?;
-    Ok((feats, pred))
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
@@ -84,7 +115,7 @@ pub struct Relative {
     objective: Objective,
     /// The frozen encoder features are aligned to, and how.
     align: Option<(DinoVisionTransformer, FeatureAlign)>,
-    freeze_encoder: bool,
+    pass: Pass,
     device: Device,
 }
 
@@ -120,7 +151,7 @@ impl TaskStep for Relative {
 
     fn loss(&self, model: &DepthAnythingV2, batch: &Batch) -> Result<StepLoss> {
         let x = batch.image.to_device(&self.device)?;
-        let (feats, pred) = forward(model, &x, self.freeze_encoder)?;
+        let Forward { features: feats, pred, recompute } = self.pass.forward(model, &x)?;
         let (target, mask) = Self::targets(batch)?;
         let (target, mask) = (target.to_device(&self.device)?, mask.to_device(&self.device)?);
         let (ssi, gm) = self.objective.terms(&pred, &target, &mask, &batch.pseudo)?;
@@ -133,14 +164,16 @@ impl TaskStep for Relative {
                 (0..batch.pseudo.len() as u32).filter(|&i| batch.pseudo[i as usize]).collect();
             let idx = Tensor::new(idx.as_slice(), &self.device)?;
             let last = encoder.config().depth - 1;
-            let teacher = encoder.get_intermediate_layers(&x.index_select(&idx, 0)?, &[last])?;
+            let teacher = depth_core::autocast(model.precision(), || {
+                encoder.get_intermediate_layers(&x.index_select(&idx, 0)?, &[last])
+            })?;
             let student =
                 feats.last().expect("four layers").patch_tokens.contiguous()?.index_select(&idx, 0)?;
             let fa_loss = feature_alignment_loss(&student, &teacher[0].patch_tokens, fa.margin)?;
             terms.push(("feature_align", scalar(&fa_loss)?));
             loss = (loss + (fa_loss * fa.weight)?)?;
         }
-        Ok(StepLoss { loss, terms })
+        Ok(StepLoss { loss, terms, recompute })
     }
 }
 
@@ -149,7 +182,7 @@ pub struct Metric {
     min_depth: f64,
     max_depth: f64,
     lambda: f64,
-    freeze_encoder: bool,
+    pass: Pass,
     device: Device,
 }
 
@@ -174,11 +207,11 @@ impl TaskStep for Metric {
 
     fn loss(&self, model: &DepthAnythingV2, batch: &Batch) -> Result<StepLoss> {
         let x = batch.image.to_device(&self.device)?;
-        let (_, pred) = forward(model, &x, self.freeze_encoder)?;
+        let Forward { pred, recompute, .. } = self.pass.forward(model, &x)?;
         let (target, mask) = self.targets(batch)?;
         let (target, mask) = (target.to_device(&self.device)?, mask.to_device(&self.device)?);
         let loss = silog_loss(&pred, &target, &mask, self.lambda)?;
         let value = scalar(&loss)?;
-        Ok(StepLoss { loss, terms: vec![("silog", value)] })
+        Ok(StepLoss { loss, terms: vec![("silog", value)], recompute })
     }
 }

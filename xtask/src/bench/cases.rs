@@ -4,6 +4,7 @@
 
 use crate::error::{Result, XtaskError};
 use candle_core::{DType, Device, Tensor};
+use depth_core::Precision;
 use depth_data::{ImageItem, list_images};
 use depth_models::{Encoder, ModelConfig};
 use serde::{Deserialize, Serialize};
@@ -160,7 +161,7 @@ pub fn run_ours(
     case: &Case,
     reps: usize,
     warmup: usize,
-    device: &Device,
+    (device, precision): (&Device, Precision),
     inputs: &Inputs,
 ) -> Result<Measurement> {
     let (times_s, items, flops) = match case {
@@ -192,7 +193,8 @@ pub fn run_ours(
             let model = depth_models::DepthAnythingV2::new(
                 &cfg,
                 candle_nn::VarBuilder::from_tensors(weights, DType::F32, device),
-            )?;
+            )?
+            .with_precision(precision);
             let x = Tensor::randn(0f32, 1.0, (*batch, 3, *h, *w), device)?;
             let times = timed(reps, warmup, || {
                 model.forward(&x)?.device().synchronize()?;
@@ -201,7 +203,7 @@ pub fn run_ours(
             (times, *batch, Some(depth_models::forward_flops(&cfg, *batch, *h, *w) as f64))
         }
         Case::Train { encoder, size, batch } => {
-            (train_step(*encoder, *size, *batch, reps, warmup, device)?, *batch, None)
+            (train_step(*encoder, (*size, *batch), (reps, warmup), device, precision)?, *batch, None)
         }
         Case::Loader => {
             use depth_data::{Cursor, Dataset, Loader, LoaderConfig, Source};
@@ -239,7 +241,7 @@ pub fn run_ours(
             (times, per_rep, None)
         }
         Case::PseudoLabel { encoder, size } => {
-            (pseudo_label(*encoder, *size, reps, warmup, device, inputs)?, inputs.images, None)
+            (pseudo_label(*encoder, *size, (reps, warmup), (device, precision), inputs)?, inputs.images, None)
         }
     };
     Ok(Measurement { times_s, items, flops, peak_rss_bytes: peak_rss_bytes(), versions: None })
@@ -247,15 +249,15 @@ pub fn run_ours(
 
 fn train_step(
     encoder: Encoder,
-    n: usize,
-    b: usize,
-    reps: usize,
-    warmup: usize,
+    (n, b): (usize, usize),
+    (reps, warmup): (usize, usize),
     dev: &Device,
+    precision: Precision,
 ) -> Result<Vec<f64>> {
     use depth_models::{WeightsInit, build_trainable, parameters};
     use depth_train::{AdamW, Grads, OptimConfig, groups_for};
     let t = build_trainable(&ModelConfig::official(encoder), &WeightsInit::Scratch, 0, dev)?;
+    let model = t.model.with_precision(precision);
     let params = parameters(&t.varmap)?;
     let mut optim = AdamW::new(groups_for(&params, &OptimConfig::default()))?;
     let trained = optim.params();
@@ -264,7 +266,7 @@ fn train_step(
     let mask = Tensor::ones((b, n, n), DType::F32, dev)?;
     let objective = depth_losses::Objective::default();
     timed(reps, warmup, || {
-        let loss = objective.loss(&t.model.forward(&x)?, &target, &mask, &vec![false; b])?;
+        let loss = objective.loss(&model.forward(&x)?, &target, &mask, &vec![false; b])?;
         optim.step(&Grads::from_store(&loss.backward()?, &trained))?;
         Ok(())
     })
@@ -273,9 +275,8 @@ fn train_step(
 fn pseudo_label(
     encoder: Encoder,
     size: usize,
-    reps: usize,
-    warmup: usize,
-    device: &Device,
+    (reps, warmup): (usize, usize),
+    (device, precision): (&Device, Precision),
     inputs: &Inputs,
 ) -> Result<Vec<f64>> {
     use depth_train::pseudo_label::{Labeller, Shard};
@@ -283,11 +284,14 @@ fn pseudo_label(
     let items = inputs.photo_items()?;
     let model = depth_models::load_model(&inputs.weights.as_path().into(), device)?;
     let labeller = Labeller {
-        estimator: depth_models::DepthEstimator::new(model, device.clone()).with_input_size(size),
+        estimator: depth_models::DepthEstimator::new(model, device.clone())
+            .with_input_size(size)
+            .with_precision(precision),
         teacher: depth_data::formats::pseudo::TeacherId {
             name: encoder.name().into(),
             sha256: String::new(),
             input_size: size,
+            precision,
         },
         batch: 4,
     };

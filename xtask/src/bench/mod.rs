@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: depth_core::DeviceSpec,
+    /// f32 or bf16 (the products in bfloat16, as torch.autocast; the twins run under autocast):
+    /// the infer, train and pseudo-label cases.
+    #[arg(long, default_value_t = depth_core::Precision::F32)]
+    pub precision: depth_core::Precision,
     /// Seconds a measuring process may take before it is killed and its row marked failed (the
     /// probe for torch waits at most 120 of them).
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
@@ -139,7 +143,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     drop(bar);
 
     let mut results = Results {
-        machine: machine(threads, &args.device.to_string()),
+        machine: machine(threads, &format!("{}, {}", args.device, args.precision)),
         peak_gflop_per_s: None,
         cases: results,
     };
@@ -192,7 +196,7 @@ fn child(args: &BenchArgs, name: &str) -> Result<()> {
         (Err(e), true) => return Err(e),
         (Err(_), false) => Inputs { photos: PathBuf::new(), weights: PathBuf::new(), images: args.images },
     };
-    let m = cases::run_ours(&case, reps, warmup, &device, &inputs)?;
+    let m = cases::run_ours(&case, reps, warmup, (&device, args.precision), &inputs)?;
     println!("{}", serde_json::to_string(&m).expect("serialises"));
     Ok(())
 }
@@ -220,6 +224,7 @@ fn ours_in_child(
         &warmup.to_string(),
     ])
     .args(["--images", &args.images.to_string(), "--device", &args.device.to_string()])
+    .args(["--precision", &args.precision.to_string()])
     .env("RAYON_NUM_THREADS", threads.to_string());
     last_json_line(cmd, "ours", args.timeout)
 }
@@ -328,6 +333,7 @@ impl Python {
         let mut cmd = Command::new(&self.exe);
         cmd.arg(&self.script)
             .args(["--case", &case.name(), "--impl", implementation, "--device", &args.device.to_string()])
+            .args(["--precision", &args.precision.to_string()])
             .args([
                 "--reps",
                 &reps.to_string(),

@@ -270,6 +270,7 @@ fn pseudo_labels(
             shard: Some(Shard::ALL),
             input_size,
             max_tokens: DEFAULT_MAX_TOKENS,
+            precision: depth_core::Precision::F32,
             batch: 4,
             device: opts.device.unwrap_or_default(),
         };

@@ -2,6 +2,9 @@
 //! right for every size.
 //! - Stride 1 on the CPU runs the tiled im2col + gemm kernel of `tiled.rs` (3–5× faster than
 //!   candle's conv2d at the DPT head's sizes), bias included, with its own exact backward.
+//! - Under bf16 autocast (`precision.rs`) input and weight go to bfloat16 for candle's conv2d
+//!   (on the CPU, which has no bf16 conv: rounded to bf16, convolved in float32), the result
+//!   back to float32 before the bias.
 //! - Stride > 1 (and other devices) use candle's conv2d. Its backward rebuilds the input gradient
 //!   with one `output_padding` for both dims, so when trailing input rows/columns go unread in
 //!   one dim but not the other (a 3×3 stride-2 conv on 37×56, the patch grid of a 518×784
@@ -45,6 +48,22 @@ fn conv(
     stride: usize,
     relu_input: bool,
 ) -> Result<Tensor> {
+    if let Some(low) = crate::precision::lowered(x) {
+        let y = if x.device().is_cpu() {
+            // candle's CPU conv2d has no bf16 kernel: bf16 operands, float32 products (what its
+            // CPU matmul does for bf16), the result rounded to bf16
+            let round = |t: &Tensor| t.to_dtype(low)?.to_dtype(t.dtype());
+            let f32 = crate::Precision::F32;
+            round(&crate::autocast(f32, || conv(&round(x)?, &round(w)?, None, padding, stride, relu_input))?)?
+        } else {
+            let x = if relu_input { crate::relu::relu(x)? } else { x.clone() };
+            candle_conv(&x.to_dtype(low)?, &w.to_dtype(low)?, padding, stride)?.to_dtype(x.dtype())?
+        };
+        return match bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        };
+    }
     let k = w.dim(2)?;
     let tiled = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && padding < k;
     if stride == 1 && tiled {
@@ -55,24 +74,29 @@ fn conv(
         return x.contiguous()?.apply_op3(&w.contiguous()?, &b, tiled::TiledConv2d { padding, relu_input });
     }
     let x = &if relu_input { crate::relu::relu(x)? } else { x.clone() };
-    let y = if stride == 1 {
-        x.conv2d(w, padding, 1, 1, 1)?
-    } else {
-        let mut x = x.clone();
-        for dim in [2, 3] {
-            let len = x.dim(dim)? + 2 * padding;
-            if len < k {
-                candle_core::bail!("conv2d: input {:?} smaller than the kernel {k} after padding", x.dims());
-            }
-            let used = (len - k) / stride * stride + k;
-            x = x.pad_with_zeros(dim, padding, padding)?.narrow(dim, 0, used)?;
-        }
-        x.conv2d(w, 0, stride, 1, 1)?
-    };
+    let y = candle_conv(x, w, padding, stride)?;
     match bias {
         Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
         None => Ok(y),
     }
+}
+
+/// candle's conv2d, with the stride > 1 input cut so that every window fits exactly.
+fn candle_conv(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
+    if stride == 1 {
+        return x.conv2d(w, padding, 1, 1, 1);
+    }
+    let k = w.dim(2)?;
+    let mut x = x.clone();
+    for dim in [2, 3] {
+        let len = x.dim(dim)? + 2 * padding;
+        if len < k {
+            candle_core::bail!("conv2d: input {:?} smaller than the kernel {k} after padding", x.dims());
+        }
+        let used = (len - k) / stride * stride + k;
+        x = x.pad_with_zeros(dim, padding, padding)?.narrow(dim, 0, used)?;
+    }
+    x.conv2d(w, 0, stride, 1, 1)
 }
 
 /// A `Conv2d` layer (keys `weight`, `bias`) using [`conv2d`].

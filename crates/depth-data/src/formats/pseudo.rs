@@ -5,7 +5,8 @@
 //! original resolution: the teacher's relative inverse depth, stored losslessly. Invalid pixels are
 //! stored as NaN (so a mask needs no second tensor); every finite value is valid. String metadata:
 //! `format` = "depth-pseudo-label/1", `teacher` (model id), `teacher_sha256` (its weights),
-//! `input_size` (the teacher's input side), `image` (the relative image path), `image_sha256`
+//! `input_size` (the teacher's input side), `precision` (its compute precision, f32 or bf16;
+//! absent in labels written before it was added: f32), `image` (the relative image path), `image_sha256`
 //! (the image file's), `kind` = "disparity", `disparity_sha256` (of the tensor's bytes). The
 //! first two hashes let a rerun tell a finished label from a stale one (another teacher, a
 //! changed image); the third makes a damaged label an error when it is read, not a wrong target
@@ -16,7 +17,7 @@ use super::folder::ImageFolder;
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::sample::{Sample, Target, TargetKind};
-use depth_core::CoreError;
+use depth_core::{CoreError, Precision};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -24,12 +25,14 @@ use std::path::{Component, Path, PathBuf};
 pub const PSEUDO_FORMAT: &str = "depth-pseudo-label/1";
 const FMT: &str = "pseudo-label safetensors";
 
-/// Who made a label: the teacher's name, the SHA-256 of its weights and its input size.
+/// Who made a label: the teacher's name, the SHA-256 of its weights, its input size and the
+/// precision it computed in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TeacherId {
     pub name: String,
     pub sha256: String,
     pub input_size: usize,
+    pub precision: Precision,
 }
 
 /// A label's metadata (hashes are empty in labels written without them).
@@ -38,6 +41,7 @@ pub struct PseudoMeta {
     pub teacher: String,
     pub teacher_sha256: String,
     pub input_size: usize,
+    pub precision: Precision,
     pub image: String,
     pub image_sha256: String,
     /// Whether the label carries (and passed) the checksum of its data.
@@ -87,6 +91,7 @@ pub fn write_pseudo_label(
         ("teacher".to_string(), teacher.name.clone()),
         ("teacher_sha256".to_string(), teacher.sha256.clone()),
         ("input_size".to_string(), teacher.input_size.to_string()),
+        ("precision".to_string(), teacher.precision.to_string()),
         ("image".to_string(), image_rel.to_string_lossy().into_owned()),
         ("image_sha256".to_string(), image_sha256.to_string()),
         ("kind".to_string(), "disparity".to_string()),
@@ -120,6 +125,10 @@ pub fn read_pseudo_label(path: &Path) -> Result<(Target, PseudoMeta)> {
     }
     let input_size =
         get("input_size").parse().map_err(|_| bad(format!("bad input_size {:?}", get("input_size"))))?;
+    let precision = match meta.get("precision") {
+        Some(p) => p.parse().map_err(|_| bad(format!("bad precision {p:?}")))?,
+        None => Precision::F32,
+    };
     let t = st.tensor("disparity").map_err(|e| bad(e.to_string()))?;
     let &[h, w] = t.shape() else {
         return Err(bad(format!("disparity shape {:?} is not (H, W)", t.shape())).into());
@@ -145,6 +154,7 @@ pub fn read_pseudo_label(path: &Path) -> Result<(Target, PseudoMeta)> {
         teacher: get("teacher"),
         teacher_sha256: get("teacher_sha256"),
         input_size,
+        precision,
         image: get("image"),
         image_sha256: get("image_sha256"),
         checked,

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Every device check in one run (≤ 8 min on one H100), one results file: $OUT/device_results.md.
+# Prepared here, run on a lent GPU machine (docs/gpu.md):
+#
+#   scripts/device_checks.sh --pack        # here: build with CUDA + NCCL, pack binaries in device-bin/
+#   run(command="scripts/device_checks.sh", carry=["device-bin"])   # there
+#   scripts/device_checks.sh --dry-run     # here: every step on the CPU build at toy sizes
+#                                          # (no CUDA tests; checks commands, configs, the report)
+#
+# Checks: the CUDA op, loss, model and NCCL tests (CUDA vs CPU); 200 training steps of the
+# ViT-S student at 518² in float32 and in bf16 (configs/device_518.toml: loss curves, images/s,
+# peak GPU memory) and 20 with activation checkpointing (memory); the same steps in PyTorch with
+# and without AMP (benches/torch_bench.py, transformers' model); pseudo-labelling images/s with a
+# random-weight ViT-L teacher in float32 and bf16.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=device-bin
+mode=${1:-run}
+
+if [ "$mode" = --pack ]; then
+    set -e
+    eval "$(../shared/gpu/setup-cuda.sh)"
+    nccl=$(dirname "$(python3 -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))' 2>/dev/null || true)")
+    export LIBRARY_PATH="${NCCL_LIB:-$HOME/.cache/depth-cuda/venv/lib/python3.11/site-packages/nvidia/nccl/lib}:${LIBRARY_PATH:-}"
+    cargo build --release --features nccl -p xtask --target-dir target/cuda
+    tests=$(cargo test --release --no-run --target-dir target/cuda -p depth-core -p depth-losses -p depth-models \
+        -p depth-train --features depth-core/cuda,depth-losses/cuda,depth-models/cuda,depth-train/nccl \
+        --test cuda_ops --test cuda_losses --test cuda --test nccl --message-format=json \
+        | python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        print(m["target"]["name"], m["executable"])')
+    rm -rf "$BIN"; mkdir -p "$BIN"
+    cp target/cuda/release/xtask "$BIN/xtask"
+    while read -r name exe; do cp "$exe" "$BIN/test_$name"; done <<< "$tests"
+    strip "$BIN"/* && xz -T2 -6 "$BIN"/*
+    ls -la "$BIN"; du -sh "$BIN"
+    exit 0
+fi
+
+OUT=${OUT:-device-out}
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
+R="$OUT/device_results.md"
+dry() { [ "$mode" = --dry-run ]; }
+say() { echo "$*" | tee -a "$R"; }
+: > "$R"
+say "# Device checks ($(date -u +%FT%TZ))"
+DEV=cuda STEPS=200 CKPT_STEPS=20 PHOTOS=48 SIZE=518 TORCH_CASE=train/vits/518/b4
+TOY=()
+if dry; then
+    # the CPU build, toy sizes: every command, config and the report's code run; no GPU call
+    say "DRY RUN on the CPU at toy sizes: checks the commands and the report, measures nothing"
+    cargo build --release -p xtask >/dev/null 2>&1 || { say "cargo build failed"; exit 1; }
+    XT=target/release/xtask DEV=cpu STEPS=3 CKPT_STEPS=2 PHOTOS=4 SIZE=56 TORCH_CASE=train/vits/56/b2
+    TOY=(--set data.loader.augment.input_size=56 --set data.loader.augment.crop=56 --set data.loader.workers=2)
+else
+    XT="$BIN/xtask"
+    for f in "$BIN"/*.xz; do unxz -kf "$f"; done
+    chmod +x "$BIN"/xtask "$BIN"/test_*
+    # CUDA 13 libraries of the machine's PyTorch (cuBLAS, cudart, curand, NCCL), then the toolkit's
+    libs=$(python3 -c 'import glob, os, nvidia; print(":".join(sorted({os.path.dirname(p) for d in nvidia.__path__ for p in glob.glob(d + "/**/lib*.so*", recursive=True)})))' 2>/dev/null)
+    export LD_LIBRARY_PATH="$libs:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$R"
+fi
+
+# peak GPU memory of a phase: nvidia-smi sampled every 100 ms while it runs
+mem_start() { dry && return; nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$OUT/mem_$1.csv" & MEMPID=$!; }
+mem_stop() { dry && return; kill "$MEMPID" 2>/dev/null; wait "$MEMPID" 2>/dev/null; say "peak GPU memory ($1): $(sort -n "$OUT/mem_$1.csv" | tail -1) MiB"; }
+phase() { say ""; say "## $1"; }
+
+phase "CUDA tests (CUDA against the CPU)"
+dry && say "(skipped: no GPU)"
+for t in cuda_ops cuda_losses cuda nccl; do
+    dry && break
+    timeout 120 "$BIN/test_$t" --nocapture --test-threads 1 > "$OUT/test_$t.log" 2>&1
+    say "- $t: exit $?"
+    grep -E "^test |rel|≤|NCCL|result" "$OUT/test_$t.log" | head -40 | sed 's/^/    /' >> "$R"
+done
+
+train() { # name, extra --set args
+    local name=$1; shift
+    mem_start "$name"
+    local t0=$(date +%s.%N)
+    timeout 150 "$XT" train --config configs/device_518.toml --set "out=\"$OUT/run_$name\"" \
+        --set "device=\"$DEV\"" --set schedule.steps=$STEPS "${TOY[@]}" "$@" > "$OUT/train_$name.log" 2>&1
+    local rc=$?
+    mem_stop "$name"
+    say "- train $name: exit $rc, $(python3 -c "print(f'{$(date +%s.%N) - $t0:.0f}')") s wall"
+}
+phase "Training: ViT-S student, 518², batch 4 (configs/device_518.toml)"
+train f32 --set 'precision="f32"'
+train bf16 --set 'precision="bf16"'
+train bf16_ckpt --set 'precision="bf16"' --set activation_checkpointing=true --set schedule.steps=$CKPT_STEPS
+python3 - "$OUT" "$STEPS" >> "$R" <<'PY'
+import json, statistics, sys
+out, steps = sys.argv[1], int(sys.argv[2])
+window = max(1, steps // 10)
+def log(name):
+    steps = []
+    try:
+        for line in open(f"{out}/run_{name}/log.jsonl"):
+            r = json.loads(line)
+            if r.get("kind", "train") == "train" and "loss" in r:
+                steps.append(r)
+    except OSError:
+        pass
+    return steps
+runs = {n: log(n) for n in ("f32", "bf16", "bf16_ckpt")}
+for n, s in runs.items():
+    ips = [r["images_per_s"] for r in s[window:]]
+    print(f"- {n}: {len(s)} steps, median images/s after step {window}: {statistics.median(ips):.2f}" if ips else f"- {n}: no log")
+a, b = runs["f32"], runs["bf16"]
+if len(a) >= steps and len(b) >= steps:
+    print("\n| steps | f32 loss | bf16 loss | difference |\n|---|---|---|---|")
+    worst = 0
+    for i in range(0, steps, window):
+        x = statistics.mean(r["loss"] for r in a[i:i + window]); y = statistics.mean(r["loss"] for r in b[i:i + window])
+        worst = max(worst, abs(y - x) / x)
+        print(f"| {i + 1}-{i + window} | {x:.4f} | {y:.4f} | {100 * (y - x) / x:+.2f}% |")
+    ia = statistics.median(r["images_per_s"] for r in a[window:]); ib = statistics.median(r["images_per_s"] for r in b[window:])
+    print(f"\nbf16 / f32 images/s: {ib / ia:.2f}× (target ≥ 1.5×); worst {window}-step window {100 * worst:.1f}% (tolerance 10%)")
+PY
+
+phase "PyTorch twin: transformers' DepthAnything, same step (L_ssi + 2·L_gm, AdamW), 518², batch 4"
+for p in f32 bf16; do
+    python3 -c 'import torch, transformers' 2>/dev/null || { say "- torch $p: skipped (no torch + transformers here)"; continue; }
+    mem_start "torch_$p"
+    timeout 120 python3 benches/torch_bench.py --case "$TORCH_CASE" --impl transformers --device "$DEV" \
+        --precision "$p" --warmup 3 --reps 20 > "$OUT/torch_$p.json" 2> "$OUT/torch_$p.err"
+    rc=$?
+    mem_stop "torch_$p"
+    say "- torch $p: exit $rc: $(python3 -c "import json,statistics; d=json.loads(open('$OUT/torch_$p.json').read().strip().splitlines()[-1]); t=statistics.median(d['times_s']); print(f'{d[\"items\"]/t:.2f} images/s (median of {len(d[\"times_s\"])} steps), torch {d[\"versions\"].get(\"torch\")}')" 2>&1 | tail -1)"
+done
+
+phase "Pseudo-labelling: random-weight ViT-L teacher, $PHOTOS procedural 518² photos, input $SIZE"
+timeout 60 "$XT" data synth --count $PHOTOS --photos none --out "$OUT/photos" > "$OUT/synth.log" 2>&1
+# a random ViT-L checkpoint: one training step of a scratch vitl at a small crop
+timeout 90 "$XT" train --config configs/device_518.toml --set "out=\"$OUT/vitl\"" --set "device=\"$DEV\"" \
+    --set 'model.encoder="vitl"' --set schedule.steps=1 --set data.loader.augment.input_size=140 \
+    --set data.loader.augment.crop=140 --set data.loader.workers=2 > "$OUT/vitl.log" 2>&1
+say "- random ViT-L: exit $?"
+for p in f32 bf16; do
+    t0=$(date +%s.%N)
+    timeout 90 "$XT" pseudo-label --teacher "$OUT/vitl/final.safetensors" --images "$OUT/photos/rgb" \
+        --store "$OUT/labels_$p" --device "$DEV" --precision "$p" --batch-size 8 --input-size $SIZE > "$OUT/label_$p.log" 2>&1
+    rc=$?
+    say "- pseudo-label $p: exit $rc, labelling $(grep -o '[0-9.]* images/s' "$OUT/label_$p.log" | tail -1), $(python3 -c "print(f'{$PHOTOS / ($(date +%s.%N) - $t0):.2f}')") images/s with start-up ($PHOTOS photos)"
+done
+say ""
+say "done: $(date -u +%FT%TZ)"
