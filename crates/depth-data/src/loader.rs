@@ -42,7 +42,8 @@ pub struct Source {
 pub enum OnError {
     /// Count the bad item, log it, and take the next one.
     Skip,
-    /// Stop with the item's error.
+    /// Stop with the item's error, which names its file (the default: a missing label or a
+    /// broken image is never skipped in silence).
     Fail,
 }
 
@@ -121,7 +122,7 @@ impl Default for LoaderConfig {
             epoch_size: None,
             rank: 0,
             world: 1,
-            on_error: OnError::Skip,
+            on_error: OnError::Fail,
             augment: Augment::default(),
         }
     }
@@ -360,15 +361,26 @@ impl Iterator for BatchIter {
                 },
             }
         }
-        // CutMix pairs sample i with sample i + 1 of the batch (strong sources only), with the
-        // RNG of the batch's first position so that it is as deterministic as the rest.
+        // CutMix pairs sample i with the next sample of the batch (cyclically) from a source of
+        // the same kind — pseudo-labels with pseudo-labels, ground truth with ground truth of the
+        // same target kind — so that metric depth is never pasted into a disparity label (strong
+        // sources only), with the RNG of the batch's first position so that it is as
+        // deterministic as the rest. A sample with no partner stays as it is.
         let mut rng = item_rng(self.config.seed ^ 0xC07_u64, self.cursor.epoch, first as u64);
         let aug = &self.config.augment;
+        let kind = |(k, p): &(usize, transforms::Prepared)| {
+            (self.sources[*k].pseudo, p.target.as_ref().map(|t| t.0))
+        };
         for i in 0..items.len() {
             use rand::Rng;
             if self.sources[items[i].0].strong && rng.random_bool(aug.cutmix) {
-                let other = items[(i + 1) % items.len()].1.clone();
-                transforms::cutmix(&mut items[i].1, &other, aug.cutmix_area, &mut rng);
+                let partner = (1..items.len())
+                    .map(|d| (i + d) % items.len())
+                    .find(|&j| kind(&items[j]) == kind(&items[i]));
+                if let Some(j) = partner {
+                    let other = items[j].1.clone();
+                    transforms::cutmix(&mut items[i].1, &other, aug.cutmix_area, &mut rng);
+                }
             }
         }
         Some(self.collate(items, skipped))

@@ -678,9 +678,10 @@ fn image_folder_is_sorted_recursive_and_filtered() {
 fn pseudo_labels_round_trip_atomically_and_are_checked() {
     let d = tmp();
     let (images, store) = (d.path().join("images"), d.path().join("labels"));
-    write_rgb(&images.join("web/a.jpg"), 3, 2);
+    write_rgb(&images.join("web/a.jpg"), 5, 3);
     write_rgb(&images.join("b.png"), 3, 2);
-    let values = vec![0.5, -1.0, 2.0, 3.0, 1e-30, 7.0];
+    // a 3×2 label at the teacher's resolution of a 5×3 image
+    let values = vec![0.5, -1.0, 2.0, 3.0, 1e-30, 7.1234];
     let mut t = Target::new(3, 2, TargetKind::Disparity, values, |_| true);
     t.valid[2] = false;
     t.values[2] = 0.0;
@@ -690,11 +691,16 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
         input_size: 518,
         precision: depth_core::Precision::Bf16,
     };
-    let p = pseudo::write_pseudo_label(&store, Path::new("web/a.jpg"), &t, &teacher, "cd34").unwrap();
+    let p = pseudo::write_pseudo_label(&store, Path::new("web/a.jpg"), &t, (5, 3), &teacher, "cd34").unwrap();
     assert_eq!(p, store.join("web/a.safetensors"));
     assert_eq!(fs::read_dir(store.join("web")).unwrap().count(), 1, "no temp file left");
     let (back, meta) = pseudo::read_pseudo_label(&p).unwrap();
-    assert_eq!(back, t, "lossless, invalid pixels kept invalid");
+    // float16: each value within its rounding (2⁻¹¹ relative; 1e-30 flushes to 0), invalid kept invalid
+    assert_eq!((back.width, back.height, &back.valid), (3, 2, &t.valid));
+    for (a, b) in back.values.iter().zip(&t.values) {
+        assert!((a - b).abs() <= b.abs() / 2048.0 + 6e-8, "{a} stored for {b}");
+    }
+    assert_eq!(back.values[5], half::f16::from_f32(7.1234).to_f32());
     assert_eq!(
         meta,
         pseudo::PseudoMeta {
@@ -704,6 +710,7 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
             precision: depth_core::Precision::Bf16,
             image: "web/a.jpg".into(),
             image_sha256: "cd34".into(),
+            image_size: (5, 3),
             checked: true,
         }
     );
@@ -715,15 +722,20 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
     fs::write(&p, &flipped).unwrap();
     fmt_err(pseudo::read_pseudo_label(&p), "damaged");
     fs::write(&p, &clean).unwrap();
-    // the stored tensor itself: (H, W) float32 with NaN where invalid, and the metadata
+    // the stored tensor itself: (H, W) float16 with NaN where invalid, and the metadata
     let bytes = fs::read(&p).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let m = header.metadata().clone().unwrap();
-    assert_eq!((m["format"].as_str(), m["kind"].as_str()), ("depth-pseudo-label/1", "disparity"));
+    assert_eq!((m["format"].as_str(), m["kind"].as_str()), ("depth-pseudo-label/2", "disparity"));
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let tv = st.tensor("disparity").unwrap();
-    assert_eq!((tv.dtype(), tv.shape()), (safetensors::Dtype::F32, &[2usize, 3][..]));
-    assert!(f32::from_le_bytes(tv.data()[8..12].try_into().unwrap()).is_nan());
+    assert_eq!((tv.dtype(), tv.shape()), (safetensors::Dtype::F16, &[2usize, 3][..]));
+    assert!(half::f16::from_le_bytes(tv.data()[4..6].try_into().unwrap()).is_nan());
+    // a value beyond float16's range keeps the label in float32, exactly
+    let big = Target::new(3, 2, TargetKind::Disparity, vec![1e5, 1.0, 2.0, 3.0, 4.0, 5.0], |_| true);
+    let pb = pseudo::write_pseudo_label(&store, Path::new("big.png"), &big, (3, 2), &teacher, "").unwrap();
+    assert_eq!(pseudo::read_pseudo_label(&pb).unwrap().0, big);
+    fs::remove_file(pb).unwrap();
 
     let ds = pseudo::PseudoLabeled::new("pl", &images, &store).unwrap();
     assert_eq!(ds.len(), 2);
@@ -736,12 +748,19 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
         }
         e => panic!("expected a NotFound Io error, got {e}"),
     }
-    let s = ds.load(1).unwrap();
-    assert_eq!(s.target.unwrap(), t);
+    // the loader upsamples the label to the image as the official inference does
+    let s = ds.load(1).unwrap().target.unwrap();
+    assert_eq!(s, pseudo::upsample_label(&back, (5, 3)).unwrap());
+    assert_eq!((s.width, s.height), (5, 3));
+    assert_eq!(s.values[0], back.values[0], "corners are kept (align_corners)");
+    assert_eq!(s.values[14], back.values[5]);
+    // the invalid label pixel (2, 0) is a tap of image columns 2–4 (column 2 at weight 0) of rows 0–1
+    let invalid: Vec<usize> = (0..15).filter(|&i| !s.valid[i]).collect();
+    assert_eq!(invalid, [2, 3, 4, 7, 8, 9], "NaN spreads to the pixels it is a tap of only");
 
-    // a label of the wrong size is rejected
+    // a label of another image's size is rejected
     let small = Target::new(2, 2, TargetKind::Disparity, vec![1.0; 4], |_| true);
-    pseudo::write_pseudo_label(&store, Path::new("b.png"), &small, &teacher, "").unwrap();
+    pseudo::write_pseudo_label(&store, Path::new("b.png"), &small, (2, 2), &teacher, "").unwrap();
     assert!(matches!(ds.load(0), Err(DataError::SizeMismatch { depth_w: 2, image_w: 3, .. })));
     // a file with another format tag is rejected
     let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 3], &[0u8; 24]).unwrap();
@@ -750,16 +769,27 @@ fn pseudo_labels_round_trip_atomically_and_are_checked() {
     fmt_err(ds.load(1), "metadata format");
     fs::write(&p, b"junk").unwrap();
     fmt_err(pseudo::read_pseudo_label(&p), "pseudo-label");
+    // a label of the first version (float32 at the image's resolution) is still read
+    let v1: Vec<u8> = (0..15).flat_map(|i| (i as f32 * 0.5).to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, 5], &v1).unwrap();
+    let meta = std::collections::HashMap::from([
+        ("format".to_string(), "depth-pseudo-label/1".to_string()),
+        ("kind".to_string(), "disparity".to_string()),
+        ("input_size".to_string(), "518".to_string()),
+    ]);
+    fs::write(&p, safetensors::serialize([("disparity", view)], Some(meta)).unwrap()).unwrap();
+    let old = ds.load(1).unwrap().target.unwrap();
+    assert_eq!(old.values, (0..15).map(|i| i as f32 * 0.5).collect::<Vec<_>>());
 
     // bad arguments
     let depth = Target::depth(1, 1, vec![1.0]);
     assert!(matches!(
-        pseudo::write_pseudo_label(&store, Path::new("x.png"), &depth, &teacher, ""),
+        pseudo::write_pseudo_label(&store, Path::new("x.png"), &depth, (1, 1), &teacher, ""),
         Err(DataError::Core(CoreError::BadInput { .. }))
     ));
     for bad in ["../x.png", "/abs/x.png"] {
         assert!(matches!(
-            pseudo::write_pseudo_label(&store, Path::new(bad), &t, &teacher, ""),
+            pseudo::write_pseudo_label(&store, Path::new(bad), &t, (3, 2), &teacher, ""),
             Err(DataError::Core(CoreError::BadInput { .. }))
         ));
     }

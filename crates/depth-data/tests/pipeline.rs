@@ -137,6 +137,8 @@ struct Toy {
     name: String,
     len: usize,
     bad: Vec<usize>,
+    /// Added to every target value (tells the sources' targets apart).
+    base: f32,
 }
 
 impl Dataset for Toy {
@@ -154,13 +156,14 @@ impl Dataset for Toy {
             return Err(depth_core::CoreError::format(self.id(i), "toy", "corrupt on purpose").into());
         }
         let image = RgbImage::from_fn(40, 30, |x, y| image::Rgb([i as u8, (x * 6) as u8, (y * 8) as u8]));
-        let target = Target::depth(40, 30, (0..1200).map(|k| 1.0 + (k % 40) as f32 + i as f32).collect());
+        let target =
+            Target::depth(40, 30, (0..1200).map(|k| self.base + (k % 40) as f32 + i as f32).collect());
         Ok(Sample { id: self.id(i), image, target: Some(target), intrinsics: None })
     }
 }
 
 fn toy(name: &str, len: usize, bad: Vec<usize>) -> Arc<dyn Dataset> {
-    Arc::new(Toy { name: name.into(), len, bad })
+    Arc::new(Toy { name: name.into(), len, bad, base: 1.0 })
 }
 
 fn config(workers: usize) -> LoaderConfig {
@@ -265,7 +268,7 @@ fn a_sample_is_the_same_on_whichever_rank_loads_it() {
 #[test]
 fn bad_items_are_skipped_and_counted_or_fail() {
     let src = vec![Source { dataset: toy("c", 12, vec![2, 5, 7]), ratio: 1.0, strong: false, pseudo: false }];
-    let loader = Loader::new(src.clone(), config(2)).unwrap();
+    let loader = Loader::new(src.clone(), LoaderConfig { on_error: OnError::Skip, ..config(2) }).unwrap();
     let mut it = loader.iter(Cursor::default());
     let batches: Vec<_> = it.by_ref().map(|b| b.unwrap()).collect();
     assert_eq!(batches.len(), 2, "9 good items make 2 batches of 4");
@@ -273,7 +276,41 @@ fn bad_items_are_skipped_and_counted_or_fail() {
     let skipped: Vec<&String> = batches.iter().flat_map(|b| b.skipped.iter().map(|(id, _)| id)).collect();
     assert!(skipped.iter().all(|id| id.starts_with("c/")));
     assert!(batches.iter().flat_map(|b| &b.skipped).all(|(_, e)| e.contains("corrupt on purpose")));
-    let fail = Loader::new(src, LoaderConfig { on_error: OnError::Fail, ..config(2) }).unwrap();
+    // failing is the default: a bad item is never skipped in silence
+    assert_eq!(LoaderConfig::default().on_error, OnError::Fail);
+    let fail = Loader::new(src, config(2)).unwrap();
     let first_err = fail.iter(Cursor::default()).find_map(|b| b.err()).unwrap();
     assert!(first_err.to_string().contains("c/"), "{first_err}");
+}
+
+/// CutMix pastes only between samples of the same kind: a pseudo-label never receives a box of
+/// ground truth (nor the reverse), whatever the batch's order.
+#[test]
+fn cutmix_pairs_samples_of_the_same_kind_only() {
+    let gt: Arc<dyn Dataset> = Arc::new(Toy { name: "gt".into(), len: 12, bad: vec![], base: 1.0 });
+    let pl: Arc<dyn Dataset> = Arc::new(Toy { name: "pl".into(), len: 12, bad: vec![], base: 1000.0 });
+    let src = vec![
+        Source { dataset: gt, ratio: 1.0, strong: true, pseudo: false },
+        Source { dataset: pl, ratio: 1.0, strong: true, pseudo: true },
+    ];
+    let mut cfg = config(2);
+    cfg.augment.cutmix = 1.0;
+    cfg.augment.cutmix_area = (0.3, 0.4);
+    let mut mixed_batches = 0;
+    for b in Loader::new(src, cfg).unwrap().iter(Cursor::default()) {
+        let b = b.unwrap();
+        mixed_batches += usize::from(b.pseudo.contains(&true) && b.pseudo.contains(&false));
+        let target: Vec<Vec<Vec<f32>>> = b.target.to_vec3().unwrap();
+        for (i, t) in target.iter().enumerate() {
+            let values: Vec<f32> = t.iter().flatten().copied().filter(|v| *v > 0.0).collect();
+            let (lo, hi) = if b.pseudo[i] { (1000.0, f32::MAX) } else { (0.0, 1000.0) };
+            assert!(
+                values.iter().all(|v| (lo..hi).contains(v)),
+                "sample {} got another kind's target",
+                b.ids[i]
+            );
+        }
+    }
+    // (pairing with the next sample whatever its kind fails the assertion above in such batches)
+    assert!(mixed_batches > 0, "no batch mixed the kinds: the test proves nothing");
 }

@@ -233,13 +233,33 @@ impl DepthEstimator {
         Ok(out.into_iter().map(|m| m.expect("every image is in one group")).collect())
     }
 
-    /// Same-size images in one forward pass.
-    fn same_size(&self, imgs: &[&RgbImage]) -> Result<Vec<DepthMap>> {
-        let (w, h) = imgs[0].dimensions();
+    /// The network's output for several images, in their order, at its own resolution (the
+    /// network input's, before the resize back to each image): what a pseudo-label stores.
+    pub fn network_depth_batch<I: ImageInput>(&self, images: &[I]) -> Result<Vec<DepthMap>> {
+        let rgb = images.iter().map(ImageInput::to_rgb).collect::<Result<Vec<_>>>()?;
+        let mut out: Vec<Option<DepthMap>> = vec![None; rgb.len()];
+        for group in size_groups(&rgb.iter().map(|i| i.dimensions()).collect::<Vec<_>>()) {
+            let depth = self.network(&group.iter().map(|&i| &*rgb[i]).collect::<Vec<_>>())?;
+            let (h, w) = (depth.dim(2)? as u32, depth.dim(3)? as u32);
+            let maps = depth.to_device(&Device::Cpu)?.flatten_from(1)?.to_vec2::<f32>()?;
+            for (i, data) in group.into_iter().zip(maps) {
+                out[i] = Some(DepthMap { width: w, height: h, data });
+            }
+        }
+        Ok(out.into_iter().map(|m| m.expect("every image is in one group")).collect())
+    }
+
+    /// Same-size images in one forward pass: (B, 1, H', W') at the network's resolution.
+    fn network(&self, imgs: &[&RgbImage]) -> Result<Tensor> {
         let inputs = imgs.iter().map(|i| self.preprocess(i)).collect::<Result<Vec<_>>>()?;
         let x = Tensor::cat(&inputs, 0)?.to_device(&self.device)?;
-        let depth = self.model.forward(&x)?.unsqueeze(1)?;
-        let depth = depth_core::bilinear_align_corners(&depth, (h as usize, w as usize))?;
+        Ok(self.model.forward(&x)?.unsqueeze(1)?)
+    }
+
+    /// Same-size images in one forward pass, resized back to their size.
+    fn same_size(&self, imgs: &[&RgbImage]) -> Result<Vec<DepthMap>> {
+        let (w, h) = imgs[0].dimensions();
+        let depth = depth_core::bilinear_align_corners(&self.network(imgs)?, (h as usize, w as usize))?;
         let depth = depth.to_device(&Device::Cpu)?.flatten_from(1)?.to_vec2::<f32>()?;
         Ok(depth.into_iter().map(|data| DepthMap { width: w, height: h, data }).collect())
     }

@@ -33,6 +33,12 @@ pub enum TrainError {
     Diverged { count: usize, step: u64, detail: String },
     #[error("{plan} needs {memory}: {hint} (the estimate is printed by `--dry-run`)")]
     WontFit { plan: String, memory: String, hint: String },
+    #[error(
+        "{}: these pseudo-labels were made by {labels}, but the config's [teacher] is {config}: label \
+         with that teacher (a new store), or set [teacher] to the one that made them",
+        .store.display()
+    )]
+    TeacherMismatch { store: PathBuf, labels: String, config: String },
     #[error("distributed training: {reason}")]
     Dist { reason: String },
     #[error(transparent)]

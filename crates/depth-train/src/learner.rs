@@ -624,6 +624,32 @@ fn broadcast_vars(dist: &dyn Collective, params: &[(String, Var)]) -> Result<()>
     Ok(())
 }
 
+/// Refuses a label store whose labelling runs (their `summary*.json`) used another teacher or
+/// input size than the config's `[teacher]`: a student would learn from a model it was not
+/// configured to learn from.
+fn check_teacher(store: &Path, teacher: &crate::config::TeacherSpec) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(store) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("summary") && name.ends_with(".json")) {
+            continue;
+        }
+        let text = depth_core::read::text(&path)?;
+        let summary: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| CoreError::format(&path, "labelling summary", e))?;
+        let (made_by, size) = (summary["teacher"].as_str().unwrap_or(""), summary["input_size"].as_u64());
+        if made_by != teacher.model.name || size != Some(teacher.input_size as u64) {
+            return Err(TrainError::TeacherMismatch {
+                store: path,
+                labels: format!("{made_by} at input size {}", size.map_or("?".into(), |s| s.to_string())),
+                config: format!("{} at input size {}", teacher.model.name, teacher.input_size),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The loader over the configured sources, each with whether its targets are pseudo-labels.
 /// The loader of this rank: `per_rank` images per batch.
 fn open_loader(cfg: &TrainConfig, per_rank: usize) -> Result<Loader> {
@@ -636,6 +662,11 @@ fn open_loader(cfg: &TrainConfig, per_rank: usize) -> Result<Loader> {
             (None, DatasetRef::Named(name)) => data.get(name)?.kind == Kind::Pseudo,
             (None, DatasetRef::Synth(_)) => false,
         };
+        if let (true, DatasetRef::Named(name), Some(teacher)) = (pseudo, &s.data, &cfg.teacher)
+            && let Some(store) = &data.get(name)?.store
+        {
+            check_teacher(store, teacher)?;
+        }
         sources.push(Source { dataset: s.data.open(&data)?, ratio: s.ratio, strong: s.strong, pseudo });
     }
     Ok(Loader::new(sources, LoaderConfig { batch_size: per_rank, ..cfg.data.loader.clone() })?)

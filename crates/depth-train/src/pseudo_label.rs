@@ -1,5 +1,6 @@
 //! Pseudo-labelling: a frozen teacher (plain tensors: no gradient, no optimiser state) labels
-//! images into depth-data's pseudo-label store, one atomic file per image carrying the teacher's
+//! images into depth-data's pseudo-label store, one atomic file per image (the network's output
+//! at its own resolution, float16, not resized back to the image) carrying the teacher's
 //! name, the SHA-256 of its weights and of the image. Work is split into shards by a hash of
 //! each image's relative path, so processes and machines share a corpus with no coordination;
 //! a rerun verifies finished labels (readable, the image's size, the same teacher and image
@@ -70,7 +71,7 @@ pub fn label_state(
     if !path.is_file() {
         return Ok(LabelState::Missing);
     }
-    let (target, meta) = match read_pseudo_label(&path) {
+    let (_, meta) = match read_pseudo_label(&path) {
         Ok(x) => x,
         Err(e) => return Ok(LabelState::Stale(format!("unreadable: {e}"))),
     };
@@ -94,11 +95,9 @@ pub fn label_state(
     }
     let (w, h) = image::image_dimensions(&item.path).unwrap_or((0, 0));
     // EXIF orientation can swap the stored dimensions: either order matches
-    if (target.width, target.height) != (w, h) && (target.width, target.height) != (h, w) {
-        return Ok(LabelState::Stale(format!(
-            "{}×{} label for a {w}×{h} image",
-            target.width, target.height
-        )));
+    let (lw, lh) = meta.image_size;
+    if (lw, lh) != (w, h) && (lw, lh) != (h, w) {
+        return Ok(LabelState::Stale(format!("a label of a {lw}×{lh} image for a {w}×{h} image")));
     }
     Ok(LabelState::Done)
 }
@@ -136,7 +135,7 @@ pub struct LabelJob {
     /// The teacher's network input: shorter side and most patch tokens.
     pub input_size: usize,
     pub max_tokens: usize,
-    /// The teacher's compute precision (the labels are stored in float32 either way).
+    /// The teacher's compute precision (the labels are stored in float16 either way).
     pub precision: depth_core::Precision,
     /// Same-size images per forward pass.
     pub batch: usize,
@@ -280,14 +279,14 @@ impl Labeller {
             return;
         }
         let images: Vec<&image::RgbImage> = pending.iter().map(|p| &p.2).collect();
-        let result = self.estimator.estimate_batch(&images);
-        for (k, (item, hash, _)) in pending.drain(..).enumerate() {
+        let result = self.estimator.network_depth_batch(&images);
+        for (k, (item, hash, img)) in pending.drain(..).enumerate() {
             let written = match &result {
                 Ok(maps) => {
                     let d = &maps[k];
                     let target =
                         Target::new(d.width, d.height, TargetKind::Disparity, d.data.clone(), |_| true);
-                    write_pseudo_label(store, &item.rel, &target, &self.teacher, &hash)
+                    write_pseudo_label(store, &item.rel, &target, img.dimensions(), &self.teacher, &hash)
                         .map_err(|e| e.to_string())
                 }
                 Err(e) => Err(e.to_string()),

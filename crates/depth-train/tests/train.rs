@@ -342,8 +342,15 @@ fn feature_alignment_on_pseudo_labels_with_a_frozen_encoder() {
             input_size: 518,
             precision: depth_core::Precision::F32,
         };
-        depth_data::formats::pseudo::write_pseudo_label(&store, Path::new(&name), &target, &teacher, "")
-            .unwrap();
+        depth_data::formats::pseudo::write_pseudo_label(
+            &store,
+            Path::new(&name),
+            &target,
+            (w, h),
+            &teacher,
+            "",
+        )
+        .unwrap();
     }
     std::fs::write(
         dir.path().join("data.toml"),
@@ -364,7 +371,10 @@ fn feature_alignment_on_pseudo_labels_with_a_frozen_encoder() {
         &enc,
     )
     .unwrap();
-    let extra = "[loss.feature_align]\nencoder = \"dinov2_tiny.safetensors\"\nweight = 1.0\nmargin = 0.85\n";
+    // the labelling run's record: which teacher made the store's labels
+    std::fs::write(store.join("summary.json"), r#"{"teacher": "test-teacher", "input_size": 518}"#).unwrap();
+    let extra = "[teacher]\nmodel = \"test-teacher=vitl\"\n\n\
+                 [loss.feature_align]\nencoder = \"dinov2_tiny.safetensors\"\nweight = 1.0\nmargin = 0.85\n";
     let mut cfg = load(dir.path(), extra, &["schedule.steps=3"]);
     cfg.data.sources[0].data = DatasetRef::Named("pseudo".into());
     let run = cfg.out.clone();
@@ -379,6 +389,21 @@ fn feature_alignment_on_pseudo_labels_with_a_frozen_encoder() {
     // the frozen encoder is not among the optimised parameters
     assert_eq!(t.optimizer().params().len(), depth_models::parameters(&frozen.varmap).unwrap().len());
     assert!(t.optimizer().params().iter().all(|(_, v)| v.as_tensor().is_variable()));
+    // labels of another teacher than the config's are refused before any step
+    let mut other = load(dir.path(), &extra.replace("test-teacher=vitl", "vitl"), &["schedule.steps=3"]);
+    other.data.sources[0].data = DatasetRef::Named("pseudo".into());
+    other.out = dir.path().join("other");
+    match Learner::start(other) {
+        Err(TrainError::TeacherMismatch { labels, config, .. }) => {
+            assert_eq!(
+                (labels.as_str(), config.as_str()),
+                ("test-teacher at input size 518", "vitl at input size 518")
+            );
+        }
+        Err(e) => panic!("refused otherwise: {e}"),
+        Ok(_) => panic!("labels of another teacher were accepted"),
+    }
+    assert!(!dir.path().join("other").exists());
 }
 
 #[test]

@@ -1,0 +1,94 @@
+//! The compact pseudo-label store on real photos: labels at the teacher's resolution in
+//! float16, upsampled by the loader, against the float32 full-resolution labels the store used
+//! to hold (the official inference's output); and the size of an SA-1B-sized photo's label.
+
+use candle_core::Device;
+use depth_core::{Precision, Silent};
+use depth_data::formats::pseudo::{PseudoLabeled, TeacherId};
+use depth_data::{Dataset, list_images};
+use depth_models::{DepthEstimator, ModelConfig, WeightsInit, build_trainable, load_model};
+use depth_train::pseudo_label::{Labeller, Shard};
+
+fn teacher(name: &str) -> TeacherId {
+    TeacherId { name: name.into(), sha256: String::new(), input_size: 518, precision: Precision::F32 }
+}
+
+/// The fixtures' real photos labelled by the fixture ViT-S (seeded random weights): what the
+/// loader reads back is the float32 full-resolution depth within float16's rounding.
+#[test]
+fn compact_labels_equal_the_full_resolution_float32_depth_to_float16_rounding() {
+    let fixtures = depth_core::fixtures::fixtures_dir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    let mut names: Vec<_> =
+        std::fs::read_dir(fixtures.join("unlabeled")).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    for p in names.iter().filter(|p| p.extension().is_some_and(|e| e == "jpg")).take(3) {
+        std::fs::copy(p, photos.join(p.file_name().unwrap())).unwrap();
+    }
+    let weights = fixtures.join("weights/da2_vits_random.pth");
+    let model = load_model(&weights.as_path().into(), &Device::Cpu).unwrap();
+    let estimator = DepthEstimator::new(model, Device::Cpu);
+    let store = dir.path().join("labels");
+    let items = list_images(&photos).unwrap();
+    let labeller = Labeller { estimator, teacher: teacher("vits-random"), batch: 2 };
+    let s = labeller.run(&items, Shard::ALL, &store, &Silent).unwrap();
+    assert_eq!(s.labelled, 3, "{:?}", s.failed);
+    let ds = PseudoLabeled::new("photos", &photos, &store).unwrap();
+    let reference =
+        DepthEstimator::new(load_model(&weights.as_path().into(), &Device::Cpu).unwrap(), Device::Cpu);
+    let mut worst: f64 = 0.0;
+    for (i, item) in items.iter().enumerate() {
+        let got = ds.load(i).unwrap().target.unwrap();
+        let want = reference.estimate(item.path.as_path()).unwrap();
+        assert_eq!((got.width, got.height), (want.width, want.height));
+        assert!(got.valid.iter().all(|&v| v));
+        let max = want.data.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+        let err = got.values.iter().zip(&want.data).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max);
+        let bytes = std::fs::metadata(ds.label_path(i).unwrap()).unwrap().len();
+        eprintln!(
+            "{}: {}×{} image, label {} bytes ({:.1}× smaller than float32 at the image's size), max error {:.2e} of max",
+            item.rel.display(),
+            want.width,
+            want.height,
+            bytes,
+            (want.width * want.height * 4) as f64 / bytes as f64,
+            err / max
+        );
+        worst = worst.max(err / max);
+    }
+    // float16 keeps 11 bits: 2⁻¹¹ = 4.9e-4 of a value, at most of the largest
+    assert!(worst <= 4.9e-4, "float16 labels differ by {worst:.2e} of the maximum");
+}
+
+/// An SA-1B photo (2250×1500) gets a 784×518 label (the official resize: 518 × 777 up to a multiple
+/// of 14): ≤ 0.9 MB, where float32 at the photo's size
+/// was 13.5 MB.
+#[test]
+fn an_sa1b_sized_photo_has_a_label_under_a_megabyte() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("photos/sa_1.png");
+    std::fs::create_dir_all(photo.parent().unwrap()).unwrap();
+    image::RgbImage::from_fn(2250, 1500, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8])
+    })
+    .save(&photo)
+    .unwrap();
+    let tiny =
+        build_trainable(&ModelConfig::custom(32, 1, 2, 16), &WeightsInit::Scratch, 0, &Device::Cpu).unwrap();
+    let labeller = Labeller {
+        estimator: DepthEstimator::new(tiny.model, Device::Cpu),
+        teacher: teacher("tiny"),
+        batch: 1,
+    };
+    let store = dir.path().join("labels");
+    let items = list_images(&dir.path().join("photos")).unwrap();
+    labeller.run(&items, Shard::ALL, &store, &Silent).unwrap();
+    let label = store.join("sa_1.safetensors");
+    let (target, meta) = depth_data::formats::pseudo::read_pseudo_label(&label).unwrap();
+    assert_eq!((target.width, target.height, meta.image_size), (784, 518, (2250, 1500)));
+    let bytes = std::fs::metadata(&label).unwrap().len();
+    eprintln!("2250×1500 photo: label {bytes} bytes (float32 at the photo's size: {})", 2250 * 1500 * 4);
+    assert!(bytes <= 900_000, "{bytes} bytes");
+}
