@@ -252,7 +252,13 @@ impl DepthEstimator {
     /// Same-size images in one forward pass: (B, 1, H', W') at the network's resolution.
     fn network(&self, imgs: &[&RgbImage]) -> Result<Tensor> {
         let inputs = imgs.iter().map(|i| self.preprocess(i)).collect::<Result<Vec<_>>>()?;
-        let x = Tensor::cat(&inputs, 0)?.to_device(&self.device)?;
+        self.network_of(&inputs)
+    }
+
+    /// Network inputs of one shape (each (1, 3, H', W') from [`preprocess`](Self::preprocess),
+    /// possibly of images of different sizes) in one forward pass: (B, 1, H', W').
+    pub fn network_of(&self, inputs: &[Tensor]) -> Result<Tensor> {
+        let x = Tensor::cat(inputs, 0)?.to_device(&self.device)?;
         Ok(self.model.forward(&x)?.unsqueeze(1)?)
     }
 

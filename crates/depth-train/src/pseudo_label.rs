@@ -201,8 +201,29 @@ pub struct Labeller {
     pub batch: usize,
 }
 
+/// One image on its way to the teacher, as a decoding worker leaves it.
+enum Prepared<'a> {
+    /// A verified label from an earlier run.
+    Done,
+    /// Hashed, checked, decoded and resized: the network input, (1, 3, H', W').
+    Ready {
+        item: &'a ImageItem,
+        hash: String,
+        size: (u32, u32),
+        input: candle_core::Tensor,
+        redo: bool,
+    },
+    Failed(&'a ImageItem, String),
+}
+
 impl Labeller {
     /// Labels this shard's `items` into `store`; progress advances once per image.
+    ///
+    /// Workers hash, check, decode and resize images into network inputs while the teacher
+    /// runs; the inputs wait in buckets by their shape (many image sizes share one: every 3:2
+    /// photo is 518×784), and a bucket goes through the teacher when it holds a batch. The queue
+    /// in front is bounded, and so are the buckets (the fullest is flushed past 4 batches), so
+    /// memory does not grow with the corpus.
     pub fn run(
         &self,
         items: &[ImageItem],
@@ -221,78 +242,118 @@ impl Labeller {
             ..Default::default()
         };
         let started = Instant::now();
-        // (item, image hash, decoded image) waiting for a batch of their size
-        let mut pending: Vec<(&ImageItem, String, image::RgbImage)> = Vec::new();
-        for item in mine {
-            let hash = match sha256_file(&item.path) {
-                Ok(h) => h,
-                Err(e) => {
-                    s.failed.push((item.path.display().to_string(), e.to_string()));
-                    progress.advance(1);
-                    continue;
-                }
-            };
-            match label_state(store, item, &self.teacher, &hash)? {
-                LabelState::Done => {
-                    s.already_done += 1;
-                    progress.advance(1);
-                    continue;
-                }
-                LabelState::Stale(why) => {
-                    tracing::info!("redoing the label of {}: {why}", item.rel.display());
-                    s.redone += 1;
-                }
-                LabelState::Missing => {}
-            }
-            match depth_core::image_io::read_image(&item.path) {
-                Ok(img) => {
-                    let same = pending
-                        .first()
-                        .is_none_or(|(_, _, p)| p.width() == img.width() && p.height() == img.height());
-                    if !same || pending.len() >= self.batch {
-                        self.flush(&mut pending, store, &mut s, progress);
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+        let (tx, rx) = crossbeam_channel::bounded::<Prepared>(2 * self.batch);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| -> Result<()> {
+            for _ in 0..workers {
+                let (tx, next, mine) = (tx.clone(), &next, &mine);
+                scope.spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = mine.get(i) else { break };
+                        if tx.send(self.prepare(item, store)).is_err() {
+                            break; // the labeller stopped
+                        }
                     }
-                    pending.push((item, hash, img));
-                }
-                Err(e) => {
-                    tracing::warn!("skipping {}: {e}", item.path.display());
-                    s.failed.push((item.path.display().to_string(), e.to_string()));
-                    progress.advance(1);
+                });
+            }
+            drop(tx);
+            let mut buckets: std::collections::BTreeMap<(usize, usize), Vec<Prepared>> = Default::default();
+            let mut waiting = 0;
+            for p in rx {
+                match p {
+                    Prepared::Done => {
+                        s.already_done += 1;
+                        progress.advance(1);
+                    }
+                    Prepared::Failed(item, e) => {
+                        tracing::warn!("skipping {}: {e}", item.path.display());
+                        s.failed.push((item.path.display().to_string(), e));
+                        progress.advance(1);
+                    }
+                    ready @ Prepared::Ready { .. } => {
+                        let Prepared::Ready { input, .. } = &ready else { unreachable!() };
+                        let shape = (input.dim(2)?, input.dim(3)?);
+                        let bucket = buckets.entry(shape).or_default();
+                        bucket.push(ready);
+                        waiting += 1;
+                        if bucket.len() >= self.batch {
+                            waiting -= bucket.len();
+                            self.flush(std::mem::take(bucket), store, &mut s, progress);
+                        } else if waiting >= 4 * self.batch {
+                            let fullest = buckets.values_mut().max_by_key(|b| b.len()).expect("one waits");
+                            waiting -= fullest.len();
+                            self.flush(std::mem::take(fullest), store, &mut s, progress);
+                        }
+                    }
                 }
             }
-        }
-        self.flush(&mut pending, store, &mut s, progress);
+            for bucket in buckets.into_values() {
+                self.flush(bucket, store, &mut s, progress);
+            }
+            Ok(())
+        })?;
         s.seconds = started.elapsed().as_secs_f64();
         s.images_per_s = s.labelled as f64 / s.seconds.max(1e-9);
         Ok(s)
     }
 
-    /// Labels the pending same-size images in one forward pass and writes their labels.
-    fn flush(
-        &self,
-        pending: &mut Vec<(&ImageItem, String, image::RgbImage)>,
-        store: &Path,
-        s: &mut Summary,
-        progress: &dyn Progress,
-    ) {
-        if pending.is_empty() {
+    /// A worker's part: the image's hash, whether its label is done, else its network input.
+    fn prepare<'a>(&self, item: &'a ImageItem, store: &Path) -> Prepared<'a> {
+        let hash = match sha256_file(&item.path) {
+            Ok(h) => h,
+            Err(e) => return Prepared::Failed(item, e.to_string()),
+        };
+        let redo = match label_state(store, item, &self.teacher, &hash) {
+            Ok(LabelState::Done) => return Prepared::Done,
+            Ok(LabelState::Stale(why)) => {
+                tracing::info!("redoing the label of {}: {why}", item.rel.display());
+                true
+            }
+            Ok(LabelState::Missing) => false,
+            Err(e) => return Prepared::Failed(item, e.to_string()),
+        };
+        let input = depth_core::image_io::read_image(&item.path).map_err(|e| e.to_string()).and_then(|img| {
+            Ok((img.dimensions(), self.estimator.preprocess(&img).map_err(|e| e.to_string())?))
+        });
+        match input {
+            Ok((size, input)) => Prepared::Ready { item, hash, size, input, redo },
+            Err(e) => Prepared::Failed(item, e),
+        }
+    }
+
+    /// Labels one bucket's inputs (one shape) in one forward pass and writes their labels.
+    fn flush(&self, bucket: Vec<Prepared>, store: &Path, s: &mut Summary, progress: &dyn Progress) {
+        if bucket.is_empty() {
             return;
         }
-        let images: Vec<&image::RgbImage> = pending.iter().map(|p| &p.2).collect();
-        let result = self.estimator.network_depth_batch(&images);
-        for (k, (item, hash, img)) in pending.drain(..).enumerate() {
+        let inputs: Vec<candle_core::Tensor> = bucket
+            .iter()
+            .map(|p| match p {
+                Prepared::Ready { input, .. } => input.clone(),
+                _ => unreachable!("only ready images wait in a bucket"),
+            })
+            .collect();
+        let result = self.estimator.network_of(&inputs).and_then(|d| {
+            let (h, w) = (d.dim(2)? as u32, d.dim(3)? as u32);
+            Ok((w, h, d.to_device(&candle_core::Device::Cpu)?.flatten_from(1)?.to_vec2::<f32>()?))
+        });
+        for (k, p) in bucket.into_iter().enumerate() {
+            let Prepared::Ready { item, hash, size, redo, .. } = p else { unreachable!() };
             let written = match &result {
-                Ok(maps) => {
-                    let d = &maps[k];
-                    let target =
-                        Target::new(d.width, d.height, TargetKind::Disparity, d.data.clone(), |_| true);
-                    write_pseudo_label(store, &item.rel, &target, img.dimensions(), &self.teacher, &hash)
+                Ok((w, h, maps)) => {
+                    let target = Target::new(*w, *h, TargetKind::Disparity, maps[k].clone(), |_| true);
+                    write_pseudo_label(store, &item.rel, &target, size, &self.teacher, &hash)
                         .map_err(|e| e.to_string())
                 }
                 Err(e) => Err(e.to_string()),
             };
             match written {
-                Ok(_) => s.labelled += 1,
+                Ok(_) => {
+                    s.labelled += 1;
+                    s.redone += usize::from(redo);
+                }
                 Err(e) => s.failed.push((item.path.display().to_string(), e)),
             }
             progress.advance(1);
