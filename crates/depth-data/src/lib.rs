@@ -27,5 +27,5 @@ pub use config::{DataConfig, DatasetRef, DatasetSpec, HubSource, Kind};
 pub use dataset::Dataset;
 pub use error::{DataError, Result};
 pub use image_list::{ImageItem, list_images};
-pub use loader::{Batch, BatchIter, Cursor, Loader, LoaderConfig, OnError, Source};
+pub use loader::{Batch, BatchIter, Cursor, Loader, LoaderConfig, OnError, PastedBox, Source};
 pub use sample::{Intrinsics, Sample, Target, TargetKind, read_rgb};

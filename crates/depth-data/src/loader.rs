@@ -37,6 +37,9 @@ pub struct Source {
     pub pseudo: bool,
 }
 
+/// A CutMix box: (x0, y0, width, height) in the sample's pixels.
+pub type PastedBox = (usize, usize, usize, usize);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
@@ -151,6 +154,9 @@ pub struct Batch {
     pub sources: Vec<usize>,
     /// Per sample: whether its target is a pseudo-label (its source's `pseudo`).
     pub pseudo: Vec<bool>,
+    /// Per sample: the box CutMix pasted from another sample, (x0, y0, width, height): its
+    /// target comes from another image, so a relative loss normalises it on its own.
+    pub pasted: Vec<Option<PastedBox>>,
     pub ids: Vec<String>,
     /// The cursor just after this batch.
     pub cursor: Cursor,
@@ -299,7 +305,12 @@ impl BatchIter {
         self.pending.remove(&pos)
     }
 
-    fn collate(&self, items: Vec<(usize, Prepared)>, skipped: Vec<(String, String)>) -> Result<Batch> {
+    fn collate(
+        &self,
+        items: Vec<(usize, Prepared)>,
+        pasted: Vec<Option<PastedBox>>,
+        skipped: Vec<(String, String)>,
+    ) -> Result<Batch> {
         let (b, h, w) = (items.len(), items[0].1.height, items[0].1.width);
         if let Some((_, p)) = items.iter().find(|(_, p)| (p.height, p.width) != (h, w)) {
             return Err(CoreError::bad_input("batch", format!(
@@ -333,6 +344,7 @@ impl BatchIter {
             kinds,
             sources: items.iter().map(|(k, _)| *k).collect(),
             pseudo: items.iter().map(|(k, _)| self.sources[*k].pseudo).collect(),
+            pasted,
             ids: items.into_iter().map(|(_, p)| p.id).collect(),
             cursor: self.cursor,
             skipped,
@@ -371,6 +383,7 @@ impl Iterator for BatchIter {
         let kind = |(k, p): &(usize, transforms::Prepared)| {
             (self.sources[*k].pseudo, p.target.as_ref().map(|t| t.0))
         };
+        let mut pasted = vec![None; items.len()];
         for i in 0..items.len() {
             use rand::Rng;
             if self.sources[items[i].0].strong && rng.random_bool(aug.cutmix) {
@@ -379,11 +392,11 @@ impl Iterator for BatchIter {
                     .find(|&j| kind(&items[j]) == kind(&items[i]));
                 if let Some(j) = partner {
                     let other = items[j].1.clone();
-                    transforms::cutmix(&mut items[i].1, &other, aug.cutmix_area, &mut rng);
+                    pasted[i] = transforms::cutmix(&mut items[i].1, &other, aug.cutmix_area, &mut rng);
                 }
             }
         }
-        Some(self.collate(items, skipped))
+        Some(self.collate(items, pasted, skipped))
     }
 }
 

@@ -296,9 +296,11 @@ fn cutmix_pairs_samples_of_the_same_kind_only() {
     let mut cfg = config(2);
     cfg.augment.cutmix = 1.0;
     cfg.augment.cutmix_area = (0.3, 0.4);
-    let mut mixed_batches = 0;
+    let (mut mixed_batches, mut pasted) = (0, 0);
     for b in Loader::new(src, cfg).unwrap().iter(Cursor::default()) {
         let b = b.unwrap();
+        // the batch says where a box was pasted (the loss normalises it on its own)
+        pasted += b.pasted.iter().flatten().count();
         mixed_batches += usize::from(b.pseudo.contains(&true) && b.pseudo.contains(&false));
         let target: Vec<Vec<Vec<f32>>> = b.target.to_vec3().unwrap();
         for (i, t) in target.iter().enumerate() {
@@ -313,4 +315,5 @@ fn cutmix_pairs_samples_of_the_same_kind_only() {
     }
     // (pairing with the next sample whatever its kind fails the assertion above in such batches)
     assert!(mixed_batches > 0, "no batch mixed the kinds: the test proves nothing");
+    assert!(pasted > 0, "no pasted box recorded");
 }

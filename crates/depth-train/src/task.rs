@@ -154,7 +154,8 @@ impl TaskStep for Relative {
         let Forward { features: feats, pred, recompute } = self.pass.forward(model, &x)?;
         let (target, mask) = Self::targets(batch)?;
         let (target, mask) = (target.to_device(&self.device)?, mask.to_device(&self.device)?);
-        let (ssi, gm) = self.objective.terms(&pred, &target, &mask, &batch.pseudo)?;
+        let r = per_region(&pred, &target, &mask, &batch.pseudo, &batch.pasted)?;
+        let (ssi, gm) = self.objective.terms(&r.pred, &r.target, &r.mask, &r.pseudo)?;
         let mut terms = vec![("ssi", scalar(&ssi)?), ("gm", scalar(&gm)?)];
         let mut loss = (ssi + (gm * self.objective.gm_weight)?)?;
         if let Some((encoder, fa)) = &self.align
@@ -175,6 +176,62 @@ impl TaskStep for Relative {
         }
         Ok(StepLoss { loss, terms, recompute })
     }
+}
+
+/// A batch as the relative objective sees it: each CutMix box apart from the rest of its sample.
+struct Regions {
+    pred: Tensor,
+    target: Tensor,
+    mask: Tensor,
+    pseudo: Vec<bool>,
+}
+
+/// Depth Anything V1's CutMix loss: a sample with a pasted box holds two images' targets, whose
+/// relative depths have unrelated scale and shift, so the affine-invariant loss normalises the
+/// box and the rest each on their own. Here a pasted sample becomes two rows of the objective's
+/// batch — the same prediction and target, masked outside and inside the box — each normalised
+/// and weighted as a sample. A batch without boxes is passed on unchanged.
+fn per_region(
+    pred: &Tensor,
+    target: &Tensor,
+    mask: &Tensor,
+    pseudo: &[bool],
+    pasted: &[Option<depth_data::PastedBox>],
+) -> Result<Regions> {
+    let same = || Regions {
+        pred: pred.clone(),
+        target: target.clone(),
+        mask: mask.clone(),
+        pseudo: pseudo.to_vec(),
+    };
+    if pasted.iter().all(Option::is_none) {
+        return Ok(same());
+    }
+    let (_, h, w) = mask.dims3()?;
+    let (mut rows, mut regions, mut flags) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, b) in pasted.iter().enumerate() {
+        let inside = |x: usize, y: usize| {
+            b.is_some_and(|(x0, y0, bw, bh)| x >= x0 && x < x0 + bw && y >= y0 && y < y0 + bh)
+        };
+        let parts: &[Option<bool>] = if b.is_some() { &[Some(false), Some(true)] } else { &[None] };
+        for part in parts {
+            rows.push(i as u32);
+            flags.push(pseudo[i]);
+            regions.extend((0..h * w).map(|k| match part {
+                None => 1f32,
+                Some(want) => f32::from(u8::from(inside(k % w, k / w) == *want)),
+            }));
+        }
+    }
+    let device = mask.device();
+    let idx = Tensor::new(rows.as_slice(), device)?;
+    let region = Tensor::from_vec(regions, (rows.len(), h, w), &Device::Cpu)?.to_device(device)?;
+    Ok(Regions {
+        pred: pred.index_select(&idx, 0)?,
+        target: target.index_select(&idx, 0)?,
+        mask: (mask.index_select(&idx, 0)? * region)?,
+        pseudo: flags,
+    })
 }
 
 /// Metric fine-tuning.
@@ -213,5 +270,42 @@ impl TaskStep for Metric {
         let loss = silog_loss(&pred, &target, &mask, self.lambda)?;
         let value = scalar(&loss)?;
         Ok(StepLoss { loss, terms: vec![("silog", value)], recompute })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pasted box whose target is another affine map of the prediction than the rest: the
+    /// per-region loss is zero (each region is exactly an affine map of the prediction); one
+    /// normalisation over the whole sample is not.
+    #[test]
+    fn a_pasted_box_is_normalised_on_its_own() {
+        let (h, w) = (16, 20);
+        let pred = Tensor::rand(0.5f32, 2.0, (2, h, w), &Device::Cpu).unwrap();
+        let p = pred.to_vec3::<f32>().unwrap();
+        let boxed = (3, 4, 8, 6);
+        let target: Vec<f32> = (0..2 * h * w)
+            .map(|k| {
+                let (b, y, x) = (k / (h * w), (k / w) % h, k % w);
+                let inside = b == 0 && (3..11).contains(&x) && (4..10).contains(&y);
+                if inside { 5.0 * p[b][y][x] + 3.0 } else { 2.0 * p[b][y][x] + 1.0 }
+            })
+            .collect();
+        let target = Tensor::from_vec(target, (2, h, w), &Device::Cpu).unwrap();
+        let mask = Tensor::ones((2, h, w), DType::F32, &Device::Cpu).unwrap();
+        let objective = Objective::default();
+        let loss = |r: &Regions| {
+            objective.loss(&r.pred, &r.target, &r.mask, &r.pseudo).unwrap().to_scalar::<f32>().unwrap()
+        };
+        let split = per_region(&pred, &target, &mask, &[true, true], &[Some(boxed), None]).unwrap();
+        assert_eq!(split.pseudo, [true, true, true]);
+        let whole = per_region(&pred, &target, &mask, &[true, true], &[None, None]).unwrap();
+        let (a, b) = (loss(&split), loss(&whole));
+        assert!(a < 1e-4 && b > 1e-2, "per region {a}, whole {b}");
+        // the two rows of the pasted sample cover each of its pixels once
+        let cover = split.mask.narrow(0, 0, 2).unwrap().sum(0).unwrap().flatten_all().unwrap();
+        assert!(cover.to_vec1::<f32>().unwrap().iter().all(|&c| c == 1.0));
     }
 }
