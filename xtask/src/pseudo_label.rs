@@ -35,9 +35,14 @@ pub struct PseudoLabelArgs {
     shard: Option<Shard>,
     #[command(flatten)]
     input: crate::net_input::NetInput,
-    /// Same-size images per forward pass.
+    /// Images per forward pass (those whose network inputs have one shape).
     #[arg(long, default_value_t = 4, value_parser = crate::net_input::positive())]
     batch_size: usize,
+    /// Write the labels into tar shards of N images each (WebDataset's layout: the image and
+    /// its label side by side, an index beside each shard) instead of one file per label; a
+    /// rerun skips every shard whose index exists without reading its images.
+    #[arg(long, value_parser = crate::net_input::positive())]
+    shard_size: Option<usize>,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
@@ -60,6 +65,7 @@ pub fn run(args: PseudoLabelArgs) -> Result<()> {
         max_tokens: args.input.max_tokens,
         precision: args.input.precision,
         batch: args.batch_size,
+        shard_size: args.shard_size,
         device: args.device,
     };
     let (summary, path) = label(&job, &Bar::new("label"))?;

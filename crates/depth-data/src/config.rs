@@ -253,7 +253,13 @@ impl DatasetSpec {
             Kind::Redwood => Arc::new(formats::redwood::redwood(root)?),
             Kind::Folder => Arc::new(ImageFolder::new(self.name.clone(), root)?),
             Kind::Pseudo => {
-                Arc::new(PseudoLabeled::new(self.name.clone(), root, self.need("store", &self.store)?)?)
+                let store = self.need("store", &self.store)?;
+                // a store of tar shards carries its images; one of files pairs them with `root`
+                if formats::shards::done_shards(store)?.is_empty() {
+                    Arc::new(PseudoLabeled::new(self.name.clone(), root, store)?)
+                } else {
+                    Arc::new(formats::shards::ShardedPseudo::open(self.name.clone(), store)?)
+                }
             }
             Kind::Synth => Arc::new(crate::synth::SynthFolder::open(root)?),
         })

@@ -624,7 +624,7 @@ fn broadcast_vars(dist: &dyn Collective, params: &[(String, Var)]) -> Result<()>
     Ok(())
 }
 
-/// Refuses a label store whose labelling runs (their `summary*.json`) used another teacher or
+/// Refuses a label store whose labelling runs (their `summary*.json`, or its shards' indexes) used another teacher or
 /// input size than the config's `[teacher]`: a student would learn from a model it was not
 /// configured to learn from.
 fn check_teacher(store: &Path, teacher: &crate::config::TeacherSpec) -> Result<()> {
@@ -632,7 +632,8 @@ fn check_teacher(store: &Path, teacher: &crate::config::TeacherSpec) -> Result<(
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("summary") && name.ends_with(".json")) {
+        // labelling runs' summaries, and the indexes of tar shards
+        if !(name.starts_with("summary") && name.ends_with(".json") || name.ends_with(".index.json")) {
             continue;
         }
         let text = depth_core::read::text(&path)?;

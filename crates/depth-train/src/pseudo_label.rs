@@ -139,6 +139,8 @@ pub struct LabelJob {
     pub precision: depth_core::Precision,
     /// Same-size images per forward pass.
     pub batch: usize,
+    /// Write tar shards of this many images (WebDataset's layout) instead of one file per label.
+    pub shard_size: Option<usize>,
     pub device: DeviceSpec,
 }
 
@@ -182,7 +184,10 @@ pub fn label(job: &LabelJob, progress: &dyn Progress) -> Result<(Summary, PathBu
         }
     };
     progress.start(items.iter().filter(|i| shard.owns(&i.rel)).count() as u64, 0);
-    let summary = labeller.run(&items, shard, &job.store, progress)?;
+    let summary = match job.shard_size {
+        Some(n) => labeller.run_sharded(&items, shard, &job.store, n, progress)?,
+        None => labeller.run(&items, shard, &job.store, progress)?,
+    };
     let name = match summary.shard {
         Some(s) => format!("summary-{}-of-{}.json", s.index, s.count),
         None => "summary.json".into(),
@@ -200,6 +205,9 @@ pub struct Labeller {
     /// Same-size images share a forward pass up to this many.
     pub batch: usize,
 }
+
+/// Where a finished label goes: (image, its hash, its size, the label at the teacher's resolution).
+type Sink<'s> = dyn FnMut(&ImageItem, &str, (u32, u32), Target) -> depth_data::Result<()> + 's;
 
 /// One image on its way to the teacher, as a decoding worker leaves it.
 enum Prepared<'a> {
@@ -233,21 +241,93 @@ impl Labeller {
     ) -> Result<Summary> {
         std::fs::create_dir_all(store).map_err(|e| CoreError::write(store, e))?;
         let mine: Vec<&ImageItem> = items.iter().filter(|i| shard.owns(&i.rel)).collect();
-        let mut s = Summary {
+        let mut s = self.summary(shard, mine.len());
+        let started = Instant::now();
+        let mut write = |item: &ImageItem, hash: &str, size: (u32, u32), target: Target| {
+            write_pseudo_label(store, &item.rel, &target, size, &self.teacher, hash).map(|_| ())
+        };
+        self.pipeline(&mine, store, &mut s, progress, &mut write)?;
+        s.seconds = started.elapsed().as_secs_f64();
+        s.images_per_s = s.labelled as f64 / s.seconds.max(1e-9);
+        Ok(s)
+    }
+
+    /// As [`run`](Self::run), into tar shards of `size` images (`depth_data::formats::shards`):
+    /// this share's images in path order, cut into shards named `<k>-of-<n>-<j>`. A shard whose
+    /// index exists is done and skipped without reading any image, so a rerun starts labelling
+    /// after reading the indexes only; a shard cut short by a kill has no index and is redone.
+    pub fn run_sharded(
+        &self,
+        items: &[ImageItem],
+        shard: Shard,
+        store: &Path,
+        size: usize,
+        progress: &dyn Progress,
+    ) -> Result<Summary> {
+        use depth_data::formats::shards::{ShardSample, done_shards, write_shard};
+        std::fs::create_dir_all(store).map_err(|e| CoreError::write(store, e))?;
+        let mut mine: Vec<&ImageItem> = items.iter().filter(|i| shard.owns(&i.rel)).collect();
+        mine.sort_by(|a, b| a.rel.cmp(&b.rel));
+        let mut s = self.summary(shard, mine.len());
+        let started = Instant::now();
+        let done: std::collections::BTreeSet<String> = done_shards(store)?.into_iter().collect();
+        for (j, chunk) in mine.chunks(size.max(1)).enumerate() {
+            let name = format!("{:03}-of-{:03}-{j:06}", shard.index, shard.count);
+            if done.contains(&name) {
+                s.already_done += chunk.len();
+                progress.advance(chunk.len() as u64);
+                continue;
+            }
+            let mut labels = std::collections::BTreeMap::new();
+            let mut keep = |item: &ImageItem, hash: &str, size: (u32, u32), target: Target| {
+                let bytes =
+                    depth_data::formats::pseudo::label_bytes(&item.rel, &target, size, &self.teacher, hash)?;
+                labels.insert(item.rel.clone(), (item.path.clone(), hash.to_string(), bytes));
+                Ok(())
+            };
+            // no label file exists in a sharded store: every image of the shard is labelled
+            self.pipeline(chunk, store, &mut s, progress, &mut keep)?;
+            let samples: Vec<ShardSample> = labels
+                .into_iter()
+                .map(|(rel, (path, image_sha256, label))| ShardSample { rel, path, image_sha256, label })
+                .collect();
+            write_shard(store, &name, &self.teacher, &samples)?;
+        }
+        s.seconds = started.elapsed().as_secs_f64();
+        s.images_per_s = s.labelled as f64 / s.seconds.max(1e-9);
+        Ok(s)
+    }
+
+    fn summary(&self, shard: Shard, images: usize) -> Summary {
+        Summary {
             teacher: self.teacher.name.clone(),
             teacher_sha256: self.teacher.sha256.clone(),
             input_size: self.teacher.input_size,
             shard: (shard != Shard::ALL).then_some(shard),
-            images: mine.len(),
+            images,
             ..Default::default()
-        };
-        let started = Instant::now();
+        }
+    }
+
+    /// Labels `mine`, handing each label to `sink`. Workers hash, check, decode and resize
+    /// images into network inputs while the teacher runs; the inputs wait in buckets by their
+    /// shape (many image sizes share one: every 3:2 photo is 518×784), and a bucket goes
+    /// through the teacher when it holds a batch. The queue in front is bounded, and so are the
+    /// buckets (the fullest is flushed past 4 batches), so memory does not grow with the corpus.
+    fn pipeline(
+        &self,
+        mine: &[&ImageItem],
+        store: &Path,
+        s: &mut Summary,
+        progress: &dyn Progress,
+        sink: &mut Sink,
+    ) -> Result<()> {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
         let (tx, rx) = crossbeam_channel::bounded::<Prepared>(2 * self.batch);
         let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| -> Result<()> {
             for _ in 0..workers {
-                let (tx, next, mine) = (tx.clone(), &next, &mine);
+                let (tx, next) = (tx.clone(), &next);
                 scope.spawn(move || {
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -280,23 +360,20 @@ impl Labeller {
                         waiting += 1;
                         if bucket.len() >= self.batch {
                             waiting -= bucket.len();
-                            self.flush(std::mem::take(bucket), store, &mut s, progress);
+                            self.flush(std::mem::take(bucket), s, progress, sink);
                         } else if waiting >= 4 * self.batch {
                             let fullest = buckets.values_mut().max_by_key(|b| b.len()).expect("one waits");
                             waiting -= fullest.len();
-                            self.flush(std::mem::take(fullest), store, &mut s, progress);
+                            self.flush(std::mem::take(fullest), s, progress, sink);
                         }
                     }
                 }
             }
             for bucket in buckets.into_values() {
-                self.flush(bucket, store, &mut s, progress);
+                self.flush(bucket, s, progress, sink);
             }
             Ok(())
-        })?;
-        s.seconds = started.elapsed().as_secs_f64();
-        s.images_per_s = s.labelled as f64 / s.seconds.max(1e-9);
-        Ok(s)
+        })
     }
 
     /// A worker's part: the image's hash, whether its label is done, else its network input.
@@ -323,8 +400,8 @@ impl Labeller {
         }
     }
 
-    /// Labels one bucket's inputs (one shape) in one forward pass and writes their labels.
-    fn flush(&self, bucket: Vec<Prepared>, store: &Path, s: &mut Summary, progress: &dyn Progress) {
+    /// Labels one bucket's inputs (one shape) in one forward pass and hands them to `sink`.
+    fn flush(&self, bucket: Vec<Prepared>, s: &mut Summary, progress: &dyn Progress, sink: &mut Sink) {
         if bucket.is_empty() {
             return;
         }
@@ -344,8 +421,7 @@ impl Labeller {
             let written = match &result {
                 Ok((w, h, maps)) => {
                     let target = Target::new(*w, *h, TargetKind::Disparity, maps[k].clone(), |_| true);
-                    write_pseudo_label(store, &item.rel, &target, size, &self.teacher, &hash)
-                        .map_err(|e| e.to_string())
+                    sink(item, &hash, size, target).map_err(|e| e.to_string())
                 }
                 Err(e) => Err(e.to_string()),
             };

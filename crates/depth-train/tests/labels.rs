@@ -92,3 +92,70 @@ fn an_sa1b_sized_photo_has_a_label_under_a_megabyte() {
     eprintln!("2250×1500 photo: label {bytes} bytes (float32 at the photo's size: {})", 2250 * 1500 * 4);
     assert!(bytes <= 900_000, "{bytes} bytes");
 }
+
+/// Tar shards: the same samples as the file store, a rerun that reads only the indexes (it
+/// finishes with every image deleted), and a shard cut short (no index) redone to the same bytes.
+#[test]
+fn sharded_labels_equal_file_labels_and_resume_from_their_indexes() {
+    use depth_data::formats::shards::{ShardedPseudo, index_path, tar_path};
+    let fixtures = depth_core::fixtures::fixtures_dir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(photos.join("sub")).unwrap();
+    let mut names: Vec<_> =
+        std::fs::read_dir(fixtures.join("unlabeled")).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    for (i, p) in names.iter().take(5).enumerate() {
+        // small copies keep the test fast; one in a sub-folder
+        let img = image::open(p).unwrap().thumbnail(120, 120).to_rgb8();
+        let to = if i == 2 { photos.join("sub/p2.png") } else { photos.join(format!("p{i}.png")) };
+        img.save(&to).unwrap();
+    }
+    let weights = fixtures.join("weights/da2_vits_random.pth");
+    let estimator =
+        DepthEstimator::new(load_model(&weights.as_path().into(), &Device::Cpu).unwrap(), Device::Cpu)
+            .with_input_size(56);
+    let labeller =
+        Labeller { estimator, teacher: TeacherId { input_size: 56, ..teacher("vits-random") }, batch: 2 };
+    let items = list_images(&photos).unwrap();
+    let (files, shards) = (dir.path().join("files"), dir.path().join("shards"));
+    labeller.run(&items, Shard::ALL, &files, &Silent).unwrap();
+    let s = labeller.run_sharded(&items, Shard::ALL, &shards, 2, &Silent).unwrap();
+    assert_eq!((s.labelled, s.already_done), (5, 0));
+    let names: Vec<String> = (0..3).map(|j| format!("000-of-001-{j:06}")).collect();
+    for n in &names {
+        assert!(tar_path(&shards, n).is_file() && index_path(&shards, n).is_file(), "{n}");
+    }
+    // a plain tar: image and label side by side, in key order
+    let members: Vec<String> = tar::Archive::new(std::fs::File::open(tar_path(&shards, &names[0])).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        members,
+        ["000000.png", "000000.disparity.safetensors", "000001.png", "000001.disparity.safetensors"]
+    );
+    // the loader reads the same samples from the shards as from the files
+    let from_files = PseudoLabeled::new("files", &photos, &files).unwrap();
+    let from_shards = ShardedPseudo::open("shards", &shards).unwrap();
+    assert_eq!(from_shards.len(), 5);
+    for (i, item) in items.iter().enumerate() {
+        let (a, b) = (from_files.load(i).unwrap(), from_shards.load(i).unwrap());
+        assert!(b.id.ends_with(&item.rel.display().to_string()), "{} for {}", b.id, item.rel.display());
+        assert_eq!((a.image, a.target), (b.image, b.target), "sample {i}");
+    }
+    // a rerun reads the indexes only: it finishes with every image gone
+    let tar1 = std::fs::read(tar_path(&shards, &names[1])).unwrap();
+    let kept = dir.path().join("kept");
+    std::fs::rename(&photos, &kept).unwrap();
+    let s = labeller.run_sharded(&items, Shard::ALL, &shards, 2, &Silent).unwrap();
+    assert_eq!((s.labelled, s.already_done, s.failed.len()), (0, 5, 0));
+    // a shard killed before its index is redone, to the same bytes
+    std::fs::rename(&kept, &photos).unwrap();
+    std::fs::remove_file(index_path(&shards, &names[1])).unwrap();
+    std::fs::write(tar_path(&shards, &names[1]), &tar1[..tar1.len() / 2]).unwrap();
+    let s = labeller.run_sharded(&items, Shard::ALL, &shards, 2, &Silent).unwrap();
+    assert_eq!((s.labelled, s.already_done), (2, 3));
+    assert_eq!(std::fs::read(tar_path(&shards, &names[1])).unwrap(), tar1);
+}

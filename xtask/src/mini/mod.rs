@@ -272,6 +272,7 @@ fn pseudo_labels(
             max_tokens: DEFAULT_MAX_TOKENS,
             precision: depth_core::Precision::F32,
             batch: 4,
+            shard_size: None,
             device: opts.device.unwrap_or_default(),
         };
         let (summary, _) = depth_train::pseudo_label::label(&job, &Bar::new("label"))?;

@@ -15,6 +15,7 @@ pub mod nyu;
 pub mod png16;
 pub mod pseudo;
 pub mod redwood;
+pub mod shards;
 pub mod sintel;
 pub mod vkitti2;
 

@@ -78,6 +78,23 @@ pub fn write_pseudo_label(
     teacher: &TeacherId,
     image_sha256: &str,
 ) -> Result<PathBuf> {
+    let path = label_path(store, image_rel)?;
+    let file = label_bytes(image_rel, target, image_size, teacher, image_sha256)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::write(dir, e))?;
+    }
+    depth_core::atomic::write_atomic(&path, |w| w.write_all(&file))?;
+    Ok(path)
+}
+
+/// The bytes of a label file (what [`write_pseudo_label`] writes, and a shard member holds).
+pub fn label_bytes(
+    image_rel: &Path,
+    target: &Target,
+    image_size: (u32, u32),
+    teacher: &TeacherId,
+    image_sha256: &str,
+) -> Result<Vec<u8>> {
     let n = target.width as usize * target.height as usize;
     if target.kind != TargetKind::Disparity
         || target.values.len() != n
@@ -96,7 +113,7 @@ pub fn write_pseudo_label(
         );
         return Err(CoreError::bad_input("pseudo-label target", reason).into());
     }
-    let path = label_path(store, image_rel)?;
+    let origin = label_path(Path::new(""), image_rel)?;
     let stored = target.values.iter().zip(&target.valid).map(|(&v, &ok)| if ok { v } else { f32::NAN });
     let fits =
         target.values.iter().zip(&target.valid).all(|(v, &ok)| !ok || v.abs() <= f32::from(half::f16::MAX));
@@ -106,7 +123,7 @@ pub fn write_pseudo_label(
         (Dtype::F32, stored.flat_map(f32::to_le_bytes).collect())
     };
     let shape = vec![target.height as usize, target.width as usize];
-    let view = TensorView::new(dtype, shape, &bytes).map_err(|e| CoreError::format(&path, FMT, e))?;
+    let view = TensorView::new(dtype, shape, &bytes).map_err(|e| CoreError::format(&origin, FMT, e))?;
     let meta = HashMap::from([
         ("format".to_string(), PSEUDO_FORMAT.to_string()),
         ("teacher".to_string(), teacher.name.clone()),
@@ -121,13 +138,8 @@ pub fn write_pseudo_label(
         ("disparity_sha256".to_string(), depth_core::hash::sha256_bytes(&bytes)),
     ]);
     let file = safetensors::serialize([("disparity", view)], Some(meta))
-        .map_err(|e| CoreError::format(&path, FMT, e))?;
-    let file = depth_core::weights::canonical_safetensors(file);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| CoreError::write(dir, e))?;
-    }
-    depth_core::atomic::write_atomic(&path, |w| w.write_all(&file))?;
-    Ok(path)
+        .map_err(|e| CoreError::format(&origin, FMT, e))?;
+    Ok(depth_core::weights::canonical_safetensors(file))
 }
 
 /// `target` resized to `(width, height)` as the official inference resizes the network's
@@ -154,11 +166,15 @@ pub fn upsample_label(target: &Target, (width, height): (u32, u32)) -> Result<Ta
 
 /// Reads a label file, checking its format metadata, dtype and shape.
 pub fn read_pseudo_label(path: &Path) -> Result<(Target, PseudoMeta)> {
-    let bytes = super::read_bytes(path)?;
+    parse_pseudo_label(&super::read_bytes(path)?, path)
+}
+
+/// A label from its bytes (a file's, or a shard member's); `path` names it in errors.
+pub fn parse_pseudo_label(bytes: &[u8], path: &Path) -> Result<(Target, PseudoMeta)> {
     let bad = |reason: String| CoreError::format(path, FMT, reason);
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
     let get = |k: &str| meta.get(k).cloned().unwrap_or_default();
     let v1 = get("format") == PSEUDO_FORMAT_V1;
     if !(v1 || get("format") == PSEUDO_FORMAT) || get("kind") != "disparity" {
