@@ -43,6 +43,10 @@ pub struct PseudoLabelArgs {
     /// rerun skips every shard whose index exists without reading its images.
     #[arg(long, value_parser = crate::net_input::positive())]
     shard_size: Option<usize>,
+    /// With --shard-size: re-hash the images of finished shards and redo a shard whose images
+    /// changed (a rerun otherwise trusts a finished shard's index).
+    #[arg(long, requires = "shard_size")]
+    verify: bool,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
@@ -66,6 +70,7 @@ pub fn run(args: PseudoLabelArgs) -> Result<()> {
         precision: args.input.precision,
         batch: args.batch_size,
         shard_size: args.shard_size,
+        verify: args.verify,
         device: args.device,
     };
     let (summary, path) = label(&job, &Bar::new("label"))?;

@@ -67,6 +67,9 @@ fn check_whole(path: &Path) -> Result<(), String> {
             .map_err(|e| e.to_string())
             .and_then(|t| toml::from_str::<toml::Table>(t).map(|_| ()).map_err(|e| e.to_string())),
         "md" => std::str::from_utf8(&bytes).map(|_| ()).map_err(|e| e.to_string()),
+        "tar" => tar::Archive::new(&bytes[..]).entries().map_err(|e| e.to_string()).and_then(|entries| {
+            entries.into_iter().try_for_each(|e| e.map(|_| ()).map_err(|e| e.to_string()))
+        }),
         _ => Ok(()),
     };
     ok.map_err(|e| format!("{}: {e}", path.display()))
@@ -189,6 +192,41 @@ fn pseudo_label_survives_kills() {
         run: Box::new(args.clone()),
         rerun: Box::new(args),
         compared: labels,
+    });
+}
+
+/// The sharded store: a kill never leaves a shard with a partial tar or an index without its
+/// tar, and the rerun's shards equal an uninterrupted run's, byte for byte.
+#[test]
+fn sharded_pseudo_label_survives_kills() {
+    let teacher = format!("vits:{}", fixtures().join("weights/da2_vits_random.pth").display());
+    let photos = repo().join("assets/photos");
+    let args = move |d: &Path| {
+        let (p, d) = (photos.to_str().unwrap().to_string(), d.to_str().unwrap().to_string());
+        xtask(&[
+            "pseudo-label",
+            "--teacher",
+            &teacher,
+            "--images",
+            &p,
+            "--store",
+            &d,
+            "--input-size",
+            "56",
+            "--shard-size",
+            "3",
+        ])
+    };
+    let shards = |p: &Path| {
+        let name = p.file_name().unwrap().to_string_lossy();
+        name.ends_with(".tar") || name.ends_with(".index.json")
+    };
+    chaos(Job {
+        name: "pseudo-label --shard-size",
+        seed: 5,
+        run: Box::new(args.clone()),
+        rerun: Box::new(args),
+        compared: shards,
     });
 }
 

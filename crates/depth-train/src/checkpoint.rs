@@ -172,9 +172,19 @@ fn step_dirs(root: &Path) -> Result<Vec<(u64, PathBuf)>> {
 }
 
 /// The newest step folder whose model and state files are complete (both read, the state's
-/// step its folder's), when the pointer is gone; an error when step folders exist and none is.
+/// step its folder's), when the pointer is gone; an error when step folders hold both files and
+/// none is complete. A folder without both files is a first checkpoint whose write was cut
+/// short (each file is written atomically, the state second, the pointer last): it is passed
+/// over, and a run whose only folders are such starts from the beginning.
 fn recover(root: &Path) -> Result<Option<Checkpoint>> {
-    let steps = step_dirs(root)?;
+    let mut steps = step_dirs(root)?;
+    steps.retain(|(_, dir)| {
+        let whole = dir.join(MODEL_FILE).is_file() && dir.join(STATE_FILE).is_file();
+        if !whole {
+            tracing::warn!("{}: a checkpoint whose write was cut short; passed over", dir.display());
+        }
+        whole
+    });
     if steps.is_empty() {
         return Ok(None);
     }

@@ -141,6 +141,8 @@ pub struct LabelJob {
     pub batch: usize,
     /// Write tar shards of this many images (WebDataset's layout) instead of one file per label.
     pub shard_size: Option<usize>,
+    /// With shards: re-hash the images of finished shards (a rerun otherwise trusts them).
+    pub verify: bool,
     pub device: DeviceSpec,
 }
 
@@ -185,7 +187,7 @@ pub fn label(job: &LabelJob, progress: &dyn Progress) -> Result<(Summary, PathBu
     };
     progress.start(items.iter().filter(|i| shard.owns(&i.rel)).count() as u64, 0);
     let summary = match job.shard_size {
-        Some(n) => labeller.run_sharded(&items, shard, &job.store, n, progress)?,
+        Some(n) => labeller.run_sharded(&items, shard, &job.store, (n, job.verify), progress)?,
         None => labeller.run(&items, shard, &job.store, progress)?,
     };
     let name = match summary.shard {
@@ -254,17 +256,18 @@ impl Labeller {
 
     /// As [`run`](Self::run), into tar shards of `size` images (`depth_data::formats::shards`):
     /// this share's images in path order, cut into shards named `<k>-of-<n>-<j>`. A shard whose
-    /// index exists is done and skipped without reading any image, so a rerun starts labelling
+    /// index exists, names this teacher and holds this chunk's images is done and skipped
+    /// without reading any image (`verify`: after re-hashing them), so a rerun starts labelling
     /// after reading the indexes only; a shard cut short by a kill has no index and is redone.
     pub fn run_sharded(
         &self,
         items: &[ImageItem],
         shard: Shard,
         store: &Path,
-        size: usize,
+        (size, verify): (usize, bool),
         progress: &dyn Progress,
     ) -> Result<Summary> {
-        use depth_data::formats::shards::{ShardSample, done_shards, write_shard};
+        use depth_data::formats::shards::{ShardSample, done_shards, index_path, read_index, write_shard};
         std::fs::create_dir_all(store).map_err(|e| CoreError::write(store, e))?;
         let mut mine: Vec<&ImageItem> = items.iter().filter(|i| shard.owns(&i.rel)).collect();
         mine.sort_by(|a, b| a.rel.cmp(&b.rel));
@@ -274,9 +277,17 @@ impl Labeller {
         for (j, chunk) in mine.chunks(size.max(1)).enumerate() {
             let name = format!("{:03}-of-{:03}-{j:06}", shard.index, shard.count);
             if done.contains(&name) {
-                s.already_done += chunk.len();
-                progress.advance(chunk.len() as u64);
-                continue;
+                match self.shard_state(&read_index(&index_path(store, &name)), chunk, verify) {
+                    None => {
+                        s.already_done += chunk.len();
+                        progress.advance(chunk.len() as u64);
+                        continue;
+                    }
+                    Some(why) => {
+                        tracing::info!("redoing shard {name}: {why}");
+                        s.redone += chunk.len();
+                    }
+                }
             }
             let mut labels = std::collections::BTreeMap::new();
             let mut keep = |item: &ImageItem, hash: &str, size: (u32, u32), target: Target| {
@@ -293,9 +304,58 @@ impl Labeller {
                 .collect();
             write_shard(store, &name, &self.teacher, &samples)?;
         }
+        // shards past this share's last chunk (the corpus shrank) would be read twice: gone
+        let chunks = mine.len().div_ceil(size.max(1));
+        let prefix = format!("{:03}-of-{:03}-", shard.index, shard.count);
+        for name in &done {
+            let past =
+                name.strip_prefix(&prefix).and_then(|j| j.parse::<usize>().ok()).is_some_and(|j| j >= chunks);
+            if past {
+                tracing::info!("removing shard {name}: the corpus has fewer images now");
+                let index = index_path(store, name);
+                std::fs::remove_file(&index).map_err(|e| CoreError::write(&index, e))?;
+                let _ = std::fs::remove_file(depth_data::formats::shards::tar_path(store, name));
+            }
+        }
         s.seconds = started.elapsed().as_secs_f64();
         s.images_per_s = s.labelled as f64 / s.seconds.max(1e-9);
         Ok(s)
+    }
+
+    /// Why a done shard must be redone: an unreadable index, another teacher, other images
+    /// than this chunk of the corpus (images added or removed shift the chunks), or with
+    /// `verify` an image whose hash changed. None: it is done.
+    fn shard_state(
+        &self,
+        index: &depth_data::Result<depth_data::formats::shards::ShardIndex>,
+        chunk: &[&ImageItem],
+        verify: bool,
+    ) -> Option<String> {
+        let index = match index {
+            Ok(i) => i,
+            Err(e) => return Some(format!("unreadable index: {e}")),
+        };
+        if index.teacher_sha256 != self.teacher.sha256
+            || index.input_size != self.teacher.input_size
+            || index.precision != self.teacher.precision.to_string()
+        {
+            return Some(format!(
+                "made by teacher {} at input {}, not this one",
+                index.teacher, index.input_size
+            ));
+        }
+        let rels: Vec<String> = chunk.iter().map(|i| i.rel.to_string_lossy().into_owned()).collect();
+        if index.samples.iter().map(|e| &e.image).ne(rels.iter()) {
+            return Some("it holds other images than this part of the corpus".into());
+        }
+        if verify {
+            for (e, item) in index.samples.iter().zip(chunk) {
+                if sha256_file(&item.path).ok().as_deref() != Some(e.image_sha256.as_str()) {
+                    return Some(format!("{} changed since it was labelled", e.image));
+                }
+            }
+        }
+        None
     }
 
     fn summary(&self, shard: Shard, images: usize) -> Summary {

@@ -120,7 +120,7 @@ fn sharded_labels_equal_file_labels_and_resume_from_their_indexes() {
     let items = list_images(&photos).unwrap();
     let (files, shards) = (dir.path().join("files"), dir.path().join("shards"));
     labeller.run(&items, Shard::ALL, &files, &Silent).unwrap();
-    let s = labeller.run_sharded(&items, Shard::ALL, &shards, 2, &Silent).unwrap();
+    let s = labeller.run_sharded(&items, Shard::ALL, &shards, (2, false), &Silent).unwrap();
     assert_eq!((s.labelled, s.already_done), (5, 0));
     let names: Vec<String> = (0..3).map(|j| format!("000-of-001-{j:06}")).collect();
     for n in &names {
@@ -149,13 +149,36 @@ fn sharded_labels_equal_file_labels_and_resume_from_their_indexes() {
     let tar1 = std::fs::read(tar_path(&shards, &names[1])).unwrap();
     let kept = dir.path().join("kept");
     std::fs::rename(&photos, &kept).unwrap();
-    let s = labeller.run_sharded(&items, Shard::ALL, &shards, 2, &Silent).unwrap();
+    let s = labeller.run_sharded(&items, Shard::ALL, &shards, (2, false), &Silent).unwrap();
     assert_eq!((s.labelled, s.already_done, s.failed.len()), (0, 5, 0));
+    // --verify re-hashes: a changed image redoes its shard only
+    std::fs::rename(&kept, &photos).unwrap();
+    let changed = photos.join("p0.png");
+    image::RgbImage::from_pixel(40, 30, image::Rgb([9, 9, 9])).save(&changed).unwrap();
+    let s = labeller.run_sharded(&items, Shard::ALL, &shards, (2, false), &Silent).unwrap();
+    assert_eq!((s.labelled, s.already_done), (0, 5), "trusted without --verify");
+    let s = labeller.run_sharded(&items, Shard::ALL, &shards, (2, true), &Silent).unwrap();
+    assert_eq!((s.labelled, s.redone, s.already_done), (2, 2, 3));
+    // an image added shifts the chunks: the shards that now hold other images are redone
+    image::RgbImage::from_pixel(40, 30, image::Rgb([1, 2, 3])).save(photos.join("p00.png")).unwrap();
+    let more = list_images(&photos).unwrap();
+    let s = labeller.run_sharded(&more, Shard::ALL, &shards, (2, false), &Silent).unwrap();
+    assert_eq!((s.labelled, s.already_done), (6, 0), "{s:?}");
+    assert_eq!(ShardedPseudo::open("shards", &shards).unwrap().len(), 6);
+    // and fewer images leave no shard behind that would be read twice
+    let s = labeller.run_sharded(&more, Shard::ALL, &shards, (1, false), &Silent).unwrap();
+    assert_eq!(s.labelled, 6);
+    std::fs::remove_file(photos.join("p00.png")).unwrap();
+    let s = labeller.run_sharded(&items, Shard::ALL, &shards, (2, false), &Silent).unwrap();
+    assert_eq!((s.labelled, s.already_done), (5, 0));
+    assert_eq!(ShardedPseudo::open("shards", &shards).unwrap().len(), 5);
+    let kept = dir.path().join("kept");
+    std::fs::rename(&photos, &kept).unwrap();
     // a shard killed before its index is redone, to the same bytes
     std::fs::rename(&kept, &photos).unwrap();
     std::fs::remove_file(index_path(&shards, &names[1])).unwrap();
     std::fs::write(tar_path(&shards, &names[1]), &tar1[..tar1.len() / 2]).unwrap();
-    let s = labeller.run_sharded(&items, Shard::ALL, &shards, 2, &Silent).unwrap();
+    let s = labeller.run_sharded(&items, Shard::ALL, &shards, (2, false), &Silent).unwrap();
     assert_eq!((s.labelled, s.already_done), (2, 3));
     assert_eq!(std::fs::read(tar_path(&shards, &names[1])).unwrap(), tar1);
 }

@@ -496,8 +496,19 @@ fn a_run_without_its_pointer_resumes_from_its_newest_checkpoint() {
     );
     // a new run over step folders is refused even without a pointer
     std::fs::remove_file(run.join("checkpoints/latest.json")).unwrap();
-    let err = Learner::start(cfg).err().unwrap().to_string();
+    let err = Learner::start(cfg.clone()).err().unwrap().to_string();
     assert!(err.contains("--resume") && err.contains("step 8"), "{err}");
+    // killed inside its first checkpoint (the folder made, the state file not yet): the run
+    // starts again from the beginning, as if it had no checkpoint
+    let mut first = cfg;
+    first.out = dir.path().join("first");
+    let mut t = Learner::start(first.clone()).unwrap();
+    t.run_until(2, &Silent).unwrap();
+    drop(t);
+    std::fs::remove_file(first.out.join("checkpoints/latest.json")).unwrap();
+    std::fs::remove_file(first.out.join("checkpoints/step-00000002/state.safetensors")).unwrap();
+    let t = Learner::resume(&first.out, None).unwrap();
+    assert_eq!(t.state().step, 0);
 }
 
 #[test]

@@ -273,6 +273,7 @@ fn pseudo_labels(
             precision: depth_core::Precision::F32,
             batch: 4,
             shard_size: None,
+            verify: false,
             device: opts.device.unwrap_or_default(),
         };
         let (summary, _) = depth_train::pseudo_label::label(&job, &Bar::new("label"))?;
