@@ -382,7 +382,8 @@ impl Labeller {
         progress: &dyn Progress,
         sink: &mut Sink,
     ) -> Result<()> {
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+        // half the cores decode: the teacher's own threads use the rest
+        let workers = (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).clamp(1, 8);
         let (tx, rx) = crossbeam_channel::bounded::<Prepared>(2 * self.batch);
         let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| -> Result<()> {
