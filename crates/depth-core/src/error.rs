@@ -42,7 +42,9 @@ pub enum CoreError {
     Hub { repo: String, file: String, reason: String },
     #[error("unknown device '{0}': use 'cpu', 'cuda' or 'cuda:N'")]
     UnknownDevice(String),
-    #[error("device {device}: this build has no CUDA: enable the `cuda` feature (xtask: `cargo xtask-cuda`, docs/gpu.md), or use cpu")]
+    #[error(
+        "device {device}: this build has no CUDA: enable the `cuda` feature (xtask: `cargo xtask-cuda`, docs/gpu.md), or use cpu"
+    )]
     NoCuda { device: String },
     #[error("device {device}: {reason}")]
     Device { device: String, reason: String },
