@@ -20,8 +20,12 @@ mode=${1:-run}
 if [ "$mode" = --pack ]; then
     set -e
     eval "$(../shared/gpu/setup-cuda.sh)"
-    nccl=$(dirname "$(python3 -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))' 2>/dev/null || true)")
-    export LIBRARY_PATH="${NCCL_LIB:-$HOME/.cache/depth-cuda/venv/lib/python3.11/site-packages/nvidia/nccl/lib}:${LIBRARY_PATH:-}"
+    # NCCL to link against (the device's PyTorch ships the same library for run time)
+    venv=$HOME/.cache/depth-cuda/venv
+    nccl_lib() { ls -d "$venv"/lib/python3*/site-packages/nvidia/nccl/lib 2>/dev/null | head -1; }
+    [ -n "$(nccl_lib)" ] || "$venv/bin/python" -m pip install -q nvidia-nccl-cu13
+    ln -sf libnccl.so.2 "$(nccl_lib)/libnccl.so"
+    export LIBRARY_PATH="$(nccl_lib):${LIBRARY_PATH:-}"
     cargo build --release --features nccl -p xtask --target-dir target/cuda
     tests=$(cargo test --release --no-run --target-dir target/cuda -p depth-core -p depth-losses -p depth-models \
         -p depth-train --features depth-core/cuda,depth-losses/cuda,depth-models/cuda,depth-train/nccl \
