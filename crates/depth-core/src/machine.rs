@@ -5,8 +5,13 @@
 /// The memory the kernel says is available to a new allocation now (`MemAvailable`), in bytes;
 /// None where it cannot tell (not Linux).
 pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    proc_bytes("/proc/meminfo", "MemAvailable:")
+}
+
+/// The `key` line of a `/proc` file that counts kB (`MemAvailable:   123 kB`), in bytes.
+fn proc_bytes(file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
@@ -14,10 +19,7 @@ pub fn available_memory() -> Option<u64> {
 /// The peak resident memory of this process since it started or since the last
 /// [`reset_peak_resident_memory`] (`VmHWM`), in bytes; None where it cannot tell (not Linux).
 pub fn peak_resident_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    proc_bytes("/proc/self/status", "VmHWM:")
 }
 
 /// Starts [`peak_resident_memory`] again from the memory resident now (Linux ≥ 4.0: `5` to

@@ -636,10 +636,16 @@ fn check_teacher(store: &Path, teacher: &crate::config::TeacherSpec) -> Result<(
         if !(name.starts_with("summary") && name.ends_with(".json") || name.ends_with(".index.json")) {
             continue;
         }
+        // only the two fields: a shard index's samples are skipped, not built into values
+        #[derive(Deserialize)]
+        struct MadeBy {
+            teacher: Option<String>,
+            input_size: Option<u64>,
+        }
         let text = depth_core::read::text(&path)?;
-        let summary: serde_json::Value =
+        let made: MadeBy =
             serde_json::from_str(&text).map_err(|e| CoreError::format(&path, "labelling summary", e))?;
-        let (made_by, size) = (summary["teacher"].as_str().unwrap_or(""), summary["input_size"].as_u64());
+        let (made_by, size) = (made.teacher.as_deref().unwrap_or(""), made.input_size);
         if made_by != teacher.model.name || size != Some(teacher.input_size as u64) {
             return Err(TrainError::TeacherMismatch {
                 store: path,

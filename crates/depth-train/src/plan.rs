@@ -66,7 +66,8 @@ fn probe(run: &TrainConfig, cfg: &ModelConfig, crop: usize, batch: usize, device
         best = best.min(step(&t, &mut optim, batch, device)?);
     }
     drop((t, optim));
-    // the memory: AdamW's state exists after a first step, then one step at each batch
+    // the memory, on a fresh model (what the timed batch left resident would hide batch 1's
+    // peak): AdamW's state exists after a first step, then one step at each batch, smaller first
     let host = Device::Cpu;
     let (t, mut optim) = build(&host)?;
     step(&t, &mut optim, 1, &host)?;

@@ -215,15 +215,17 @@ type Sink<'s> = dyn FnMut(&ImageItem, &str, (u32, u32), Target) -> depth_data::R
 enum Prepared<'a> {
     /// A verified label from an earlier run.
     Done,
-    /// Hashed, checked, decoded and resized: the network input, (1, 3, H', W').
-    Ready {
-        item: &'a ImageItem,
-        hash: String,
-        size: (u32, u32),
-        input: candle_core::Tensor,
-        redo: bool,
-    },
+    Ready(Ready<'a>),
     Failed(&'a ImageItem, String),
+}
+
+/// An image hashed, checked, decoded and resized: the network input, (1, 3, H', W').
+struct Ready<'a> {
+    item: &'a ImageItem,
+    hash: String,
+    size: (u32, u32),
+    input: candle_core::Tensor,
+    redo: bool,
 }
 
 impl Labeller {
@@ -400,7 +402,7 @@ impl Labeller {
                 });
             }
             drop(tx);
-            let mut buckets: std::collections::BTreeMap<(usize, usize), Vec<Prepared>> = Default::default();
+            let mut buckets: std::collections::BTreeMap<(usize, usize), Vec<Ready>> = Default::default();
             let mut waiting = 0;
             for p in rx {
                 match p {
@@ -413,9 +415,8 @@ impl Labeller {
                         s.failed.push((item.path.display().to_string(), e));
                         progress.advance(1);
                     }
-                    ready @ Prepared::Ready { .. } => {
-                        let Prepared::Ready { input, .. } = &ready else { unreachable!() };
-                        let shape = (input.dim(2)?, input.dim(3)?);
+                    Prepared::Ready(ready) => {
+                        let shape = (ready.input.dim(2)?, ready.input.dim(3)?);
                         let bucket = buckets.entry(shape).or_default();
                         bucket.push(ready);
                         waiting += 1;
@@ -456,35 +457,34 @@ impl Labeller {
             Ok((img.dimensions(), self.estimator.preprocess(&img).map_err(|e| e.to_string())?))
         });
         match input {
-            Ok((size, input)) => Prepared::Ready { item, hash, size, input, redo },
+            Ok((size, input)) => Prepared::Ready(Ready { item, hash, size, input, redo }),
             Err(e) => Prepared::Failed(item, e),
         }
     }
 
     /// Labels one bucket's inputs (one shape) in one forward pass and hands them to `sink`.
-    fn flush(&self, bucket: Vec<Prepared>, s: &mut Summary, progress: &dyn Progress, sink: &mut Sink) {
+    fn flush(&self, bucket: Vec<Ready>, s: &mut Summary, progress: &dyn Progress, sink: &mut Sink) {
         if bucket.is_empty() {
             return;
         }
-        let inputs: Vec<candle_core::Tensor> = bucket
-            .iter()
-            .map(|p| match p {
-                Prepared::Ready { input, .. } => input.clone(),
-                _ => unreachable!("only ready images wait in a bucket"),
+        let inputs: Vec<candle_core::Tensor> = bucket.iter().map(|r| r.input.clone()).collect();
+        let mut maps = self
+            .estimator
+            .network_of(&inputs)
+            .and_then(|d| {
+                let (h, w) = (d.dim(2)? as u32, d.dim(3)? as u32);
+                let maps = d.to_device(&candle_core::Device::Cpu)?.flatten_from(1)?.to_vec2::<f32>()?;
+                Ok((w, h, maps.into_iter()))
             })
-            .collect();
-        let result = self.estimator.network_of(&inputs).and_then(|d| {
-            let (h, w) = (d.dim(2)? as u32, d.dim(3)? as u32);
-            Ok((w, h, d.to_device(&candle_core::Device::Cpu)?.flatten_from(1)?.to_vec2::<f32>()?))
-        });
-        for (k, p) in bucket.into_iter().enumerate() {
-            let Prepared::Ready { item, hash, size, redo, .. } = p else { unreachable!() };
-            let written = match &result {
+            .map_err(|e| e.to_string());
+        for Ready { item, hash, size, redo, .. } in bucket {
+            let written = match &mut maps {
                 Ok((w, h, maps)) => {
-                    let target = Target::new(*w, *h, TargetKind::Disparity, maps[k].clone(), |_| true);
+                    let data = maps.next().expect("one map per input");
+                    let target = Target::new(*w, *h, TargetKind::Disparity, data, |_| true);
                     sink(item, &hash, size, target).map_err(|e| e.to_string())
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.clone()),
             };
             match written {
                 Ok(_) => {

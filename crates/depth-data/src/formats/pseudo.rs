@@ -114,7 +114,7 @@ pub fn label_bytes(
         return Err(CoreError::bad_input("pseudo-label target", reason).into());
     }
     let origin = label_path(Path::new(""), image_rel)?;
-    let stored = target.values.iter().zip(&target.valid).map(|(&v, &ok)| if ok { v } else { f32::NAN });
+    let stored = with_nan(target);
     let fits =
         target.values.iter().zip(&target.valid).all(|(v, &ok)| !ok || v.abs() <= f32::from(half::f16::MAX));
     let (dtype, bytes): (Dtype, Vec<u8>) = if fits {
@@ -142,6 +142,11 @@ pub fn label_bytes(
     Ok(depth_core::weights::canonical_safetensors(file))
 }
 
+/// A label's values as stored: NaN where a pixel is invalid.
+fn with_nan(target: &Target) -> impl Iterator<Item = f32> + '_ {
+    target.values.iter().zip(&target.valid).map(|(&v, &ok)| if ok { v } else { f32::NAN })
+}
+
 /// `target` resized to `(width, height)` as the official inference resizes the network's
 /// output to the image (bilinear, align_corners); an invalid (NaN) pixel makes every pixel it
 /// is an interpolation tap of invalid (also at weight 0: the conservative side).
@@ -149,8 +154,7 @@ pub fn upsample_label(target: &Target, (width, height): (u32, u32)) -> Result<Ta
     if (target.width, target.height) == (width, height) {
         return Ok(target.clone());
     }
-    let stored: Vec<f32> =
-        target.values.iter().zip(&target.valid).map(|(&v, &ok)| if ok { v } else { f32::NAN }).collect();
+    let stored: Vec<f32> = with_nan(target).collect();
     let t = candle_core::Tensor::from_vec(
         stored,
         (1, 1, target.height as usize, target.width as usize),

@@ -166,21 +166,18 @@ pub struct ShardedPseudo {
     tars: Vec<PathBuf>,
     /// (shard, entry) of every sample, shards in name order.
     samples: Vec<(usize, ShardEntry)>,
-    /// The teacher of each shard (name, input size).
-    pub teachers: Vec<(String, usize)>,
 }
 
 impl ShardedPseudo {
     pub fn open(name: impl Into<String>, dir: &Path) -> Result<Self> {
-        let (mut tars, mut samples, mut teachers) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut tars, mut samples) = (Vec::new(), Vec::new());
         for shard in done_shards(dir)? {
             let index = read_index(&index_path(dir, &shard))?;
             let k = tars.len();
             tars.push(tar_path(dir, &shard));
-            teachers.push((index.teacher.clone(), index.input_size));
             samples.extend(index.samples.into_iter().map(|e| (k, e)));
         }
-        Ok(Self { name: name.into(), tars, samples, teachers })
+        Ok(Self { name: name.into(), tars, samples })
     }
 }
 
