@@ -11,6 +11,12 @@ pub trait Dataset: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The sizes of the consecutive runs of items stored together (tar shards), in index
+    /// order, or None for a dataset read at random. The loader streams such a dataset whole
+    /// runs at a time, each rank its own runs, through a shuffle buffer.
+    fn groups(&self) -> Option<Vec<usize>> {
+        None
+    }
     /// The item's id (usually its image path) without loading it.
     fn id(&self, index: usize) -> String;
     /// Loads item `index`; errors name the file.

@@ -18,6 +18,7 @@ pub mod formats;
 mod image_list;
 mod loader;
 pub mod manifest;
+mod order;
 mod sample;
 pub mod synth;
 pub mod transforms;

@@ -15,9 +15,6 @@ use candle_core::{Device, Tensor};
 use crossbeam_channel::{Receiver, bounded};
 use depth_core::CoreError;
 use depth_core::config::Invalid;
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -63,6 +60,9 @@ pub struct LoaderConfig {
     pub rank: usize,
     pub world: usize,
     pub on_error: OnError,
+    /// Samples a rank draws its next one from when streaming a sharded source (WebDataset's
+    /// shuffle buffer): larger mixes more shards, smaller holds less.
+    pub shuffle_buffer: usize,
     pub augment: Augment,
 }
 
@@ -90,6 +90,12 @@ impl LoaderConfig {
                 format!("prefetch {} is more than {MAX_PREFETCH} batches", self.prefetch),
             );
         }
+        if !(1..=MAX_SHUFFLE_BUFFER).contains(&self.shuffle_buffer) {
+            return bad(
+                "shuffle_buffer",
+                format!("shuffle_buffer {} must be in 1..={MAX_SHUFFLE_BUFFER}", self.shuffle_buffer),
+            );
+        }
         if self.epoch_size.is_some_and(|n| n == 0 || n > MAX_EPOCH) {
             return bad("epoch_size", format!("epoch_size {:?} must be in 1..={MAX_EPOCH}", self.epoch_size));
         }
@@ -114,6 +120,7 @@ pub const MAX_BATCH: usize = 4096;
 pub const MAX_WORKERS: usize = 256;
 pub const MAX_PREFETCH: usize = 64;
 pub const MAX_EPOCH: usize = 1 << 32;
+pub const MAX_SHUFFLE_BUFFER: usize = 1 << 20;
 
 impl Default for LoaderConfig {
     fn default() -> Self {
@@ -126,6 +133,7 @@ impl Default for LoaderConfig {
             rank: 0,
             world: 1,
             on_error: OnError::Fail,
+            shuffle_buffer: 1000,
             augment: Augment::default(),
         }
     }
@@ -176,6 +184,19 @@ impl Loader {
             return bad("no source has items and a positive ratio".into());
         }
         config.validate().map_err(|e| CoreError::bad_input("loader", e))?;
+        // a rank streams whole shards: with fewer shards than ranks one would have none
+        if let Some((s, n)) = sources
+            .iter()
+            .filter(|s| s.ratio > 0.0)
+            .find_map(|s| s.dataset.groups().map(|g| (s, g.len())).filter(|&(_, n)| n < config.world))
+        {
+            return bad(format!(
+                "{} is stored in {n} shards, fewer than the {} ranks that each read whole shards: \
+                 label it again with a smaller --shard-size",
+                s.dataset.name(),
+                config.world
+            ));
+        }
         let need = config.memory();
         if let Some(free) = depth_core::machine::available_memory().filter(|&free| need > free / 2) {
             let a = &config.augment;
@@ -197,32 +218,9 @@ impl Loader {
     }
 
     /// This rank's items of `epoch` as (source, index): each source gets its ratio's share of the
-    /// epoch (cycling through fresh permutations when it is short), all shuffled together, then
-    /// every `world`-th item from `rank`.
+    /// epoch (cycling when it is short); see `order.rs` for how they are shuffled and split.
     pub fn epoch_order(&self, epoch: u64) -> Vec<(usize, usize)> {
-        let total =
-            self.config.epoch_size.unwrap_or_else(|| self.sources.iter().map(|s| s.dataset.len()).sum());
-        let weight: f64 =
-            self.sources.iter().filter(|s| !s.dataset.is_empty()).map(|s| s.ratio.max(0.0)).sum();
-        let mut rng = ChaCha8Rng::seed_from_u64(crate::synth::item_seed(self.config.seed ^ 0xE90C, epoch));
-        let mut items = Vec::with_capacity(total);
-        for (k, s) in self.sources.iter().enumerate() {
-            let n = s.dataset.len();
-            if n == 0 || s.ratio <= 0.0 {
-                continue;
-            }
-            let share = (total as f64 * s.ratio / weight).round() as usize;
-            let mut perm: Vec<usize> = Vec::new();
-            for i in 0..share {
-                if i % n == 0 {
-                    perm = (0..n).collect();
-                    perm.shuffle(&mut rng);
-                }
-                items.push((k, perm[i % n]));
-            }
-        }
-        items.shuffle(&mut rng);
-        items.into_iter().skip(self.config.rank).step_by(self.config.world).collect()
+        crate::order::epoch_order(&self.sources, &self.config, epoch)
     }
 
     /// Batches from `cursor` to the end of its epoch (a partial last batch is dropped so every

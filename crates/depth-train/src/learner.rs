@@ -636,15 +636,19 @@ fn check_teacher(store: &Path, teacher: &crate::config::TeacherSpec) -> Result<(
         if !(name.starts_with("summary") && name.ends_with(".json") || name.ends_with(".index.json")) {
             continue;
         }
-        // only the two fields: a shard index's samples are skipped, not built into values
+        // a shard index's head only (its samples are not read); a summary's two fields
         #[derive(Deserialize)]
         struct MadeBy {
             teacher: Option<String>,
             input_size: Option<u64>,
         }
-        let text = depth_core::read::text(&path)?;
-        let made: MadeBy =
-            serde_json::from_str(&text).map_err(|e| CoreError::format(&path, "labelling summary", e))?;
+        let made = if name.ends_with(".index.json") {
+            let head = depth_data::formats::shards::read_head(&path)?;
+            MadeBy { teacher: Some(head.teacher), input_size: Some(head.input_size as u64) }
+        } else {
+            let text = depth_core::read::text(&path)?;
+            serde_json::from_str(&text).map_err(|e| CoreError::format(&path, "labelling summary", e))?
+        };
         let (made_by, size) = (made.teacher.as_deref().unwrap_or(""), made.input_size);
         if made_by != teacher.model.name || size != Some(teacher.input_size as u64) {
             return Err(TrainError::TeacherMismatch {

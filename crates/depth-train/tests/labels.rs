@@ -97,7 +97,10 @@ fn an_sa1b_sized_photo_has_a_label_under_a_megabyte() {
 /// finishes with every image deleted), and a shard cut short (no index) redone to the same bytes.
 #[test]
 fn sharded_labels_equal_file_labels_and_resume_from_their_indexes() {
-    use depth_data::formats::shards::{ShardedPseudo, index_path, tar_path};
+    use depth_data::formats::shards::{
+        ShardHead, ShardedPseudo, index_path, read_head, read_index, tar_path,
+    };
+    let head_v1 = |h: &ShardHead| ShardHead { format: "depth-pseudo-shard/1".into(), ..h.clone() };
     let fixtures = depth_core::fixtures::fixtures_dir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let photos = dir.path().join("photos");
@@ -140,6 +143,19 @@ fn sharded_labels_equal_file_labels_and_resume_from_their_indexes() {
     let from_files = PseudoLabeled::new("files", &photos, &files).unwrap();
     let from_shards = ShardedPseudo::open("shards", &shards).unwrap();
     assert_eq!(from_shards.len(), 5);
+    assert_eq!(from_shards.groups(), Some(vec![2, 2, 1]), "the loader streams whole shards");
+    // opening reads each index's head only; an index of the first format (no count) is read whole
+    let index = read_index(&index_path(&shards, &names[0])).unwrap();
+    let head = read_head(&index_path(&shards, &names[0])).unwrap();
+    assert_eq!((head.count, &head.teacher, head.input_size), (2, &index.teacher, 56));
+    let first = std::fs::read_to_string(index_path(&shards, &names[0])).unwrap();
+    let old = first.replace("depth-pseudo-shard/2", "depth-pseudo-shard/1").replace("  \"count\": 2,\n", "");
+    assert_ne!(old, first);
+    std::fs::write(index_path(&shards, &names[0]), &old).unwrap();
+    assert_eq!(read_head(&index_path(&shards, &names[0])).unwrap(), head_v1(&head));
+    let reopened = ShardedPseudo::open("shards", &shards).unwrap();
+    assert_eq!(reopened.load(1).unwrap().target, from_shards.load(1).unwrap().target);
+    std::fs::write(index_path(&shards, &names[0]), &first).unwrap();
     for (i, item) in items.iter().enumerate() {
         let (a, b) = (from_files.load(i).unwrap(), from_shards.load(i).unwrap());
         assert!(b.id.ends_with(&item.rel.display().to_string()), "{} for {}", b.id, item.rel.display());
