@@ -12,6 +12,7 @@ mod bench;
 mod data;
 mod error;
 mod eval;
+mod export;
 mod features;
 mod infer;
 mod mini;
@@ -48,6 +49,8 @@ enum Phase {
     PseudoLabel(pseudo_label::PseudoLabelArgs),
     /// Speed: every case by ours and by its PyTorch twins, side by side (bench/results.md).
     Bench(bench::BenchArgs),
+    /// Export: a model as transformers, the official .pth or ONNX (--check runs it there).
+    Export(export::ExportArgs),
     /// Training: relative distillation or metric fine-tuning from configs/train.toml; --resume.
     Train(train::TrainArgs),
 }
@@ -74,6 +77,7 @@ fn main() -> std::process::ExitCode {
         Phase::PseudoLabel(args) => pseudo_label::run(args),
         Phase::Train(args) => train::run(args),
         Phase::Bench(args) => bench::run(args),
+        Phase::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,14 +9,22 @@ use std::path::Path;
 
 /// Writes `path` through `f`, atomically.
 pub fn write_atomic(path: &Path, f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    write_atomic_seekable(path, |file| {
+        let mut w = std::io::BufWriter::new(file);
+        f(&mut w)?;
+        w.flush()
+    })
+}
+
+/// As [`write_atomic`], for a writer that must seek (a zip archive's central directory).
+pub fn write_atomic_seekable(
+    path: &Path,
+    f: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let io = |source| CoreError::Write { path: path.into(), source };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new().prefix(&temp_prefix()).tempfile_in(dir).map_err(io)?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        f(&mut w).map_err(io)?;
-        w.flush().map_err(io)?;
-    }
+    f(tmp.as_file_mut()).map_err(io)?;
     // temp files are created private (0600); a finished output is an ordinary file
     #[cfg(unix)]
     {

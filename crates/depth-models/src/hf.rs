@@ -97,73 +97,116 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
     Ok(cfg)
 }
 
-/// The official key for an HF key whose tensor maps one to one, or `None`.
-fn rename(k: &str) -> Option<String> {
-    let (head, rest) = k.split_once('.')?;
-    let pre = |s: &str| format!("pretrained.{s}");
-    let dh = |s: String| format!("depth_head.{s}");
-    Some(match (head, rest) {
-        ("backbone", "embeddings.cls_token") => pre("cls_token"),
-        ("backbone", "embeddings.mask_token") => pre("mask_token"),
-        ("backbone", "embeddings.position_embeddings") => pre("pos_embed"),
-        ("backbone", r) if r.starts_with("embeddings.patch_embeddings.projection.") => {
-            pre(&r.replace("embeddings.patch_embeddings.projection", "patch_embed.proj"))
+/// The one key table: (HF pattern, official pattern, official index from HF index). `{}` is a
+/// layer index, `*` the rest of the key (`weight`, `bias`). Query, key and value, concatenated
+/// into the official `qkv`, are handled by [`to_official`] and [`to_hf`].
+const KEYS: &[(&str, &str, Index)] = &[
+    ("backbone.embeddings.cls_token", "pretrained.cls_token", Index::Same),
+    ("backbone.embeddings.mask_token", "pretrained.mask_token", Index::Same),
+    ("backbone.embeddings.position_embeddings", "pretrained.pos_embed", Index::Same),
+    ("backbone.embeddings.patch_embeddings.projection.*", "pretrained.patch_embed.proj.*", Index::Same),
+    ("backbone.layernorm.*", "pretrained.norm.*", Index::Same),
+    ("backbone.encoder.layer.{}.layer_scale1.lambda1", "pretrained.blocks.{}.ls1.gamma", Index::Same),
+    ("backbone.encoder.layer.{}.layer_scale2.lambda1", "pretrained.blocks.{}.ls2.gamma", Index::Same),
+    ("backbone.encoder.layer.{}.attention.output.dense.*", "pretrained.blocks.{}.attn.proj.*", Index::Same),
+    ("backbone.encoder.layer.{}.mlp.weights_in.*", "pretrained.blocks.{}.mlp.w12.*", Index::Same),
+    ("backbone.encoder.layer.{}.mlp.weights_out.*", "pretrained.blocks.{}.mlp.w3.*", Index::Same),
+    ("backbone.encoder.layer.{}.norm1.*", "pretrained.blocks.{}.norm1.*", Index::Same),
+    ("backbone.encoder.layer.{}.norm2.*", "pretrained.blocks.{}.norm2.*", Index::Same),
+    ("backbone.encoder.layer.{}.mlp.fc1.*", "pretrained.blocks.{}.mlp.fc1.*", Index::Same),
+    ("backbone.encoder.layer.{}.mlp.fc2.*", "pretrained.blocks.{}.mlp.fc2.*", Index::Same),
+    ("neck.reassemble_stage.layers.{}.projection.*", "depth_head.projects.{}.*", Index::Same),
+    ("neck.reassemble_stage.layers.{}.resize.*", "depth_head.resize_layers.{}.*", Index::Same),
+    ("neck.convs.{}.*", "depth_head.scratch.layer{}_rn.*", Index::PlusOne),
+    // HF fuses deepest first: its layer j is the official refinenet(4 − j)
+    (
+        "neck.fusion_stage.layers.{}.projection.*",
+        "depth_head.scratch.refinenet{}.out_conv.*",
+        Index::FourMinus,
+    ),
+    (
+        "neck.fusion_stage.layers.{}.residual_layer1.convolution1.*",
+        "depth_head.scratch.refinenet{}.resConfUnit1.conv1.*",
+        Index::FourMinus,
+    ),
+    (
+        "neck.fusion_stage.layers.{}.residual_layer1.convolution2.*",
+        "depth_head.scratch.refinenet{}.resConfUnit1.conv2.*",
+        Index::FourMinus,
+    ),
+    (
+        "neck.fusion_stage.layers.{}.residual_layer2.convolution1.*",
+        "depth_head.scratch.refinenet{}.resConfUnit2.conv1.*",
+        Index::FourMinus,
+    ),
+    (
+        "neck.fusion_stage.layers.{}.residual_layer2.convolution2.*",
+        "depth_head.scratch.refinenet{}.resConfUnit2.conv2.*",
+        Index::FourMinus,
+    ),
+    ("head.conv1.*", "depth_head.scratch.output_conv1.*", Index::Same),
+    ("head.conv2.*", "depth_head.scratch.output_conv2.0.*", Index::Same),
+    ("head.conv3.*", "depth_head.scratch.output_conv2.2.*", Index::Same),
+];
+
+/// How a key's layer index changes from HF to official.
+#[derive(Clone, Copy)]
+enum Index {
+    Same,
+    PlusOne,
+    FourMinus,
+}
+
+impl Index {
+    fn to_official(self, i: usize) -> Option<usize> {
+        match self {
+            Self::Same => Some(i),
+            Self::PlusOne => i.checked_add(1),
+            Self::FourMinus => 4usize.checked_sub(i),
         }
-        ("backbone", r) if r.starts_with("layernorm.") => pre(&r.replacen("layernorm", "norm", 1)),
-        ("backbone", r) if r.starts_with("encoder.layer.") => {
-            let r = r.strip_prefix("encoder.layer.")?;
-            let (i, r) = r.split_once('.')?;
-            let r = match r {
-                "layer_scale1.lambda1" => "ls1.gamma".to_string(),
-                "layer_scale2.lambda1" => "ls2.gamma".to_string(),
-                r if r.starts_with("attention.output.dense.") => {
-                    r.replace("attention.output.dense", "attn.proj")
-                }
-                r if r.starts_with("mlp.weights_in.") => r.replace("mlp.weights_in", "mlp.w12"),
-                r if r.starts_with("mlp.weights_out.") => r.replace("mlp.weights_out", "mlp.w3"),
-                r if r.starts_with("norm1.") || r.starts_with("norm2.") || r.starts_with("mlp.fc") => {
-                    r.to_string()
-                }
-                _ => return None,
-            };
-            pre(&format!("blocks.{i}.{r}"))
+    }
+
+    fn to_hf(self, i: usize) -> Option<usize> {
+        match self {
+            Self::Same => Some(i),
+            Self::PlusOne => i.checked_sub(1),
+            Self::FourMinus => 4usize.checked_sub(i),
         }
-        ("neck", r) if r.starts_with("reassemble_stage.layers.") => {
-            let r = r.strip_prefix("reassemble_stage.layers.")?;
-            let (i, r) = r.split_once('.')?;
-            match r.split_once('.')? {
-                ("projection", p) => dh(format!("projects.{i}.{p}")),
-                ("resize", p) => dh(format!("resize_layers.{i}.{p}")),
-                _ => return None,
-            }
+    }
+}
+
+/// The index and rest that `key` gives a pattern's `{}` and `*`, if it matches.
+fn capture(pattern: &str, key: &str) -> Option<(Option<usize>, String)> {
+    let (pattern, any) = pattern.strip_suffix('*').map_or((pattern, false), |p| (p, true));
+    let (index, rest) = match pattern.split_once("{}") {
+        Some((before, after)) => {
+            let r = key.strip_prefix(before)?;
+            let digits = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            (Some(r[..digits].parse().ok()?), r[digits..].strip_prefix(after)?)
         }
-        ("neck", r) if r.starts_with("convs.") => {
-            let (i, p) = r.strip_prefix("convs.")?.split_once('.')?;
-            dh(format!("scratch.layer{}_rn.{p}", i.parse::<usize>().ok()? + 1))
-        }
-        ("neck", r) if r.starts_with("fusion_stage.layers.") => {
-            // HF fuses deepest first: its layer j is the official refinenet(4 − j).
-            let (j, r) = r.strip_prefix("fusion_stage.layers.")?.split_once('.')?;
-            let n = 4usize.checked_sub(j.parse::<usize>().ok()?)?;
-            let r = r
-                .replace("projection", "out_conv")
-                .replace("residual_layer1", "resConfUnit1")
-                .replace("residual_layer2", "resConfUnit2")
-                .replace("convolution1", "conv1")
-                .replace("convolution2", "conv2");
-            dh(format!("scratch.refinenet{n}.{r}"))
-        }
-        ("head", r) => {
-            let (conv, p) = r.split_once('.')?;
-            let target = match conv {
-                "conv1" => "output_conv1",
-                "conv2" => "output_conv2.0",
-                "conv3" => "output_conv2.2",
-                _ => return None,
-            };
-            dh(format!("scratch.{target}.{p}"))
-        }
-        _ => return None,
+        None => (None, key.strip_prefix(pattern)?),
+    };
+    (any != rest.is_empty()).then(|| (index, rest.to_string()))
+}
+
+/// The key a pattern gives for an index and a rest.
+fn fill(pattern: &str, index: Option<usize>, rest: &str) -> String {
+    let key = pattern.replace('*', rest);
+    index.map_or(key.clone(), |i| key.replace("{}", &i.to_string()))
+}
+
+/// The other layout's key for a key whose tensor maps one to one, or `None`: official from HF
+/// (`to_official`), or HF from official.
+fn rename(k: &str, to_official: bool) -> Option<String> {
+    KEYS.iter().find_map(|&(hf, official, index)| {
+        let (from, to) = if to_official { (hf, official) } else { (official, hf) };
+        let (i, rest) = capture(from, k)?;
+        let i = match i {
+            Some(i) if to_official => Some(index.to_official(i)?),
+            Some(i) => Some(index.to_hf(i)?),
+            None => None,
+        };
+        Some(fill(to, i, &rest))
     })
 }
 
@@ -188,7 +231,7 @@ pub fn to_official(hf: TensorMap) -> Result<TensorMap> {
             qkv.entry(format!("pretrained.blocks.{i}.attn.qkv.{param}")).or_default()[slot] = Some(v);
             continue;
         }
-        match rename(&k) {
+        match rename(&k, true) {
             Some(name) => out.insert(name, v),
             None => out.insert(k, v),
         };
@@ -210,9 +253,129 @@ pub fn to_official(hf: TensorMap) -> Result<TensorMap> {
     Ok(out)
 }
 
+/// Official tensors in the HF layout: renamed, `qkv` split into query, key and value. A key the
+/// table does not know is an error naming it (an export must be complete).
+pub fn to_hf(official: &TensorMap) -> Result<TensorMap> {
+    let mut out = TensorMap::new();
+    for (k, v) in official {
+        if let Some((block, param)) =
+            k.strip_prefix("pretrained.blocks.").and_then(|r| r.split_once(".attn.qkv."))
+        {
+            let parts = v.chunk(3, 0)?;
+            for (which, t) in ["query", "key", "value"].iter().zip(parts) {
+                out.insert(
+                    format!("backbone.encoder.layer.{block}.attention.attention.{which}.{param}"),
+                    t.contiguous()?,
+                );
+            }
+            continue;
+        }
+        let Some(name) = rename(k, false) else {
+            let reason = format!("{k} has no place in the transformers layout");
+            return Err(CoreError::bad_input("export to transformers", reason).into());
+        };
+        out.insert(name, v.clone());
+    }
+    Ok(out)
+}
+
+/// The `config.json` of `DepthAnythingForDepthEstimation` for a model: what [`read_config`]
+/// reads back. A model the HF class cannot express (a class-token readout, no LayerScale) is
+/// refused; the official position-embedding resize (scale factor) becomes HF's (to size), the
+/// one loss of this format (docs/export.md).
+pub fn config_json(cfg: &ModelConfig) -> Result<serde_json::Value> {
+    let v = &cfg.vit;
+    let refuse = |what: &str| {
+        Err(CoreError::bad_input(
+            "export to transformers",
+            format!("{what}: the transformers class has none"),
+        )
+        .into())
+    };
+    if cfg.head.use_clstoken {
+        return refuse("a head that reads the class token (use_clstoken)");
+    }
+    if !v.layer_scale {
+        return refuse("a ViT without LayerScale");
+    }
+    if (1..4).any(|i| cfg.layers[..i].contains(&cfg.layers[i])) {
+        let what =
+            format!("layers {:?} read one block twice (its backbone's stages are distinct)", cfg.layers);
+        return refuse(&what);
+    }
+    // transformers types these as integers (its metric models' max_depth: 20, 80)
+    let whole = |v: f64, key: &str| -> Result<u64> {
+        if v.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&v) {
+            return Ok(v as u64);
+        }
+        let reason = format!("{key} {v}: transformers takes a whole number");
+        Err(CoreError::bad_input("export to transformers", reason).into())
+    };
+    let max_depth = cfg.max_depth.map_or(Ok(1), |m| whole(m, "max_depth"))?;
+    let stages: Vec<String> = cfg.layers.iter().map(|l| format!("stage{}", l + 1)).collect();
+    let mut names = vec!["stem".to_string()];
+    names.extend((1..=v.depth).map(|i| format!("stage{i}")));
+    Ok(serde_json::json!({
+        "architectures": ["DepthAnythingForDepthEstimation"],
+        "model_type": "depth_anything",
+        "backbone_config": {
+            "model_type": "dinov2",
+            "hidden_size": v.embed_dim,
+            "num_hidden_layers": v.depth,
+            "num_attention_heads": v.num_heads,
+            "mlp_ratio": whole(v.mlp_ratio, "mlp_ratio")?,
+            "use_swiglu_ffn": v.ffn == Ffn::SwiGlu,
+            "layer_norm_eps": v.ln_eps,
+            "layerscale_value": v.layer_scale_init,
+            "patch_size": v.patch_size,
+            "image_size": v.img_size,
+            "num_channels": 3,
+            "qkv_bias": true,
+            "hidden_act": "gelu",
+            "apply_layernorm": true,
+            "reshape_hidden_states": false,
+            "out_indices": cfg.layers.iter().map(|l| l + 1).collect::<Vec<_>>(),
+            "out_features": stages,
+            "stage_names": names,
+        },
+        "patch_size": v.patch_size,
+        "reassemble_hidden_size": v.embed_dim,
+        "reassemble_factors": [4, 2, 1, 0.5],
+        "neck_hidden_sizes": cfg.head.out_channels,
+        "fusion_hidden_size": cfg.head.features,
+        "head_in_index": -1,
+        "head_hidden_size": cfg.head.head_hidden,
+        "depth_estimation_type": if cfg.max_depth.is_some() { "metric" } else { "relative" },
+        "max_depth": max_depth,
+        "dtype": "float32",
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_written_config_reads_back_and_what_transformers_cannot_hold_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        for mut cfg in
+            [ModelConfig::official(crate::Encoder::Vitb), ModelConfig::official(crate::Encoder::Vitg)]
+        {
+            cfg.max_depth = Some(80.0);
+            std::fs::write(&path, config_json(&cfg).unwrap().to_string()).unwrap();
+            let mut back = read_config(&path).unwrap();
+            assert_eq!(back.vit.pos_embed_resize, PosEmbedResize::Size, "transformers resizes to size");
+            back.vit.pos_embed_resize = cfg.vit.pos_embed_resize;
+            assert_eq!(back, cfg);
+        }
+        let mut twice = ModelConfig::official(crate::Encoder::Vits);
+        twice.layers = [0, 0, 1, 2];
+        assert!(config_json(&twice).unwrap_err().to_string().contains("read one block twice"));
+        let mut half_metre = ModelConfig::official(crate::Encoder::Vits);
+        half_metre.max_depth = Some(0.5);
+        assert!(config_json(&half_metre).unwrap_err().to_string().contains("whole number"));
+    }
 
     #[test]
     fn absurd_config_values_are_refused_before_building() {

@@ -27,7 +27,8 @@
 //! It owns the architectures, their configurations, the preprocessing that parity depends
 //! on (image reading is depth-core's), and the one key table (the Hugging Face layout); for
 //! training it offers the parameters as typed groups (`params`), seeded fresh or partial
-//! initialisation and checkpoints that carry their configuration (`trainable`). Tensor ops and
+//! initialisation and checkpoints that carry their configuration (`trainable`), and the exports
+//! other tools load ([`export`]: transformers, the official `.pth`, ONNX). Tensor ops and
 //! weight IO come from depth-core; it must not know about losses, datasets, optimisers or
 //! evaluation.
 
@@ -40,9 +41,11 @@ mod depth_map;
 mod dinov2;
 mod dpt;
 mod error;
+mod export;
 mod flops;
 mod hf;
 mod infer;
+mod onnx;
 mod params;
 mod recompute;
 mod source;
@@ -59,6 +62,7 @@ pub use depth_map::DepthMap;
 pub use dinov2::{Block, DinoVisionTransformer, LayerNorm, LayerOutput};
 pub use dpt::DptHead;
 pub use error::{ModelError, Result};
+pub use export::{ExportFormat, ExportOptions, export, official_encoder};
 pub use flops::forward_flops;
 pub use infer::{
     DEFAULT_MAX_TOKENS, DepthEstimator, ImageInput, load_checked, load_model, load_model_with, size_groups,

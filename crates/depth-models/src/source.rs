@@ -190,6 +190,9 @@ impl WeightsSource {
     /// The tensors in the official layout (HF names translated) and the model configuration.
     pub fn load(&self) -> Result<(ModelConfig, TensorMap)> {
         let file = self.file()?;
+        if file.extension().is_some_and(|e| e == "onnx") {
+            return crate::onnx::read(&file);
+        }
         let tensors = load_weights(&file)?;
         if tensors.keys().any(|k| k.starts_with("backbone.")) {
             let config = match self {
@@ -367,7 +370,18 @@ fn official_config(tensors: &TensorMap) -> std::result::Result<ModelConfig, Stri
         .map_or(0, |b| b + 1);
     let encoder = Encoder::ALL.into_iter().find(|&e| ModelConfig::official(e).vit.embed_dim == width);
     match encoder {
-        Some(e) if ModelConfig::official(e).vit.depth == blocks => Ok(ModelConfig::official(e)),
+        Some(e) if ModelConfig::official(e).vit.depth == blocks => {
+            // the official class takes the DPT's widths as arguments: read them from the shapes
+            let mut cfg = ModelConfig::official(e);
+            let out_dim = |key: &str| tensors.get(key).and_then(|t| t.dims().first().copied());
+            for (i, c) in cfg.head.out_channels.iter_mut().enumerate() {
+                *c = out_dim(&format!("depth_head.projects.{i}.weight")).unwrap_or(*c);
+            }
+            cfg.head.features = out_dim("depth_head.scratch.layer1_rn.weight").unwrap_or(cfg.head.features);
+            cfg.head.head_hidden =
+                out_dim("depth_head.scratch.output_conv2.0.weight").unwrap_or(cfg.head.head_hidden);
+            Ok(cfg)
+        }
         _ => Err(format!(
             "an encoder of width {width} with {blocks} blocks is no official size (vits 384×12, vitb \
              768×12, vitl 1024×24, vitg 1536×40); a checkpoint of another size must carry its \
