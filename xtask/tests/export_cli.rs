@@ -1,7 +1,7 @@
 //! `cargo xtask export` end to end. Every format of the fixture checkpoint, of a metric version
-//! of it and of two tiny students trained by `xtask train` (one with the official ViT-S, which
-//! the official class builds, one of a custom size, which it cannot and is refused) is read
-//! back by our loader as the same model. With a Python that has the targets' packages
+//! of it, of two tiny students trained by `xtask train` (one with the official ViT-S, which
+//! the official class builds, one of a custom size, which it cannot and is refused) and of a
+//! tiny SwiGLU model (ViT-G's feed-forward) is read back by our loader as the same model. With a Python that has the targets' packages
 //! (`DEPTH_PYTHON`, default python3: torch, transformers, onnx, onnxruntime, safetensors),
 //! `--check` runs each export in its target and compares depths; without them the test says
 //! NOT RUN for those checks. The official class runs only where `DEPTH_OFFICIAL_REPO` names a
@@ -65,6 +65,18 @@ fn max_abs(t: &candle_core::Tensor) -> f32 {
     t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
+/// A fresh model with ViT-G's SwiGLU feed-forward at a tiny size (vitg itself is 5 GB), as our
+/// checkpoint: the SwiGLU path of every format.
+fn swiglu(dir: &Path) -> PathBuf {
+    use depth_models::{Ffn, ModelConfig, WeightsInit, build_trainable, model_tensors, save_model};
+    let mut cfg = ModelConfig::custom(64, 4, 4, 32);
+    cfg.vit.ffn = Ffn::SwiGlu;
+    let t = build_trainable(&cfg, &WeightsInit::Scratch, 3, &candle_core::Device::Cpu).unwrap();
+    let path = dir.join("swiglu.safetensors");
+    save_model(&model_tensors(&t.varmap).unwrap(), &cfg, &Default::default(), &path).unwrap();
+    path
+}
+
 fn python_has_targets() -> Option<String> {
     let python = std::env::var("DEPTH_PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = Command::new(&python)
@@ -113,12 +125,14 @@ fn every_export_reads_back_as_the_same_model_and_runs_in_its_target() {
     let official_repo = std::env::var("DEPTH_OFFICIAL_REPO").ok();
     let vits = trained(dir.path(), true);
     let tiny = trained(dir.path(), false);
+    let swiglu = swiglu(dir.path());
     // (weights, max depth, input size of the check, whether the official class can build it)
-    let models: [(&Path, Option<&str>, &str, bool); 4] = [
+    let models: [(&Path, Option<&str>, &str, bool); 5] = [
         (&fixture, None, "518", true),
         (&fixture, Some("20"), "266", true),
         (&vits, None, "266", true),
         (&tiny, None, "266", false),
+        (&swiglu, None, "266", false),
     ];
     for (m, (weights, max_depth, size, official)) in models.iter().enumerate() {
         for (to, name) in [("transformers", "hf"), ("official", "model.pth"), ("onnx", "model.onnx")] {
