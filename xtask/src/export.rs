@@ -28,6 +28,10 @@ pub(crate) struct ExportArgs {
     /// ONNX: float16 weights and activations (float32 input and output).
     #[arg(long)]
     fp16: bool,
+    /// ONNX: the weights in OUT.data beside the graph (ONNX's external data; always so for a
+    /// model over protobuf's 2 GB, vitg in float32).
+    #[arg(long)]
+    external_data: bool,
     /// After exporting: read it back and run it in its target (python3 with torch,
     /// transformers, onnx, onnxruntime), comparing depths on three fixture images.
     #[arg(long)]
@@ -45,7 +49,8 @@ pub(crate) struct ExportArgs {
 
 pub(crate) fn run(args: ExportArgs) -> Result<()> {
     let source = args.model.source()?;
-    let opts = ExportOptions { fp16: args.fp16, max_depth: args.model.max_depth };
+    let opts =
+        ExportOptions { fp16: args.fp16, external_data: args.external_data, max_depth: args.model.max_depth };
     let path = export(&source, args.to, &args.out, opts)?;
     println!("wrote {}", path.display());
     if args.check {

@@ -180,7 +180,7 @@ fn every_export_reads_back_as_the_same_model_and_runs_in_its_target() {
 }
 
 #[test]
-fn a_float16_onnx_export_halves_the_file_and_reads_back_within_float16() {
+fn float16_and_external_data_onnx_exports_read_back_as_the_model() {
     let fixture = depth_core::fixtures::fixtures_dir().unwrap().join("weights/da2_vits_random.pth");
     let dir = tempfile::tempdir().unwrap();
     let (f32_out, f16_out) = (dir.path().join("a.onnx"), dir.path().join("b.onnx"));
@@ -196,6 +196,21 @@ fn a_float16_onnx_export_halves_the_file_and_reads_back_within_float16() {
     for (k, t) in &t32 {
         let (d, m) = (max_abs(&(t - &t16[k]).unwrap()), max_abs(t));
         assert!(d <= m * 1e-3 + 1e-7, "{k}: {d} of {m}");
+    }
+    // the weights beside the graph (ONNX's external data, as vitg needs): the same model
+    let ext = dir.path().join("c.onnx");
+    let mut args = export_args(&fixture, "onnx", &ext);
+    args.push("--external-data");
+    let python = python_has_targets();
+    if let Some(python) = &python {
+        args.extend(["--check", "--input-size", "266", "--python", python]);
+    }
+    ok(xtask(&args));
+    assert!(std::fs::metadata(&ext).unwrap().len() < 1 << 20, "the graph without its weights");
+    assert!(std::fs::metadata(dir.path().join("c.onnx.data")).unwrap().len() > a - (1 << 20));
+    let (_, t_ext) = WeightsSource::from(ext.as_path()).load().unwrap();
+    for (k, t) in &t32 {
+        assert_eq!(max_abs(&(t - &t_ext[k]).unwrap()), 0.0, "{k}");
     }
     // a name other readers would not recognise is refused before anything is written
     let bad = dir.path().join("model.bin");

@@ -44,6 +44,8 @@ impl std::str::FromStr for ExportFormat {
 pub struct ExportOptions {
     /// ONNX: float16 weights and activations (float32 input and output).
     pub fp16: bool,
+    /// ONNX: the weights in `<out>.data` beside the graph (always so over protobuf's 2 GB).
+    pub external_data: bool,
     /// A metric model's largest depth, for a checkpoint that does not carry it (as `infer
     /// --max-depth`).
     pub max_depth: Option<f64>,
@@ -91,8 +93,7 @@ pub fn export(
                 return Err(CoreError::bad_input("export to onnx", reason).into());
             }
             depth_core::atomic::check_writable(out.parent().unwrap_or(Path::new(".")))?;
-            let bytes = crate::onnx::model_bytes(&cfg, &tensors, opts.fp16)?;
-            depth_core::atomic::write_atomic(out, |w| w.write_all(&bytes))?;
+            crate::onnx::write(&cfg, &tensors, opts.fp16, opts.external_data, out)?;
             Ok(out.to_path_buf())
         }
     }

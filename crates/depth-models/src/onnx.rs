@@ -12,16 +12,24 @@ use crate::error::Result;
 use candle_core::{DType, Tensor};
 use candle_onnx::onnx::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
-    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto::AttributeType,
-    tensor_proto::DataType, tensor_shape_proto, type_proto,
+    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType,
+    tensor_proto::{DataLocation, DataType},
+    tensor_shape_proto, type_proto,
 };
 use depth_core::CoreError;
 use depth_core::weights::TensorMap;
 use prost::Message;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
 
 pub const OPSET: i64 = 17;
-/// A protobuf message cannot be larger: bigger models need ONNX's external data, not written here.
+/// A protobuf message cannot be larger: bigger models keep their weights in an external file.
 const PROTOBUF_LIMIT: usize = (2 << 30) - 1;
+/// Initializers of at least this many bytes go to the external file (onnx's own threshold).
+const EXTERNAL_FROM: usize = 1024;
+/// Where each external initializer starts (a page, so that a runtime can map it).
+const EXTERNAL_ALIGN: u64 = 4096;
 /// The suffix of a linear layer's weight stored transposed (x·Wᵀ is a plain MatMul).
 const TRANSPOSED: &str = ".weight_t";
 /// Initializers computed from the checkpoint (the position-embedding parts), not in it.
@@ -30,7 +38,7 @@ const DERIVED: &str = "pos_embed.";
 /// Reads an ONNX export of ours back: its configuration (in the model's metadata) and the
 /// checkpoint's tensors (its initializers under their official keys, transposed weights turned
 /// back, derived and constant ones left out).
-pub fn read(path: &std::path::Path) -> Result<(ModelConfig, TensorMap)> {
+pub fn read(path: &Path) -> Result<(ModelConfig, TensorMap)> {
     let bad = |reason: String| CoreError::format(path, "ONNX model", reason);
     let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
     let model = ModelProto::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))?;
@@ -40,20 +48,20 @@ pub fn read(path: &std::path::Path) -> Result<(ModelConfig, TensorMap)> {
     let cfg: ModelConfig = serde_json::from_str(&config.value).map_err(|e| bad(e.to_string()))?;
     let graph = model.graph.ok_or_else(|| bad("no graph".into()))?;
     let mut tensors = TensorMap::new();
+    let dir = path.parent().unwrap_or(Path::new("."));
     for init in graph.initializer {
         if init.name.starts_with("const_") || init.name.starts_with(DERIVED) {
             continue;
         }
+        let raw = raw_data(&init, dir)?;
         let dims: Vec<usize> = init.dims.iter().map(|&d| d as usize).collect();
         let values: Vec<f32> = match DataType::try_from(init.data_type) {
             Ok(DataType::Float) => {
-                init.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+                raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
             }
-            Ok(DataType::Float16) => init
-                .raw_data
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            Ok(DataType::Float16) => {
+                raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
             _ => {
                 return Err(
                     bad(format!("{} is of ONNX type {}, not a float", init.name, init.data_type)).into()
@@ -72,9 +80,47 @@ pub fn read(path: &std::path::Path) -> Result<(ModelConfig, TensorMap)> {
     Ok((cfg, tensors))
 }
 
-/// The serialised ONNX model of `cfg` with `tensors` (official keys). `fp16`: float16 weights
-/// and activations between a float32 input and output.
-pub fn model_bytes(cfg: &ModelConfig, tensors: &TensorMap, fp16: bool) -> Result<Vec<u8>> {
+/// Writes the ONNX model of `cfg` with `tensors` (official keys) to `path`, atomically.
+/// `fp16`: float16 weights and activations between a float32 input and output. `external`:
+/// the weights in `<file name>.data` beside it (ONNX's external-data layout), as a model over
+/// protobuf's 2 GB (vitg in float32) needs and gets whatever `external` says.
+pub fn write(cfg: &ModelConfig, tensors: &TensorMap, fp16: bool, external: bool, path: &Path) -> Result<()> {
+    let mut model = model(cfg, tensors, fp16)?;
+    if external || model.encoded_len() > PROTOBUF_LIMIT {
+        let name = format!("{}.data", path.file_name().and_then(|n| n.to_str()).unwrap_or("model.onnx"));
+        let inits = &mut model.graph.as_mut().expect("a graph").initializer;
+        depth_core::atomic::write_atomic(&path.with_file_name(&name), |w| {
+            let mut at = 0u64;
+            for init in inits.iter_mut().filter(|i| i.raw_data.len() >= EXTERNAL_FROM) {
+                let pad = at.next_multiple_of(EXTERNAL_ALIGN) - at;
+                w.write_all(&vec![0; pad as usize])?;
+                at += pad;
+                let raw = std::mem::take(&mut init.raw_data);
+                w.write_all(&raw)?;
+                let entry = |key: &str, value: String| StringStringEntryProto { key: key.into(), value };
+                init.data_location = DataLocation::External as i32;
+                init.external_data = vec![
+                    entry("location", name.clone()),
+                    entry("offset", at.to_string()),
+                    entry("length", raw.len().to_string()),
+                ];
+                at += raw.len() as u64;
+            }
+            Ok(())
+        })?;
+    }
+    if model.encoded_len() > PROTOBUF_LIMIT {
+        let reason = format!(
+            "the graph is {} MB without its weights, over protobuf's 2 GB",
+            model.encoded_len() >> 20
+        );
+        return Err(CoreError::bad_input("export to onnx", reason).into());
+    }
+    let bytes = model.encode_to_vec();
+    Ok(depth_core::atomic::write_atomic(path, |w| w.write_all(&bytes))?)
+}
+
+fn model(cfg: &ModelConfig, tensors: &TensorMap, fp16: bool) -> Result<ModelProto> {
     let mut g = Builder { tensors, fp16, nodes: Vec::new(), inits: Vec::new(), next: 0 };
     let depth = g.model(cfg)?;
     // what the forward does not read (the mask token, the deepest fusion's unused unit) rides
@@ -96,7 +142,7 @@ pub fn model_bytes(cfg: &ModelConfig, tensors: &TensorMap, fp16: bool) -> Result
         ..Default::default()
     };
     let config = serde_json::to_string(cfg).expect("a config serialises");
-    let model = ModelProto {
+    Ok(ModelProto {
         metadata_props: vec![StringStringEntryProto { key: META_CONFIG.into(), value: config }],
         ir_version: 8,
         producer_name: "depth-anything-rs".into(),
@@ -104,16 +150,33 @@ pub fn model_bytes(cfg: &ModelConfig, tensors: &TensorMap, fp16: bool) -> Result
         opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
         graph: Some(graph),
         ..Default::default()
-    };
-    if model.encoded_len() > PROTOBUF_LIMIT {
-        let reason = format!(
-            "the graph is {} MB, over protobuf's 2 GB: ONNX's external-data layout is not written here \
-             (export vitg to transformers or official instead)",
-            model.encoded_len() >> 20
-        );
-        return Err(CoreError::bad_input("export to onnx", reason).into());
+    })
+}
+
+/// The bytes of an initializer: inline, or from the external-data file its entries name
+/// (checked against that file's size before anything is read).
+fn raw_data(init: &TensorProto, dir: &Path) -> Result<Vec<u8>> {
+    if init.data_location != DataLocation::External as i32 {
+        return Ok(init.raw_data.clone());
     }
-    Ok(model.encode_to_vec())
+    let field = |key: &str| init.external_data.iter().find(|e| e.key == key).map(|e| e.value.as_str());
+    let bad = |reason: String| CoreError::bad_input("ONNX external data", format!("{}: {reason}", init.name));
+    let location = field("location").filter(|l| !l.contains("..") && !l.starts_with('/'));
+    let location = location.ok_or_else(|| bad("no location inside the model's folder".into()))?;
+    let number =
+        |key: &str| field(key).map_or(Ok(0), |v| v.parse::<u64>().map_err(|e| bad(format!("{key}: {e}"))));
+    let (offset, length) = (number("offset")?, number("length")?);
+    let file = dir.join(location);
+    let size = std::fs::metadata(&file).map_err(|e| CoreError::io(&file, e))?.len();
+    if offset.checked_add(length).is_none_or(|end| end > size) {
+        return Err(bad(format!("{offset}+{length} lies beyond {} ({size} bytes)", file.display())).into());
+    }
+    let mut f = std::fs::File::open(&file).map_err(|e| CoreError::io(&file, e))?;
+    let mut buf = vec![0; length as usize];
+    f.seek(SeekFrom::Start(offset))
+        .and_then(|_| f.read_exact(&mut buf))
+        .map_err(|e| CoreError::io(&file, e))?;
+    Ok(buf)
 }
 
 /// A float32 tensor input or output with named (dynamic) or fixed dimensions.
