@@ -41,17 +41,45 @@ impl std::fmt::Display for Verdict {
 /// percentile bootstrap interval from `resamples` resamples drawn with `seed`; None without
 /// images or when the lengths differ.
 pub fn paired_bootstrap(a: &[f64], b: &[f64], resamples: usize, seed: u64) -> Option<PairedDifference> {
-    let n = a.len();
-    if n == 0 || b.len() != n || resamples == 0 {
+    if b.len() != a.len() {
         return None;
     }
     let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
-    let mean = d.iter().sum::<f64>() / n as f64;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (mean, lo, hi) = bootstrap(&d, mean, resamples, seed)?;
+    Some(PairedDifference { images: d.len(), mean, lo, hi })
+}
+
+/// `statistic` of `values` with its 95% percentile bootstrap interval from `resamples`
+/// resamples (with replacement) drawn with `seed`: (value, lo, hi); None without values.
+pub fn bootstrap(
+    values: &[f64],
+    statistic: impl Fn(&[f64]) -> f64,
+    resamples: usize,
+    seed: u64,
+) -> Option<(f64, f64, f64)> {
+    let n = values.len();
+    if n == 0 || resamples == 0 {
+        return None;
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut means: Vec<f64> =
-        (0..resamples).map(|_| (0..n).map(|_| d[rng.random_range(0..n)]).sum::<f64>() / n as f64).collect();
-    means.sort_by(f64::total_cmp);
-    Some(PairedDifference { images: n, mean, lo: quantile(&means, 0.025), hi: quantile(&means, 0.975) })
+    let mut sample = vec![0.0; n];
+    let mut stats: Vec<f64> = (0..resamples)
+        .map(|_| {
+            sample.iter_mut().for_each(|s| *s = values[rng.random_range(0..n)]);
+            statistic(&sample)
+        })
+        .collect();
+    stats.sort_by(f64::total_cmp);
+    Some((statistic(values), quantile(&stats, 0.025), quantile(&stats, 0.975)))
+}
+
+/// The median (the mean of the two middle values of an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
 /// The `q` quantile of sorted values, linearly interpolated between the two nearest ranks
@@ -93,6 +121,18 @@ mod tests {
         );
         assert_eq!(p.verdict(), Verdict::Better);
         assert_eq!(paired_bootstrap(&b, &a, 1000, 1).unwrap().verdict(), Verdict::Worse);
+    }
+
+    #[test]
+    fn the_median_of_ratios_has_an_interval_inside_its_values() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        let ratios = [0.9, 1.1, 1.0, 0.95, 1.05, 1.0, 0.98, 1.02];
+        let (m, lo, hi) = bootstrap(&ratios, median, 2000, 7).unwrap();
+        assert_eq!(m, 1.0);
+        assert!(0.9 <= lo && lo <= m && m <= hi && hi <= 1.1, "{lo} {m} {hi}");
+        assert_eq!(bootstrap(&[1.5; 5], median, 100, 1).unwrap(), (1.5, 1.5, 1.5));
+        assert!(bootstrap(&[], median, 100, 1).is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! results go to `<out>/results.json` and `<out>/results.md`.
 
 mod cases;
+mod paired;
 mod report;
 
 use crate::error::{Result, XtaskError};
@@ -55,6 +56,11 @@ pub struct BenchArgs {
     /// probe for torch waits at most 120 of them).
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+    /// Interleaved pairs instead of one run each: ours and each twin alternately N times (fresh
+    /// processes of --reps each), reported as the median of the per-pair ratios ours / twin with
+    /// a 95% bootstrap interval (paired.md, paired.json).
+    #[arg(long, value_parser = crate::net_input::positive())]
+    pub paired: Option<usize>,
     /// Internal: run one case of ours in this process and print its measurement.
     #[arg(long, hide = true)]
     pub child: Option<String>,
@@ -104,6 +110,38 @@ pub fn run(args: BenchArgs) -> Result<()> {
         cases::write_photo_list(inputs, list)?;
     }
 
+    if let Some(pairs) = args.paired {
+        let py =
+            python.map_err(|why| XtaskError::usage("--paired", format!("needs the PyTorch twins: {why}")))?;
+        let twins = |c: &Case| -> Vec<&'static str> {
+            c.twins().iter().copied().filter(|t| *t != "official" || args.official_repo.is_some()).collect()
+        };
+        let bar = crate::progress::Bar::new("bench --paired");
+        bar.start(chosen.iter().map(|c| twins(c).len() * pairs).sum::<usize>() as u64, 0);
+        let weights = inputs.as_ref().ok().map(|i| i.weights.clone());
+        let mut results = Vec::new();
+        for case in &chosen {
+            let (reps, warmup) = reps(case, &args);
+            for twin in twins(case) {
+                bar.message(&format!("{} ours vs {twin}", case.name()));
+                let measure = |who: &str| match who {
+                    "ours" => ours_in_child(&args, case, reps, warmup, threads),
+                    _ => py.twin(case, who, reps, warmup, threads, &args, weights.as_deref(), list),
+                };
+                results.push(paired::Paired::measure(case, twin, pairs, measure, || bar.advance(1)));
+            }
+        }
+        drop(bar);
+        let md = paired::markdown(
+            &results,
+            &machine(threads, &format!("{}, {}", args.device, args.precision)).summary(),
+        );
+        let json = serde_json::to_vec_pretty(&results).expect("serialises");
+        depth_core::atomic::write_atomic(&args.out.join("paired.json"), |w| w.write_all(&json))?;
+        depth_core::atomic::write_atomic(&args.out.join("paired.md"), |w| w.write_all(md.as_bytes()))?;
+        println!("{md}\nwritten: {} and paired.json", args.out.join("paired.md").display());
+        return Ok(());
+    }
     let runs: usize = chosen.iter().map(|c| 1 + c.twins().len()).sum();
     let bar = crate::progress::Bar::new("bench");
     bar.start(runs as u64, 0);

@@ -82,6 +82,17 @@ pub struct Machine {
     pub date: String,
 }
 
+impl Machine {
+    /// One line: date, CPU, cores, threads, device, compiler, version.
+    pub fn summary(&self) -> String {
+        let m = self;
+        format!(
+            "{} — {}, {} cores, {} threads, device {}; {}; xtask {}",
+            m.date, m.cpu, m.cores, m.threads, m.device, m.rustc, m.xtask
+        )
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Results {
     pub machine: Machine,
@@ -109,11 +120,7 @@ impl Results {
     }
 
     pub fn markdown(&self) -> String {
-        let m = &self.machine;
-        let mut s = format!(
-            "# `cargo xtask bench`\n\n{} — {}, {} cores, {} threads, device {}; {}; xtask {}.\n",
-            m.date, m.cpu, m.cores, m.threads, m.device, m.rustc, m.xtask
-        );
+        let mut s = format!("# `cargo xtask bench`\n\n{}.\n", self.machine.summary());
         if let Some(v) = self.twin_versions() {
             s += &format!("PyTorch twins: {v}.\n");
         }
