@@ -130,6 +130,51 @@ fn twins_are_run_and_compared() {
     assert!(md.contains("torch fake"), "{md}");
 }
 
+/// `--paired`: the sides alternate (ours, twin, ours, twin, …), one ratio per pair, the median
+/// with a bootstrap interval inside the ratios; without twins it is refused.
+#[test]
+fn paired_runs_alternate_and_report_the_median_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let py = dir.path().join("fakepython");
+    let log = dir.path().join("calls.txt");
+    std::fs::write(
+        &py,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = -c ] && exit 0\necho twin >> {}\n\
+             echo '{{\"times_s\": [10.0], \"items\": 1, \"flops\": null, \"peak_rss_bytes\": 1}}'\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&py, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = dir.path().join("bench");
+    let args = ["--cases", "sgemm", "--reps", "1", "--warmup", "0", "--threads", "1", "--paired", "3"];
+    let o = bench(&[&args[..], &["--python", py.to_str().unwrap(), "--out", out.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3, "one twin run per pair");
+    let paired: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("paired.json")).unwrap()).unwrap();
+    let p = &paired[0];
+    assert_eq!((p["case"].as_str(), p["twin"].as_str()), (Some("sgemm/2048"), Some("torch")));
+    let ratios: Vec<f64> = p["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[0].as_f64().unwrap() / x[1].as_f64().unwrap())
+        .collect();
+    assert_eq!(ratios.len(), 3);
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(p["ratio"].as_f64(), Some(sorted[1]), "the median of the pairs' ratios");
+    let (lo, hi) = (p["lo"].as_f64().unwrap(), p["hi"].as_f64().unwrap());
+    assert!(sorted[0] <= lo && lo <= sorted[1] && sorted[1] <= hi && hi <= sorted[2]);
+    // ours' sgemm takes far less than the fake 10 s: faster, and the table says so
+    let md = std::fs::read_to_string(out.join("paired.md")).unwrap();
+    assert!(md.contains("| sgemm/2048 | torch | 3 |") && md.contains("ours faster"), "{md}");
+    let o = bench(&[&args[..], &["--python", "none", "--out", out.to_str().unwrap()]].concat());
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("needs the PyTorch twins"));
+}
+
 #[test]
 fn the_twin_script_compiles() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/torch_bench.py");
