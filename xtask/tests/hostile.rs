@@ -149,6 +149,36 @@ fn infer_and_features_refuse_hostile_images_and_weights() {
             None,
         );
     }
+    // hostile ONNX: not protobuf, external data cut short, external data outside its folder
+    let junk_onnx = dir.path().join("junk.onnx");
+    std::fs::write(&junk_onnx, b"\xff\xff\xff not a model").unwrap();
+    let ext = dir.path().join("ab.onnx");
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["export", "--weights", &w, "--to", "onnx", "--external-data", "--out", s(&ext)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let data = dir.path().join("ab.onnx.data");
+    let short = std::fs::read(&data).unwrap();
+    std::fs::write(&data, &short[..short.len() / 2]).unwrap();
+    let escaping = dir.path().join("escape.onnx");
+    let graph = std::fs::read(&ext).unwrap();
+    // the first external tensor's location, made absolute (the same length keeps the protobuf whole)
+    let at = graph.windows(12).position(|w| w == b"ab.onnx.data").expect("a location");
+    let mut swapped = graph.clone();
+    swapped[at..at + 12].copy_from_slice(b"/etc/passwd0");
+    std::fs::write(&escaping, swapped).unwrap();
+    for (p, says) in
+        [(&junk_onnx, "junk.onnx"), (&ext, "ab.onnx.data"), (&escaping, "inside the model's folder")]
+    {
+        let o = dir.path().join("w_onnx");
+        refuses(
+            &format!("weights {}", p.display()),
+            &["infer", "--weights", s(p), "--img-path", s(&img), "--outdir", s(&o)],
+            says,
+            None,
+        );
+    }
     // absurd arguments
     for (case, extra, says) in [
         ("input size 0", ["--input-size", "0"], "--input-size"),

@@ -54,7 +54,7 @@ pub fn read(path: &Path) -> Result<(ModelConfig, TensorMap)> {
             continue;
         }
         let raw = raw_data(&init, dir)?;
-        let dims: Vec<usize> = init.dims.iter().map(|&d| d as usize).collect();
+        let dims: Vec<usize> = init.dims.iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect();
         let values: Vec<f32> = match DataType::try_from(init.data_type) {
             Ok(DataType::Float) => {
                 raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
@@ -68,7 +68,7 @@ pub fn read(path: &Path) -> Result<(ModelConfig, TensorMap)> {
                 );
             }
         };
-        if values.len() != dims.iter().product::<usize>() {
+        if Some(values.len()) != dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) {
             return Err(bad(format!("{} holds {} values for dims {dims:?}", init.name, values.len())).into());
         }
         let t = Tensor::from_vec(values, dims, &candle_core::Device::Cpu)?;
