@@ -67,15 +67,17 @@ fn check(args: &ExportArgs, source: &WeightsSource, path: &Path) -> Result<Strin
     let back = WeightsSource::from(path);
     let (back_cfg, back_tensors) = back.load()?;
     let mut report = format!("# Export check: {} → {:?} ({})\n\n", source.spec(), args.to, path.display());
-    // the round trip: the same tensors, the same configuration (transformers resizes position
-    // embeddings its own way: the one field it cannot carry)
+    // the round trip: the same tensors, the same configuration but what the format cannot carry
     let worst = max_difference(&tensors, &back_tensors).map_err(|e| fail(format!("round trip: {e}")))?;
     let mut expected = cfg.clone();
     expected.max_depth = args.model.max_depth.or(cfg.max_depth);
-    if args.to == ExportFormat::Transformers {
-        expected.vit.pos_embed_resize = back_cfg.vit.pos_embed_resize;
+    match args.to {
+        // transformers resizes position embeddings its own way; a state dict has no max_depth
+        ExportFormat::Transformers => expected.vit.pos_embed_resize = back_cfg.vit.pos_embed_resize,
+        ExportFormat::Official => expected.max_depth = back_cfg.max_depth,
+        ExportFormat::Onnx => {}
     }
-    let same_cfg = back_cfg == expected || args.to == ExportFormat::Official;
+    let same_cfg = back_cfg == expected;
     let bound = if args.fp16 { 1e-3 } else { 0.0 };
     report += &format!(
         "- round trip: {} tensors read back, largest difference {worst:.1e} (allowed {bound:.0e}), configuration {}\n",

@@ -102,10 +102,11 @@ fn assert_round_trip(weights: &Path, export: &Path, max_depth: Option<f64>) {
         );
         assert_eq!((t.dims(), a), (u.dims(), b), "{}: {k}", export.display());
     }
-    if export.extension().is_some_and(|e| e == "pth") {
-        return; // a state dict carries no configuration: read from its shapes (tested below)
-    }
     cfg.max_depth = max_depth.or(cfg.max_depth);
+    if export.extension().is_some_and(|e| e == "pth") {
+        // a state dict carries no configuration: read from its shapes, all but max_depth
+        cfg.max_depth = back_cfg.max_depth;
+    }
     if export.is_dir() {
         cfg.vit.pos_embed_resize = back_cfg.vit.pos_embed_resize;
     }
