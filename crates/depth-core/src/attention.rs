@@ -3,7 +3,8 @@
 //! vectorised softmax and straight into `· V`, blocks in parallel — the (N × N) matrix is never
 //! written out. Backward recomputes the probabilities and applies the exact formulas. Off the
 //! CPU, and under bf16 autocast (`precision.rs`: the products in bfloat16, the softmax in
-//! float32), it is the composed (differentiable) candle ops.
+//! float32), it is the composed (differentiable) candle ops; for inference under bf16 on a CPU
+//! with AMX, the same blocks on bf16 tiles (`amx.rs`).
 
 use crate::error::{CoreError, Result};
 use crate::float::{Float, Kernel, dispatch};
@@ -20,6 +21,13 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tenso
             "attention",
             format!("q {:?}, k {:?}, v {:?} must have one shape (…, N, D)", q.dims(), k.dims(), v.dims()),
         ));
+    }
+    if crate::precision::amx_inference(&[q, k, v]) {
+        // bf16 autocast for inference on an AMX CPU: both products on bf16 tiles
+        let (n, d) = (q.dim(q.rank() - 2)?, q.dim(q.rank() - 1)?);
+        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+        let out = crate::amx::attention(&flat(q)?, &flat(k)?, &flat(v)?, (n, d), scale as f32);
+        return Ok(Tensor::from_vec(out, q.shape(), q.device())?);
     }
     if let Some(low) = crate::precision::lowered(q) {
         // bf16 autocast: both products in bfloat16, the softmax in float32

@@ -17,6 +17,7 @@
 //! modules used by their path and not re-exported.
 
 mod abs;
+mod amx;
 pub mod atomic;
 mod attention;
 mod colormap;

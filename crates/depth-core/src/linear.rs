@@ -31,6 +31,22 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
             format!("input {dims:?}, weight {:?}, bias {:?}", w.dims(), b.map(|b| b.dims().to_vec())),
         ));
     }
+    if crate::precision::amx_inference(&[x, w]) {
+        // bf16 autocast for inference on a CPU with AMX: the product on bf16 tiles, the weight
+        // packed once
+        let m = x.elem_count() / k.max(1);
+        let packed = crate::amx::packed(w.id(), || {
+            let wv = w.to_dtype(candle_core::DType::F32).and_then(|w| w.flatten_all()?.to_vec1::<f32>());
+            crate::amx::PackedWeight::new(&wv.unwrap_or_default(), n, k)
+        });
+        let xv = x.flatten_all()?.to_vec1::<f32>()?;
+        let bias = b.map(|b| b.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()).transpose()?;
+        let mut out = vec![0f32; m * n];
+        crate::amx::linear(&xv, m, &packed, bias.as_deref(), &mut out);
+        let mut shape = dims;
+        *shape.last_mut().expect("checked above") = n;
+        return Ok(Tensor::from_vec(out, shape, x.device())?);
+    }
     if let Some(low) = crate::precision::lowered(x) {
         // bf16 autocast: the product in bfloat16, widened, the bias added in float32
         let y = x.to_dtype(low)?.broadcast_matmul(&w.to_dtype(low)?.t()?)?.to_dtype(x.dtype())?;

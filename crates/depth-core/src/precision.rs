@@ -89,6 +89,15 @@ pub(crate) fn lowered(x: &Tensor) -> Option<DType> {
     (current() == Precision::Bf16 && x.dtype() == DType::F32).then_some(DType::BF16)
 }
 
+/// bf16 autocast of inference (no operand needs a gradient) on a CPU with AMX: the products of
+/// the linear layers and of attention go to AMX tiles (`amx.rs`); the convolutions stay float32
+/// (candle's CPU has no bfloat16 kernel for them, and rounding their operands only adds passes).
+pub(crate) fn amx_inference(operands: &[&Tensor]) -> bool {
+    lowered(operands[0]).is_some()
+        && operands.iter().all(|t| t.device().is_cpu() && !t.track_op())
+        && crate::amx::available()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

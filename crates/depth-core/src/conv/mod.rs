@@ -48,7 +48,7 @@ fn conv(
     stride: usize,
     relu_input: bool,
 ) -> Result<Tensor> {
-    if let Some(low) = crate::precision::lowered(x) {
+    if let Some(low) = crate::precision::lowered(x).filter(|_| !crate::precision::amx_inference(&[x, w])) {
         let y = if x.device().is_cpu() {
             // candle's CPU conv2d has no bf16 kernel: bf16 operands, float32 products (what its
             // CPU matmul does for bf16), the result rounded to bf16
