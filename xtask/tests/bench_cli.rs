@@ -3,7 +3,7 @@
 //! that has torch. The speed itself is never asserted.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn bench(args: &[&str]) -> Output {
@@ -79,24 +79,28 @@ fn without_torch_reports_ours_alone() {
     assert!(md.contains("threads"), "{md}");
 }
 
+/// A stand-in Python in `dir` that logs its arguments (to the returned file), answers the
+/// torch probe and prints `measurement` as the twin script would.
+fn fake_python(dir: &Path, measurement: &str) -> (PathBuf, PathBuf) {
+    let (py, log) = (dir.join("fakepython"), dir.join("calls.txt"));
+    let script = format!(
+        "#!/bin/sh\necho \"$@\" >> {}\n[ \"$1\" = -c ] && exit 0\necho '{measurement}'\n",
+        log.display()
+    );
+    std::fs::write(&py, script).unwrap();
+    std::fs::set_permissions(&py, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (py, log)
+}
+
 /// A stand-in Python: `-c "import torch"` succeeds, the twin script prints a fixed measurement
 /// (twice ours' sgemm time would be a guess; a fixed 10 s makes the ratio exact to check).
 #[test]
 fn twins_are_run_and_compared() {
     let dir = tempfile::tempdir().unwrap();
-    let py = dir.path().join("fakepython");
-    let log = dir.path().join("calls.txt");
-    std::fs::write(
-        &py,
-        format!(
-            "#!/bin/sh\necho \"$@\" >> {}\n[ \"$1\" = -c ] && exit 0\n\
-             echo '{{\"times_s\": [10.0, 12.0, 11.0], \"items\": 1, \"flops\": 1.72e10, \"peak_rss_bytes\": 1000000, \
-             \"versions\": {{\"torch\": \"fake\"}}}}'\n",
-            log.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&py, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (py, log) = fake_python(
+        dir.path(),
+        r#"{"times_s": [10.0, 12.0, 11.0], "items": 1, "flops": 1.72e10, "peak_rss_bytes": 1000000, "versions": {"torch": "fake"}}"#,
+    );
     let out = dir.path().join("bench");
     let o = bench(&[
         "--cases",
@@ -135,23 +139,14 @@ fn twins_are_run_and_compared() {
 #[test]
 fn paired_runs_alternate_and_report_the_median_ratio() {
     let dir = tempfile::tempdir().unwrap();
-    let py = dir.path().join("fakepython");
-    let log = dir.path().join("calls.txt");
-    std::fs::write(
-        &py,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = -c ] && exit 0\necho twin >> {}\n\
-             echo '{{\"times_s\": [10.0], \"items\": 1, \"flops\": null, \"peak_rss_bytes\": 1}}'\n",
-            log.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&py, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (py, log) =
+        fake_python(dir.path(), r#"{"times_s": [10.0], "items": 1, "flops": null, "peak_rss_bytes": 1}"#);
     let out = dir.path().join("bench");
     let args = ["--cases", "sgemm", "--reps", "1", "--warmup", "0", "--threads", "1", "--paired", "3"];
     let o = bench(&[&args[..], &["--python", py.to_str().unwrap(), "--out", out.to_str().unwrap()]].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3, "one twin run per pair");
+    let twin_runs = std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.contains("--impl")).count();
+    assert_eq!(twin_runs, 3, "one twin run per pair");
     let paired: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("paired.json")).unwrap()).unwrap();
     let p = &paired[0];
