@@ -10,7 +10,6 @@ use candle_core::{DType, Device, Tensor};
 use depth_core::weights::{Metadata, TensorMap, save_safetensors};
 use depth_models::{
     DepthEstimator, ExportFormat, ExportOptions, ModelConfig, WeightsSource, export, load_checked,
-    official_encoder,
 };
 use std::path::{Path, PathBuf};
 
@@ -66,7 +65,8 @@ fn check(args: &ExportArgs, source: &WeightsSource, path: &Path) -> Result<Strin
     let (cfg, tensors) = source.load()?;
     let back = WeightsSource::from(path);
     let (back_cfg, back_tensors) = back.load()?;
-    let mut report = format!("# Export check: {} → {:?} ({})\n\n", source.spec(), args.to, path.display());
+    let mut report =
+        format!("# Export check: {} → {} ({})\n\n", source.spec(), args.to.name(), path.display());
     // the round trip: the same tensors, the same configuration but what the format cannot carry
     let worst = max_difference(&tensors, &back_tensors).map_err(|e| fail(format!("round trip: {e}")))?;
     let mut expected = cfg.clone();
@@ -93,12 +93,7 @@ fn check(args: &ExportArgs, source: &WeightsSource, path: &Path) -> Result<Strin
     write_reference(args, source, &back, &cfg, &reference)?;
     let mut cmd = std::process::Command::new(&args.python);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/export_check.py");
-    let to = match args.to {
-        ExportFormat::Transformers => "transformers",
-        ExportFormat::Official => "official",
-        ExportFormat::Onnx => "onnx",
-    };
-    cmd.arg(&script).arg(to).arg(path).arg(&reference);
+    cmd.arg(&script).arg(args.to.name()).arg(path).arg(&reference);
     if args.fp16 {
         cmd.arg("--fp16");
     }
@@ -177,7 +172,7 @@ fn write_reference(
         tensors.insert(format!("input_{k}"), x);
     }
     let mut meta = Metadata::new();
-    if let Ok(e) = official_encoder(cfg) {
+    if let Some(e) = cfg.official_class_encoder() {
         meta.insert("encoder".into(), e.name().to_string());
         meta.insert("features".into(), cfg.head.features.to_string());
         let oc: Vec<String> = cfg.head.out_channels.iter().map(|c| c.to_string()).collect();

@@ -41,13 +41,9 @@ pub fn available() -> bool {
     })
 }
 
-/// float32 → bfloat16, round to nearest even (a NaN stays a NaN).
+/// float32 → bfloat16 bits, round to nearest even (a NaN stays a NaN), as PyTorch converts.
 pub fn bf16(x: f32) -> u16 {
-    let b = x.to_bits();
-    if x.is_nan() {
-        return ((b >> 16) | 0x40) as u16;
-    }
-    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+    half::bf16::from_f32(x).to_bits()
 }
 
 /// A weight W (n × k, row-major) as Wᵀ in AMX tiles: per 16-column block and 32-deep k block
@@ -86,19 +82,22 @@ impl PackedWeight {
 }
 
 /// The packed form of a weight tensor, made on first use and kept (keyed by the tensor).
-pub fn packed(id: candle_core::TensorId, make: impl FnOnce() -> PackedWeight) -> Arc<PackedWeight> {
+pub fn packed<E>(
+    id: candle_core::TensorId,
+    make: impl FnOnce() -> Result<PackedWeight, E>,
+) -> Result<Arc<PackedWeight>, E> {
     static CACHE: OnceLock<Mutex<HashMap<candle_core::TensorId, Arc<PackedWeight>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(p) = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&id) {
-        return p.clone();
+        return Ok(p.clone());
     }
-    let p = Arc::new(make());
+    let p = Arc::new(make()?);
     let mut c = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if c.len() >= CACHED {
         c.clear();
     }
     c.insert(id, p.clone());
-    p
+    Ok(p)
 }
 
 /// 64-byte tile configuration: palette 1, every tile 16 rows of 64 bytes.

@@ -36,9 +36,9 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         // packed once
         let m = x.elem_count() / k.max(1);
         let packed = crate::amx::packed(w.id(), || {
-            let wv = w.to_dtype(candle_core::DType::F32).and_then(|w| w.flatten_all()?.to_vec1::<f32>());
-            crate::amx::PackedWeight::new(&wv.unwrap_or_default(), n, k)
-        });
+            let wv = w.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            Ok::<_, candle_core::Error>(crate::amx::PackedWeight::new(&wv, n, k))
+        })?;
         let xv = x.flatten_all()?.to_vec1::<f32>()?;
         let bias = b.map(|b| b.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()).transpose()?;
         let mut out = vec![0f32; m * n];

@@ -207,9 +207,19 @@ impl ModelConfig {
     /// The official encoder size this configuration has, if any (the official code can then
     /// load a checkpoint of it).
     pub fn official_encoder(&self) -> Option<Encoder> {
+        self.official_class_encoder().filter(|&e| Self::official(e).head == self.head)
+    }
+
+    /// The encoder the official `DepthAnythingV2` class builds this configuration with, if any:
+    /// an official ViT with its layers; the DPT's `features` and `out_channels` are the class's
+    /// arguments, its 32-channel output conv and the patch-token readout are fixed.
+    pub fn official_class_encoder(&self) -> Option<Encoder> {
         Encoder::ALL.into_iter().find(|&e| {
             let o = Self::official(e);
-            o.vit == self.vit && o.head == self.head && o.layers == self.layers
+            o.vit == self.vit
+                && o.layers == self.layers
+                && self.head.use_clstoken == o.head.use_clstoken
+                && self.head.head_hidden == o.head.head_hidden
         })
     }
 

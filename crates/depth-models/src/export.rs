@@ -24,6 +24,17 @@ pub enum ExportFormat {
     Onnx,
 }
 
+impl ExportFormat {
+    /// The name `--to` takes (and the export check's script).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Transformers => "transformers",
+            Self::Official => "official",
+            Self::Onnx => "onnx",
+        }
+    }
+}
+
 impl std::str::FromStr for ExportFormat {
     type Err = CoreError;
     fn from_str(s: &str) -> std::result::Result<Self, CoreError> {
@@ -77,7 +88,7 @@ pub fn export(
             Ok(out.to_path_buf())
         }
         ExportFormat::Official => {
-            official_encoder(&cfg)?;
+            official_class_encoder(&cfg)?;
             if !out.extension().is_some_and(|e| e == "pth" || e == "pt") {
                 let reason =
                     format!("{}: name it *.pth (torch.save's zip; readers go by the name)", out.display());
@@ -99,18 +110,10 @@ pub fn export(
     }
 }
 
-/// The official encoder a model's ViT is: the official class builds only these four (its DPT
-/// widths are free but the last conv's 32 channels), with the official layers and no
-/// class-token readout.
-pub fn official_encoder(cfg: &ModelConfig) -> Result<Encoder> {
-    let found = [Encoder::Vits, Encoder::Vitb, Encoder::Vitl, Encoder::Vitg].into_iter().find(|&e| {
-        let o = ModelConfig::official(e);
-        o.vit == cfg.vit
-            && o.layers == cfg.layers
-            && !cfg.head.use_clstoken
-            && cfg.head.head_hidden == o.head.head_hidden
-    });
-    found.ok_or_else(|| {
+/// The encoder of a model the official class builds, or why none: the export to official refuses
+/// the others.
+fn official_class_encoder(cfg: &ModelConfig) -> Result<Encoder> {
+    cfg.official_class_encoder().ok_or_else(|| {
         let v = &cfg.vit;
         let reason = format!(
             "a ViT of width {}, depth {}, {} heads, layers {:?} with an output conv of {} channels is \

@@ -62,7 +62,7 @@ pub use depth_map::DepthMap;
 pub use dinov2::{Block, DinoVisionTransformer, LayerNorm, LayerOutput};
 pub use dpt::DptHead;
 pub use error::{ModelError, Result};
-pub use export::{ExportFormat, ExportOptions, export, official_encoder};
+pub use export::{ExportFormat, ExportOptions, export};
 pub use flops::forward_flops;
 pub use infer::{
     DEFAULT_MAX_TOKENS, DepthEstimator, ImageInput, load_checked, load_model, load_model_with, size_groups,
