@@ -24,10 +24,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tenso
     }
     if crate::precision::amx_inference(&[q, k, v]) {
         // bf16 autocast for inference on an AMX CPU: both products on bf16 tiles
-        let (n, d) = (q.dim(q.rank() - 2)?, q.dim(q.rank() - 1)?);
-        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let out = crate::amx::attention(&flat(q)?, &flat(k)?, &flat(v)?, (n, d), scale as f32);
-        return Ok(Tensor::from_vec(out, q.shape(), q.device())?);
+        return amx_attention(q, k, v, scale);
     }
     if let Some(low) = crate::precision::lowered(q) {
         // bf16 autocast: both products in bfloat16, the softmax in float32
@@ -42,6 +39,65 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tenso
     }
     let op = Attention { scale };
     Ok(q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)?)
+}
+
+/// The AMX route: q, k and v read where they lie (the heads of a permuted qkv projection are
+/// strided views of it), the output written as (B, N, H, D) for a rank-4 input and returned as
+/// its (B, H, N, D) view, so that the usual transpose back to (B, N, H·D) costs no copy.
+fn amx_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    let rank = q.rank();
+    let (n, d) = (q.dim(rank - 2)?, q.dim(rank - 1)?);
+    let lead: usize = q.dims()[..rank - 2].iter().product();
+    // a view whose columns are not adjacent, or not float32, is made so first
+    let own = |t: &Tensor| -> Result<Tensor> {
+        Ok(if t.dtype() == candle_core::DType::F32 && t.stride()[rank - 1] == 1 {
+            t.clone()
+        } else {
+            t.to_dtype(candle_core::DType::F32)?.contiguous()?
+        })
+    };
+    let (q, k, v) = (own(q)?, own(k)?, own(v)?);
+    let guards = [&q, &k, &v].map(|t| t.storage_and_layout());
+    let mut views = Vec::with_capacity(3);
+    for (storage, layout) in &guards {
+        let candle_core::Storage::Cpu(candle_core::CpuStorage::F32(data)) = &**storage else {
+            return Err(CoreError::bad_input("attention", "the AMX route needs float32 tensors on the CPU"));
+        };
+        views.push(crate::amx::Heads {
+            data,
+            offsets: head_offsets(layout),
+            row_stride: layout.stride()[rank - 2],
+        });
+    }
+    let by_token = rank == 4;
+    let (heads, out_row) = if by_token { (q.dim(1)?, q.dim(1)? * d) } else { (1, d) };
+    let offsets: Vec<usize> = (0..lead)
+        .map(|i| if by_token { (i / heads) * n * heads * d + (i % heads) * d } else { i * n * d })
+        .collect();
+    let mut out = vec![0f32; lead * n * d];
+    crate::amx::attention(
+        (&views[0], &views[1], &views[2]),
+        (n, d),
+        scale as f32,
+        (&mut out, &offsets, out_row),
+    );
+    drop(guards);
+    Ok(if by_token {
+        Tensor::from_vec(out, (q.dim(0)?, n, heads, d), q.device())?.transpose(1, 2)?
+    } else {
+        Tensor::from_vec(out, q.shape(), q.device())?
+    })
+}
+
+/// The start of every (N × D) matrix of a (…, N, D) layout, leading indices in row-major order.
+fn head_offsets(layout: &Layout) -> Vec<usize> {
+    let (dims, strides) = (layout.dims(), layout.stride());
+    let lead = &dims[..dims.len() - 2];
+    let mut offsets = vec![layout.start_offset()];
+    for (&dim, &stride) in lead.iter().zip(strides) {
+        offsets = offsets.iter().flat_map(|&o| (0..dim).map(move |i| o + i * stride)).collect();
+    }
+    offsets
 }
 
 struct Attention {

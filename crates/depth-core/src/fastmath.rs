@@ -98,6 +98,45 @@ fn softmax_row_body(row: &mut [f32], scale: f32) {
     row.iter_mut().for_each(|v| *v *= inv);
 }
 
+/// row ← exp(scale · row − max), then out ← bfloat16 bits of row / Σ row: the softmax of
+/// scale · row for a bf16 product, in three passes of 16 lanes (maximum; exponentials and
+/// their sum; the rounded quotients).
+#[inline(always)]
+fn softmax_row_bf16_body(row: &mut [f32], scale: f32, out: &mut [u16]) {
+    let mut m = [f32::NEG_INFINITY; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for i in 0..16 {
+            m[i] = if c[i] > m[i] { c[i] } else { m[i] };
+        }
+    }
+    let max = chunks.remainder().iter().chain(&m).fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    let shift = max * scale;
+    let mut acc = [0f32; 16];
+    let mut chunks = row.chunks_exact_mut(16);
+    for c in &mut chunks {
+        for i in 0..16 {
+            c[i] = exp_f32(c[i] * scale - shift);
+            acc[i] += c[i];
+        }
+    }
+    let mut sum = acc.iter().sum::<f32>();
+    for v in chunks.into_remainder() {
+        *v = exp_f32(*v * scale - shift);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    out.iter_mut().zip(row.iter()).for_each(|(o, &v)| *o = bf16_bits(v * inv) as u16);
+}
+
+/// float32 → bfloat16 bits (in the low half), round to nearest even, a NaN stays a quiet NaN:
+/// `half::bf16::from_f32` in a form the compiler vectorises.
+#[inline(always)]
+pub fn bf16_bits(v: f32) -> u32 {
+    let b = v.to_bits();
+    if b & 0x7fff_ffff > 0x7f80_0000 { (b >> 16) | 0x40 } else { (b + 0x7fff + ((b >> 16) & 1)) >> 16 }
+}
+
 fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     return is_x86_feature_detected!("avx512f") && has_avx2();
@@ -148,6 +187,10 @@ dispatched!(
     softmax_row_f32(row: &mut [f32], scale: f32) => softmax_row_body
 );
 dispatched!(
+    /// row ← exp(scale · row − max); out ← bf16(softmax(scale · row)) (scale ≥ 0).
+    softmax_row_bf16(row: &mut [f32], scale: f32, out: &mut [u16]) => softmax_row_bf16_body
+);
+dispatched!(
     /// LayerNorm over rows of length `g.len()`: y ← (x − mean)/√(var + eps) · g + b.
     layer_norm_f32(y: &mut [f32], x: &[f32], g: &[f32], b: &[f32], eps: f32) => layer_norm_body
 );
@@ -174,6 +217,33 @@ mod tests {
         }
         assert!(worst < 3e-7, "worst relative error {worst:e}");
         assert!(exp_f32(-1000.0) > 0.0 && exp_f32(1000.0).is_finite());
+    }
+
+    #[test]
+    fn bf16_bits_are_halfs_rounding() {
+        let specials =
+            [0.0, -0.0, 1.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN, f32::MAX, 1e-40];
+        let sweep = (0..200_000u32).map(|i| f32::from_bits(i.wrapping_mul(2_654_435_761)));
+        for v in specials.into_iter().chain(sweep) {
+            assert_eq!(bf16_bits(v), half::bf16::from_f32(v).to_bits() as u32, "{v:e} ({:#x})", v.to_bits());
+        }
+    }
+
+    #[test]
+    fn bf16_softmax_is_the_rounded_softmax() {
+        for n in 0..=70 {
+            let row: Vec<f32> = (0..n).map(|i| ((i * 7919) % 23) as f32 * 0.7 - 5.0).collect();
+            let (mut work, mut got) = (row.clone(), vec![0u16; n]);
+            softmax_row_bf16(&mut work, 0.3, &mut got);
+            let max = row.iter().fold(f64::MIN, |a, &b| a.max(b as f64 * 0.3));
+            let e: Vec<f64> = row.iter().map(|&v| (v as f64 * 0.3 - max).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for (g, e) in got.iter().zip(&e) {
+                // within the rounding to bfloat16 (half its 2⁻⁷ relative step) plus float32's
+                let g = f32::from_bits((*g as u32) << 16) as f64;
+                assert!((g - e / z).abs() <= (e / z) * (2f64.powi(-8) + 1e-6), "n = {n}: {g} vs {}", e / z);
+            }
+        }
     }
 
     #[test]

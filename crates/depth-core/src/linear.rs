@@ -36,13 +36,11 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         // packed once
         let m = x.elem_count() / k.max(1);
         let packed = crate::amx::packed(w.id(), || {
-            let wv = w.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            Ok::<_, candle_core::Error>(crate::amx::PackedWeight::new(&wv, n, k))
+            crate::amx::with_values(w, |wv| crate::amx::PackedWeight::new(wv, n, k))
         })?;
-        let xv = x.flatten_all()?.to_vec1::<f32>()?;
-        let bias = b.map(|b| b.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()).transpose()?;
+        let bias = b.map(|b| crate::amx::with_values(b, <[f32]>::to_vec)).transpose()?;
         let mut out = vec![0f32; m * n];
-        crate::amx::linear(&xv, m, &packed, bias.as_deref(), &mut out);
+        crate::amx::with_values(x, |xv| crate::amx::linear(xv, m, &packed, bias.as_deref(), &mut out))?;
         let mut shape = dims;
         *shape.last_mut().expect("checked above") = n;
         return Ok(Tensor::from_vec(out, shape, x.device())?);

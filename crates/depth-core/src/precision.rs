@@ -90,8 +90,7 @@ pub(crate) fn lowered(x: &Tensor) -> Option<DType> {
 }
 
 /// bf16 autocast of inference (no operand needs a gradient) on a CPU with AMX: the products of
-/// the linear layers and of attention go to AMX tiles (`amx.rs`); the convolutions stay float32
-/// (candle's CPU has no bfloat16 kernel for them, and rounding their operands only adds passes).
+/// the linear layers, of attention and of the stride-1 convolutions go to AMX tiles (`amx/`).
 pub(crate) fn amx_inference(operands: &[&Tensor]) -> bool {
     lowered(operands[0]).is_some()
         && operands.iter().all(|t| t.device().is_cpu() && !t.track_op())

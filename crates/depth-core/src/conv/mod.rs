@@ -5,6 +5,8 @@
 //! - Under bf16 autocast (`precision.rs`) input and weight go to bfloat16 for candle's conv2d
 //!   (on the CPU, which has no bf16 conv: rounded to bf16, convolved in float32), the result
 //!   back to float32 before the bias.
+//! - For inference under bf16 autocast on a CPU with AMX, stride 1 runs on bf16 tiles
+//!   (`amx/conv.rs`), bias and ReLU included.
 //! - Stride > 1 (and other devices) use candle's conv2d. Its backward rebuilds the input gradient
 //!   with one `output_padding` for both dims, so when trailing input rows/columns go unread in
 //!   one dim but not the other (a 3×3 stride-2 conv on 37×56, the patch grid of a 518×784
@@ -65,6 +67,9 @@ fn conv(
         };
     }
     let k = w.dim(2)?;
+    if stride == 1 && padding < k && crate::precision::amx_inference(&[x, w]) {
+        return amx_conv(x, w, bias, padding, relu_input);
+    }
     let tiled = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && padding < k;
     if stride == 1 && tiled {
         let b = match bias {
@@ -79,6 +84,29 @@ fn conv(
         Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
         None => Ok(y),
     }
+}
+
+/// bf16 autocast for inference on an AMX CPU: the stride-1 convolution on bf16 tiles, the
+/// weight packed once (as autocast runs `Conv2d` in bfloat16).
+fn amx_conv(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, padding: usize, relu: bool) -> Result<Tensor> {
+    let (n, c, h, wd) = x.dims4()?;
+    let (o, c2, k, k2) = w.dims4()?;
+    if c != c2 || k != k2 || h + 2 * padding < k || wd + 2 * padding < k {
+        candle_core::bail!(
+            "conv2d: input {:?}, kernel {:?}, padding {padding} not supported",
+            x.dims(),
+            w.dims()
+        );
+    }
+    let packed = crate::amx::packed(w.id(), || {
+        crate::amx::with_values(w, |wv| crate::amx::PackedConv::new(wv, o, c, k))
+    })?;
+    let bias = bias.map(|b| crate::amx::with_values(b, <[f32]>::to_vec)).transpose()?;
+    let out = crate::amx::with_values(x, |xv| {
+        crate::amx::conv2d(xv, (n, h, wd), &packed, bias.as_deref(), padding, relu)
+    })?;
+    let (ho, wo) = (h + 2 * padding - k + 1, wd + 2 * padding - k + 1);
+    Tensor::from_vec(out, (n, o, ho, wo), x.device())
 }
 
 /// candle's conv2d, with the stride > 1 input cut so that every window fits exactly.
