@@ -85,35 +85,48 @@ pub fn conv2d(
         bias_rows.chunks_mut(COLS).zip(b).for_each(|(r, &v)| r.fill(v));
     }
     let mut out = vec![0f32; n * o * ho * wo];
-    let mut xb = Vec::new();
-    for (b, out) in out.chunks_mut(o * ho * wo).enumerate() {
-        convert(&x[b * c * h * w..][..c * h * w], c, g, relu, &mut xb);
-        let chunks = ho * (wo_pad / COLS);
-        let units = chunks.div_ceil(2);
-        let shared = DisjointOut::new(out);
-        (0..units.div_ceil(UNITS_PER_TASK)).into_par_iter().for_each(|task| {
-            let first = task * UNITS_PER_TASK;
-            let last = (first + UNITS_PER_TASK).min(units);
-            // SAFETY: `available()` holds (asserted above); the tile configuration is this thread's.
-            unsafe { std::arch::asm!("ldtilecfg [{}]", in(reg) &CONFIG) };
-            for unit in first..last {
-                let pair = [2 * unit, (2 * unit + 1).min(chunks - 1)];
-                run_unit(pw, g, &xb, &bias_rows, pair, &shared);
-            }
-            unsafe { std::arch::asm!("tilerelease") };
-        });
-    }
+    CONVERTED.with_borrow_mut(|xb| {
+        for (b, out) in out.chunks_mut(o * ho * wo).enumerate() {
+            convert(&x[b * c * h * w..][..c * h * w], c, g, relu, xb);
+            tiles(pw, g, xb, &bias_rows, out);
+        }
+    });
     out
 }
 
+thread_local! {
+    /// The converted input, kept between calls on this thread: a fresh buffer of this size
+    /// (up to ~18 MB for the ViT-S head at 518²) costs page faults and zero-filling every time.
+    static CONVERTED: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One converted image times the packed weight into `out` (o × ho × wo).
+fn tiles(pw: &PackedConv, g: Geometry, xb: &[u32], bias_rows: &[f32], out: &mut [f32]) {
+    let chunks = g.ho * (g.wo_pad / COLS);
+    let units = chunks.div_ceil(2);
+    let shared = DisjointOut::new(out);
+    (0..units.div_ceil(UNITS_PER_TASK)).into_par_iter().for_each(|task| {
+        let first = task * UNITS_PER_TASK;
+        let last = (first + UNITS_PER_TASK).min(units);
+        // SAFETY: `available()` holds (asserted by `conv2d`); the tile configuration is this thread's.
+        unsafe { std::arch::asm!("ldtilecfg [{}]", in(reg) &CONFIG) };
+        for unit in first..last {
+            let pair = [2 * unit, (2 * unit + 1).min(chunks - 1)];
+            run_unit(pw, g, xb, bias_rows, pair, &shared);
+        }
+        unsafe { std::arch::asm!("tilerelease") };
+    });
+}
+
 /// One image into `xb`: `[row][channel pair][column]` of (even channel, odd channel) bfloat16
-/// words, `p` zero rows and columns around it, zero channels up to the padded count.
+/// words, `p` zero rows and columns around it, zero channels up to the padded count. Every word
+/// is written (the buffer is reused, its old contents are not zeros).
 fn convert(x: &[f32], c: usize, g: Geometry, relu: bool, xb: &mut Vec<u32>) {
     let hp = g.h + 2 * g.p;
-    xb.clear();
     xb.resize(hp * g.pairs * g.row_len, 0);
     xb.par_chunks_mut(g.pairs * g.row_len).enumerate().for_each(|(yy, row)| {
         if yy < g.p || yy >= g.h + g.p {
+            row.fill(0);
             return;
         }
         // SAFETY: AMX CPUs have AVX-512 (`available` checks it).
@@ -121,12 +134,19 @@ fn convert(x: &[f32], c: usize, g: Geometry, relu: bool, xb: &mut Vec<u32>) {
     });
 }
 
-/// Input row `y` of every channel pair into `row` (`[channel pair][column]`).
+/// Input row `y` of every channel pair into `row` (`[channel pair][column]`), padding zeroed.
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
 fn convert_row(x: &[f32], c: usize, g: Geometry, relu: bool, y: usize, row: &mut [u32]) {
     let plane = g.h * g.w;
-    for cp in 0..(c.div_ceil(2)) {
-        let dst = &mut row[cp * g.row_len + g.p..][..g.w];
+    for (cp, words) in row.chunks_exact_mut(g.row_len).enumerate() {
+        let (left, rest) = words.split_at_mut(g.p);
+        let (dst, right) = rest.split_at_mut(g.w);
+        left.fill(0);
+        right.fill(0);
+        if 2 * cp >= c {
+            dst.fill(0);
+            continue;
+        }
         let even = &x[2 * cp * plane + y * g.w..][..g.w];
         if 2 * cp + 1 < c {
             let odd = &x[(2 * cp + 1) * plane + y * g.w..][..g.w];

@@ -16,6 +16,15 @@ pub struct Taps {
 
 /// Arithmetic in the precision the reference library uses: with `f32` every result is rounded
 /// to single precision, which reproduces IEEE float32 arithmetic exactly for +, −, ×, ÷.
+/// Two taps per output, split by tap: output o reads `i0[o]` and `i1[o]` with `w0[o]`, `w1[o]`.
+pub(crate) struct TwoTaps {
+    pub n_in: usize,
+    pub i0: Vec<u32>,
+    pub i1: Vec<u32>,
+    pub w0: Vec<f32>,
+    pub w1: Vec<f32>,
+}
+
 #[derive(Clone, Copy)]
 struct Arith {
     f32: bool,
@@ -118,6 +127,20 @@ impl Taps {
             let c3 = a.sub(a.sub(a.sub(1.0, c0), c1), c2);
             (sx as i64 - 1, [c0, c1, c2, c3])
         })
+    }
+
+    /// These taps as two per output with float32 weights, when they are (bilinear; the
+    /// weights are float32 values already when made for float32 arithmetic).
+    pub(crate) fn two_taps(&self) -> Option<TwoTaps> {
+        let n = self.n_out();
+        if (0..n).any(|o| self.offsets[o + 1] - self.offsets[o] != 2)
+            || self.w.iter().any(|&w| w as f32 as f64 != w)
+        {
+            return None;
+        }
+        let pick = |k: usize| (0..n).map(|o| self.idx[2 * o + k]).collect();
+        let weight = |k: usize| (0..n).map(|o| self.w[2 * o + k] as f32).collect();
+        Some(TwoTaps { n_in: self.n_in, i0: pick(0), i1: pick(1), w0: weight(0), w1: weight(1) })
     }
 
     pub fn n_in(&self) -> usize {
