@@ -9,7 +9,7 @@
 //! in float32 (`tdpbf16ps`); results go straight into the NCHW output. A ReLU in front (the
 //! residual units' `conv(relu(x))`) is applied during the conversion.
 
-use super::{CONFIG, TILE_K, step, store};
+use super::{CONFIG, TILE_K, load, step, store};
 use crate::disjoint::DisjointOut;
 use crate::fastmath::bf16_bits;
 use rayon::prelude::*;
@@ -100,6 +100,44 @@ thread_local! {
     static CONVERTED: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// A strided convolution (the patch embedding, the head's stride-2 conv) as patches times the
+/// weight: per image the input patches as rows (k ordered (channel, ky, kx), the weight's own
+/// order, so `w` is the weight as o × c·k·k), one [`super::linear`] product, then transposed to
+/// channels first. Returns n × o × ho × wo.
+pub fn conv2d_strided(
+    x: &[f32],
+    (n, c, h, w): (usize, usize, usize, usize),
+    pw: &super::PackedWeight,
+    bias: Option<&[f32]>,
+    (k, p, stride): (usize, usize, usize),
+    relu: bool,
+) -> Vec<f32> {
+    let kdim = c * k * k;
+    assert!(x.len() == n * c * h * w && pw.k == kdim && stride > 0 && h + 2 * p >= k && w + 2 * p >= k);
+    let (ho, wo) = ((h + 2 * p - k) / stride + 1, (w + 2 * p - k) / stride + 1);
+    let (o, positions) = (pw.n, ho * wo);
+    let mut out = vec![0f32; n * o * positions];
+    let (mut patches, mut by_position) = (vec![0f32; positions * kdim], vec![0f32; positions * o]);
+    for (b, out) in out.chunks_exact_mut(o * positions).enumerate() {
+        let image = &x[b * c * h * w..][..c * h * w];
+        patches.par_chunks_mut(kdim).enumerate().for_each(|(pos, row)| {
+            let (oy, ox) = (pos / wo, pos % wo);
+            for (q, v) in row.iter_mut().enumerate() {
+                let (cc, ky, kx) = (q / (k * k), q / k % k, q % k);
+                let (yi, xi) =
+                    ((oy * stride + ky) as isize - p as isize, (ox * stride + kx) as isize - p as isize);
+                let inside = yi >= 0 && xi >= 0 && (yi as usize) < h && (xi as usize) < w;
+                *v = if inside { rect(image[(cc * h + yi as usize) * w + xi as usize], relu) } else { 0.0 };
+            }
+        });
+        super::linear(&patches, positions, pw, bias, &mut by_position);
+        out.par_chunks_exact_mut(positions).enumerate().for_each(|(oo, plane)| {
+            plane.iter_mut().enumerate().for_each(|(pos, v)| *v = by_position[pos * o + oo]);
+        });
+    }
+    out
+}
+
 /// One converted image times the packed weight into `out` (o × ho × wo).
 fn tiles(pw: &PackedConv, g: Geometry, xb: &[u32], bias_rows: &[f32], out: &mut [f32]) {
     let chunks = g.ho * (g.wo_pad / COLS);
@@ -187,16 +225,7 @@ fn run_unit(
         let bias0 = bias_rows[ob * OUT_BLOCK * COLS..].as_ptr();
         let bias1 = bias_rows[(ob * OUT_BLOCK + 16) * COLS..].as_ptr();
         // SAFETY: `bias_rows` holds whole 32-row blocks of 16 values (64-byte rows).
-        unsafe {
-            std::arch::asm!(
-                "tileloadd tmm0, [{b0} + {s}*1]",
-                "tileloadd tmm1, [{b0} + {s}*1]",
-                "tileloadd tmm2, [{b1} + {s}*1]",
-                "tileloadd tmm3, [{b1} + {s}*1]",
-                b0 = in(reg) bias0, b1 = in(reg) bias1, s = in(reg) 64usize,
-                options(nostack),
-            )
-        };
+        unsafe { load([bias0, bias0, bias1, bias1], 64) };
         for ky in 0..k {
             for kx in 0..k {
                 for cb in 0..c_pad / TILE_K {
@@ -215,27 +244,41 @@ fn run_unit(
                 }
             }
         }
-        let s = scratch.as_mut_ptr();
-        // SAFETY: four 16 × 16 float32 tiles into the 1024-value scratch.
-        unsafe { store([s, s.add(256), s.add(512), s.add(768)], 64) };
+        // each tile straight into the output when it is 16 whole rows (channels) of 16 whole
+        // columns, else through the scratch
         let plane = g.ho * g.wo;
+        let mut dst = [(std::ptr::null_mut(), 0usize, 0usize, 0usize); 4];
         for (t, half) in [(0, 0), (1, 0), (2, 16), (3, 16)] {
             let (y, x) = if t % 2 == 0 { (y0, x0) } else { (y1, x1) };
-            if t % 2 == 1 && pair[1] == pair[0] {
-                continue;
-            }
-            let cols = (g.wo - x.min(g.wo)).min(COLS);
-            for r in 0..16 {
+            let (first, cols) = (ob * OUT_BLOCK + half, (g.wo - x.min(g.wo)).min(COLS));
+            let whole = first + 16 <= o && cols == COLS && !(t % 2 == 1 && pair[1] == pair[0]);
+            let at = first * plane + y * g.wo + x;
+            dst[t] = if whole {
+                // SAFETY: the tile writes (first..first + 16, y, x..x + 16), this unit's alone.
+                (unsafe { out.at(at, 15 * plane + COLS) }, plane * 4, 0, 0)
+            } else {
+                (scratch[t * 256..].as_mut_ptr(), 64, rows_to_copy(first, o, cols, t, pair), cols)
+            };
+        }
+        // SAFETY: four 16 × 16 float32 tiles, into the 1024-value scratch or the output (above).
+        unsafe { store(dst.map(|d| d.0), dst.map(|d| d.1)) };
+        for (t, half) in [(0, 0), (1, 0), (2, 16), (3, 16)] {
+            let (y, x) = if t % 2 == 0 { (y0, x0) } else { (y1, x1) };
+            let (_, _, rows, cols) = dst[t];
+            for r in 0..rows {
                 let oo = ob * OUT_BLOCK + half + r;
-                if oo >= o || cols == 0 {
-                    break;
-                }
                 // SAFETY: output (oo, y, x..x + cols) belongs to this unit's chunk alone.
-                let dst = unsafe { out.region(oo * plane + y * g.wo + x, cols) };
-                dst.copy_from_slice(&scratch[t * 256 + r * 16..][..cols]);
+                let d = unsafe { out.region(oo * plane + y * g.wo + x, cols) };
+                d.copy_from_slice(&scratch[t * 256 + r * 16..][..cols]);
             }
         }
     }
+}
+
+/// Rows of a scratch tile that are real output: channels below `o`, none for a repeated chunk
+/// or one past the last column.
+fn rows_to_copy(first: usize, o: usize, cols: usize, t: usize, pair: [usize; 2]) -> usize {
+    if cols == 0 || (t % 2 == 1 && pair[1] == pair[0]) { 0 } else { o.saturating_sub(first).min(16) }
 }
 
 #[cfg(test)]
@@ -278,6 +321,35 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn strided_convolutions_are_the_bf16_convolution() {
+        if !super::super::available() {
+            eprintln!("NOT RUN: this CPU has no AMX-BF16 (the bf16 path keeps the float32 conv)");
+            return;
+        }
+        // a patch embedding (k = stride, no padding) and a padded stride-2 3×3 on odd sizes
+        for (n, c, h, w, o, k, p, stride, relu) in
+            [(2, 3, 28, 42, 40, 14, 0, 14, false), (1, 35, 9, 7, 33, 3, 1, 2, true)]
+        {
+            let x: Vec<f32> = (0..n * c * h * w).map(|i| ((i * 37 % 101) as f32 - 50.0) / 37.0).collect();
+            let wt: Vec<f32> = (0..o * c * k * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 41.0).collect();
+            let bias: Vec<f32> = (0..o).map(|i| i as f32 / 7.0 - 1.0).collect();
+            let packed = super::super::PackedWeight::new(&wt, o, c * k * k);
+            let got = conv2d_strided(&x, (n, c, h, w), &packed, Some(&bias), (k, p, stride), relu);
+            // the stride-1 reference, sampled at every stride-th output
+            let full = reference(&x, &wt, &bias, (n, c, h, w, o, k, p), relu);
+            let (hf, wf) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
+            let (ho, wo) = ((hf - 1) / stride + 1, (wf - 1) / stride + 1);
+            assert_eq!(got.len(), n * o * ho * wo);
+            let scale = full.iter().fold(1f32, |a, v| a.max(v.abs()));
+            for (i, a) in got.iter().enumerate() {
+                let (bo, y, xx) = (i / (ho * wo), i / wo % ho, i % wo);
+                let b = full[(bo * hf + y * stride) * wf + xx * stride];
+                assert!((a - b).abs() <= 1e-5 * scale, "{:?} at {i}: {a} vs {b}", (c, h, w, k, stride));
+            }
+        }
     }
 
     #[test]

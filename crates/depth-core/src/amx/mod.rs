@@ -14,7 +14,7 @@
 
 mod conv;
 
-pub use conv::{PackedConv, conv2d};
+pub use conv::{PackedConv, conv2d, conv2d_strided};
 
 use crate::disjoint::DisjointOut;
 use rayon::prelude::*;
@@ -148,10 +148,15 @@ const CONFIG: TileConfig = TileConfig {
 pub fn linear(x: &[f32], m: usize, w: &PackedWeight, bias: Option<&[f32]>, out: &mut [f32]) {
     let (n, k) = (w.n, w.k);
     assert!(available() && x.len() == m * k && out.len() == m * n && bias.is_none_or(|b| b.len() == n));
+    let bias = bias.map(|b| {
+        let mut padded = b.to_vec();
+        padded.resize(n.div_ceil(BLOCK) * BLOCK, 0.0);
+        padded
+    });
     out.par_chunks_mut(BLOCK * n).enumerate().for_each_init(Vec::new, |a, (mb, out)| {
         let rows = out.len() / n;
         load_rows(&x[mb * BLOCK * k..], rows, k, k, a);
-        product(a, rows, w, bias, out);
+        product(a, rows, w, bias.as_deref(), out);
     });
 }
 
@@ -180,18 +185,29 @@ fn load_rows_avx512(x: &[f32], rows: usize, ld: usize, k: usize, k_pad: usize, a
 }
 
 /// `out (rows × n) = A · Wᵀ [+ bias]` for the 32-row bfloat16 tiles `a` of [`load_rows`]
-/// (`rows` of them real), on this thread.
+/// (`rows` of them real), on this thread; `bias` padded with zeros to whole 32-column blocks.
+/// Whole 32 × 32 blocks go from the tiles straight into `out`, the bias is the tiles' start.
 fn product(a: &[u16], rows: usize, w: &PackedWeight, bias: Option<&[f32]>, out: &mut [f32]) {
     let (n, kb_n) = (w.n, w.k_blocks);
-    let k_pad = kb_n * TILE_K;
+    let (k_pad, blocks) = (kb_n * TILE_K, n.div_ceil(BLOCK));
     assert!(available() && rows <= BLOCK && a.len() == BLOCK * k_pad && out.len() == rows * n);
+    assert!(bias.is_none_or(|b| b.len() == blocks * BLOCK), "bias not padded to whole blocks");
     let mut c = [0f32; BLOCK * BLOCK];
     // SAFETY: `available()` holds (asserted); every tile load reads 16 rows of 64 bytes inside
-    // `a` (32 rows of k_pad values) or `w.tiles` (whole 512-value tiles), every store writes 16
-    // rows of 64 bytes inside `c` (32 × 32 values).
+    // `a` (32 rows of k_pad values), `w.tiles` (whole 512-value tiles) or the padded bias (one
+    // row of 16 values, stride 0), every store writes 16 rows of 64 bytes inside `c` (32 × 32
+    // values) or, for a whole block, inside `out` (32 rows of n ≥ (nb2 + 1) · 32 values).
     unsafe { std::arch::asm!("ldtilecfg [{}]", in(reg) &CONFIG) };
-    for nb2 in 0..n.div_ceil(BLOCK) {
-        unsafe { std::arch::asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3") };
+    for nb2 in 0..blocks {
+        match bias {
+            Some(b) => {
+                let p = b[nb2 * BLOCK..].as_ptr();
+                unsafe { load([p, p.add(16), p, p.add(16)], 0) }
+            }
+            None => unsafe {
+                std::arch::asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3")
+            },
+        }
         for kb in 0..kb_n {
             let a0 = a[kb * TILE_K..].as_ptr();
             let a1 = a[16 * k_pad + kb * TILE_K..].as_ptr();
@@ -199,19 +215,38 @@ fn product(a: &[u16], rows: usize, w: &PackedWeight, bias: Option<&[f32]>, out: 
             let b1 = w.tiles[((2 * nb2 + 1) * kb_n + kb) * 512..].as_ptr();
             unsafe { step([a0, a1], k_pad * 2, [b0, b1], 64) };
         }
-        let cp = c.as_mut_ptr();
-        unsafe { store([cp, cp.add(16), cp.add(16 * BLOCK), cp.add(16 * BLOCK + 16)], BLOCK * 4) };
         let cols = (n - nb2 * BLOCK).min(BLOCK);
+        if rows == BLOCK && cols == BLOCK {
+            let o = out[nb2 * BLOCK..].as_mut_ptr();
+            unsafe { store([o, o.add(16), o.add(16 * n), o.add(16 * n + 16)], [n * 4; 4]) };
+            continue;
+        }
+        let cp = c.as_mut_ptr();
+        unsafe { store([cp, cp.add(16), cp.add(16 * BLOCK), cp.add(16 * BLOCK + 16)], [BLOCK * 4; 4]) };
         for r in 0..rows {
-            let dst = &mut out[r * n + nb2 * BLOCK..][..cols];
-            let src = &c[r * BLOCK..][..cols];
-            match bias {
-                Some(b) => dst.iter_mut().zip(src).zip(&b[nb2 * BLOCK..]).for_each(|((d, s), b)| *d = s + b),
-                None => dst.copy_from_slice(src),
-            }
+            out[r * n + nb2 * BLOCK..][..cols].copy_from_slice(&c[r * BLOCK..][..cols]);
         }
     }
     unsafe { std::arch::asm!("tilerelease") };
+}
+
+/// tmm0..tmm3 (16 × 16 float32 each) from `c`, rows `sc` bytes apart (0: one row repeated).
+///
+/// # Safety
+/// As [`step`], with the 16 rows of 64 bytes of every tile inside its buffer.
+#[inline(always)]
+unsafe fn load(c: [*const f32; 4], sc: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        std::arch::asm!(
+            "tileloadd tmm0, [{c0} + {sc}*1]",
+            "tileloadd tmm1, [{c1} + {sc}*1]",
+            "tileloadd tmm2, [{c2} + {sc}*1]",
+            "tileloadd tmm3, [{c3} + {sc}*1]",
+            c0 = in(reg) c[0], c1 = in(reg) c[1], c2 = in(reg) c[2], c3 = in(reg) c[3], sc = in(reg) sc,
+            options(nostack),
+        )
+    }
 }
 
 /// One step of a 2 × 2 block of tiles: tmm0..tmm3 (the float32 sums of rows a0 × columns b0,
@@ -241,20 +276,21 @@ unsafe fn step<B>(a: [*const u16; 2], sa: usize, b: [*const B; 2], sb: usize) {
     }
 }
 
-/// tmm0..tmm3 (16 × 16 float32 each) to `c`, rows `sc` bytes apart.
+/// tmm0..tmm3 (16 × 16 float32 each) to `c`, each tile's rows `sc` bytes apart.
 ///
 /// # Safety
 /// As [`step`], with the 16 rows of 64 bytes of every tile inside its buffer.
 #[inline(always)]
-unsafe fn store(c: [*mut f32; 4], sc: usize) {
+unsafe fn store(c: [*mut f32; 4], sc: [usize; 4]) {
     // SAFETY: the caller's contract.
     unsafe {
         std::arch::asm!(
-            "tilestored [{c0} + {sc}*1], tmm0",
-            "tilestored [{c1} + {sc}*1], tmm1",
-            "tilestored [{c2} + {sc}*1], tmm2",
-            "tilestored [{c3} + {sc}*1], tmm3",
-            c0 = in(reg) c[0], c1 = in(reg) c[1], c2 = in(reg) c[2], c3 = in(reg) c[3], sc = in(reg) sc,
+            "tilestored [{c0} + {s0}*1], tmm0",
+            "tilestored [{c1} + {s1}*1], tmm1",
+            "tilestored [{c2} + {s2}*1], tmm2",
+            "tilestored [{c3} + {s3}*1], tmm3",
+            c0 = in(reg) c[0], c1 = in(reg) c[1], c2 = in(reg) c[2], c3 = in(reg) c[3],
+            s0 = in(reg) sc[0], s1 = in(reg) sc[1], s2 = in(reg) sc[2], s3 = in(reg) sc[3],
             options(nostack),
         )
     }
@@ -310,7 +346,8 @@ pub fn attention(
             p.resize(BLOCK * n_pad, 0);
             for (r, dst) in p.chunks_exact_mut(n_pad).enumerate() {
                 if r < rows {
-                    crate::fastmath::softmax_row_bf16(&mut s[r * n..][..n], scale, &mut dst[..n]);
+                    // SAFETY: AMX CPUs have AVX-512 and FMA (`available` checks them).
+                    unsafe { crate::fastmath::softmax_row_bf16(&mut s[r * n..][..n], scale, &mut dst[..n]) };
                     dst[n..].fill(0);
                 } else {
                     dst.fill(0);

@@ -5,7 +5,7 @@
 //! - Under bf16 autocast (`precision.rs`) input and weight go to bfloat16 for candle's conv2d
 //!   (on the CPU, which has no bf16 conv: rounded to bf16, convolved in float32), the result
 //!   back to float32 before the bias.
-//! - For inference under bf16 autocast on a CPU with AMX, stride 1 runs on bf16 tiles
+//! - For inference under bf16 autocast on a CPU with AMX, every conv runs on bf16 tiles
 //!   (`amx/conv.rs`), bias and ReLU included.
 //! - Stride > 1 (and other devices) use candle's conv2d. Its backward rebuilds the input gradient
 //!   with one `output_padding` for both dims, so when trailing input rows/columns go unread in
@@ -67,8 +67,8 @@ fn conv(
         };
     }
     let k = w.dim(2)?;
-    if stride == 1 && padding < k && crate::precision::amx_inference(&[x, w]) {
-        return amx_conv(x, w, bias, padding, relu_input);
+    if crate::precision::amx_inference(&[x, w]) && (stride > 1 || padding < k) {
+        return amx_conv(x, w, bias, padding, stride, relu_input);
     }
     let tiled = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && padding < k;
     if stride == 1 && tiled {
@@ -86,26 +86,50 @@ fn conv(
     }
 }
 
-/// bf16 autocast for inference on an AMX CPU: the stride-1 convolution on bf16 tiles, the
-/// weight packed once (as autocast runs `Conv2d` in bfloat16).
-fn amx_conv(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, padding: usize, relu: bool) -> Result<Tensor> {
+/// bf16 autocast for inference on an AMX CPU: the convolution on bf16 tiles, the weight packed
+/// once (as autocast runs `Conv2d` in bfloat16): stride 1 straight from the input, other
+/// strides (the patch embedding, the head's stride-2 conv) as patches times the weight.
+fn amx_conv(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+    stride: usize,
+    relu: bool,
+) -> Result<Tensor> {
     let (n, c, h, wd) = x.dims4()?;
     let (o, c2, k, k2) = w.dims4()?;
-    if c != c2 || k != k2 || h + 2 * padding < k || wd + 2 * padding < k {
+    if c != c2 || k != k2 || h + 2 * padding < k || wd + 2 * padding < k || stride == 0 {
         candle_core::bail!(
             "conv2d: input {:?}, kernel {:?}, padding {padding} not supported",
             x.dims(),
             w.dims()
         );
     }
-    let packed = crate::amx::packed(w.id(), || {
-        crate::amx::with_values(w, |wv| crate::amx::PackedConv::new(wv, o, c, k))
-    })?;
     let bias = bias.map(|b| crate::amx::with_values(b, <[f32]>::to_vec)).transpose()?;
-    let out = crate::amx::with_values(x, |xv| {
-        crate::amx::conv2d(xv, (n, h, wd), &packed, bias.as_deref(), padding, relu)
-    })?;
-    let (ho, wo) = (h + 2 * padding - k + 1, wd + 2 * padding - k + 1);
+    let (ho, wo) = ((h + 2 * padding - k) / stride + 1, (wd + 2 * padding - k) / stride + 1);
+    let out = if stride == 1 {
+        let packed = crate::amx::packed(w.id(), || {
+            crate::amx::with_values(w, |wv| crate::amx::PackedConv::new(wv, o, c, k))
+        })?;
+        crate::amx::with_values(x, |xv| {
+            crate::amx::conv2d(xv, (n, h, wd), &packed, bias.as_deref(), padding, relu)
+        })?
+    } else {
+        let packed = crate::amx::packed(w.id(), || {
+            crate::amx::with_values(w, |wv| crate::amx::PackedWeight::new(wv, o, c * k * k))
+        })?;
+        crate::amx::with_values(x, |xv| {
+            crate::amx::conv2d_strided(
+                xv,
+                (n, c, h, wd),
+                &packed,
+                bias.as_deref(),
+                (k, padding, stride),
+                relu,
+            )
+        })?
+    };
     Tensor::from_vec(out, (n, o, ho, wo), x.device())
 }
 
