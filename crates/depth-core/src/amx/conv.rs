@@ -28,7 +28,7 @@ pub struct PackedConv {
     c: usize,
     k: usize,
     c_pad: usize,
-    a: Vec<u16>,
+    a: super::Aligned<u16>,
 }
 
 impl PackedConv {
@@ -36,7 +36,8 @@ impl PackedConv {
         assert_eq!(w.len(), o * c * k * k, "conv weight of {o} × {c} × {k} × {k}");
         let c_pad = c.div_ceil(TILE_K) * TILE_K;
         let kdim = k * k * c_pad;
-        let mut a = vec![0u16; o.div_ceil(OUT_BLOCK) * OUT_BLOCK * kdim];
+        let mut aligned = super::Aligned::zeroed(o.div_ceil(OUT_BLOCK) * OUT_BLOCK * kdim);
+        let a = aligned.as_mut_slice();
         for oo in 0..o {
             for cc in 0..c {
                 for tap in 0..k * k {
@@ -44,7 +45,7 @@ impl PackedConv {
                 }
             }
         }
-        Self { o, c, k, c_pad, a }
+        Self { o, c, k, c_pad, a: aligned }
     }
 }
 
@@ -80,15 +81,16 @@ pub fn conv2d(
     let wo_pad = wo.div_ceil(COLS) * COLS;
     let g = Geometry { h, w, p, ho, wo, wo_pad, row_len: wo_pad + k - 1, pairs: pw.c_pad / 2 };
     // every output row's bias, each broadcast over a tile row of 16 columns
-    let mut bias_rows = vec![0f32; pw.a.len() / (k * k * pw.c_pad) * COLS];
+    let mut bias_rows = super::Aligned::zeroed(pw.a.as_slice().len() / (k * k * pw.c_pad) * COLS);
     if let Some(b) = bias {
-        bias_rows.chunks_mut(COLS).zip(b).for_each(|(r, &v)| r.fill(v));
+        bias_rows.as_mut_slice().chunks_mut(COLS).zip(b).for_each(|(r, &v)| r.fill(v));
     }
+    let bias_rows = bias_rows.as_slice();
     let mut out = vec![0f32; n * o * ho * wo];
     CONVERTED.with_borrow_mut(|xb| {
         for (b, out) in out.chunks_mut(o * ho * wo).enumerate() {
             convert(&x[b * c * h * w..][..c * h * w], c, g, relu, xb);
-            tiles(pw, g, xb, &bias_rows, out);
+            tiles(pw, g, xb, bias_rows, out);
         }
     });
     out
@@ -220,7 +222,8 @@ fn run_unit(
     let at = |chunk: usize| (chunk / per_row, chunk % per_row * COLS);
     let [(y0, x0), (y1, x1)] = pair.map(at);
     let stride_b = g.row_len * 4;
-    let mut scratch = [0f32; 4 * 256];
+    let mut scratch = super::Block([0f32; 4 * 256]);
+    let scratch = &mut scratch.0;
     for ob in 0..o.div_ceil(OUT_BLOCK) {
         let bias0 = bias_rows[ob * OUT_BLOCK * COLS..].as_ptr();
         let bias1 = bias_rows[(ob * OUT_BLOCK + 16) * COLS..].as_ptr();
@@ -230,8 +233,8 @@ fn run_unit(
             for kx in 0..k {
                 for cb in 0..c_pad / TILE_K {
                     let kk = (ky * k + kx) * c_pad + cb * TILE_K;
-                    let a0 = pw.a[ob * OUT_BLOCK * kdim + kk..].as_ptr();
-                    let a1 = pw.a[(ob * OUT_BLOCK + 16) * kdim + kk..].as_ptr();
+                    let a0 = pw.a.as_slice()[ob * OUT_BLOCK * kdim + kk..].as_ptr();
+                    let a1 = pw.a.as_slice()[(ob * OUT_BLOCK + 16) * kdim + kk..].as_ptr();
                     let b = |y: usize, x: usize| {
                         xb[((y + ky) * g.pairs + cb * 16) * g.row_len + x + kx..].as_ptr()
                     };

@@ -12,7 +12,10 @@
 //! granted this process the tile state (`arch_prctl(ARCH_REQ_XCOMP_PERM)`); elsewhere
 //! `available()` is false and callers keep their other path.
 
+mod aligned;
 mod conv;
+
+use aligned::Aligned;
 
 pub use conv::{PackedConv, conv2d, conv2d_strided};
 
@@ -66,7 +69,7 @@ pub struct PackedWeight {
     n: usize,
     k: usize,
     k_blocks: usize,
-    tiles: Vec<u16>,
+    tiles: Aligned<u16>,
 }
 
 impl PackedWeight {
@@ -77,12 +80,13 @@ impl PackedWeight {
     fn pack(n: usize, k: usize, at: impl Fn(usize, usize) -> f32) -> Self {
         let k_blocks = k.div_ceil(TILE_K);
         let n_pad = n.div_ceil(BLOCK) * BLOCK;
-        let mut tiles = vec![0u16; n_pad * k_blocks * TILE_K];
+        let mut tiles = Aligned::zeroed(n_pad * k_blocks * TILE_K);
+        let t = tiles.as_mut_slice();
         for col in 0..n {
             let (nb, c) = (col / 16, col % 16);
             for kk in 0..k {
                 let (kb, r, p) = (kk / TILE_K, (kk % TILE_K) / 2, kk % 2);
-                tiles[(nb * k_blocks + kb) * 512 + r * 32 + c * 2 + p] = bf16(at(col, kk));
+                t[(nb * k_blocks + kb) * 512 + r * 32 + c * 2 + p] = bf16(at(col, kk));
             }
         }
         Self { n, k, k_blocks, tiles }
@@ -125,6 +129,10 @@ pub fn with_values<R>(t: &candle_core::Tensor, f: impl FnOnce(&[f32]) -> R) -> c
     }
 }
 
+/// A 32 × 32 float32 block for tiles to be stored to, on a cache line.
+#[repr(C, align(64))]
+struct Block([f32; BLOCK * BLOCK]);
+
 /// 64-byte tile configuration: palette 1, every tile 16 rows of 64 bytes.
 #[repr(C, align(64))]
 struct TileConfig {
@@ -153,20 +161,20 @@ pub fn linear(x: &[f32], m: usize, w: &PackedWeight, bias: Option<&[f32]>, out: 
         padded.resize(n.div_ceil(BLOCK) * BLOCK, 0.0);
         padded
     });
-    out.par_chunks_mut(BLOCK * n).enumerate().for_each_init(Vec::new, |a, (mb, out)| {
+    out.par_chunks_mut(BLOCK * n).enumerate().for_each_init(Aligned::new, |a, (mb, out)| {
         let rows = out.len() / n;
         load_rows(&x[mb * BLOCK * k..], rows, k, k, a);
-        product(a, rows, w, bias.as_deref(), out);
+        product(a.as_slice(), rows, w, bias.as_deref(), (out, n));
     });
 }
 
 /// `rows` (≤ 32) rows of `k` values at stride `ld` from `x`, as bfloat16 left-operand tiles in
 /// `a`: 32 rows of the k padded to whole tiles, zeros past the data.
-fn load_rows(x: &[f32], rows: usize, ld: usize, k: usize, a: &mut Vec<u16>) {
+fn load_rows(x: &[f32], rows: usize, ld: usize, k: usize, a: &mut Aligned<u16>) {
     let k_pad = k.div_ceil(TILE_K) * TILE_K;
-    a.resize(BLOCK * k_pad, 0);
+    a.set_len(BLOCK * k_pad);
     // SAFETY: AMX CPUs have AVX-512 (`available` checks it).
-    unsafe { load_rows_avx512(x, rows, ld, k, k_pad, a) }
+    unsafe { load_rows_avx512(x, rows, ld, k, k_pad, a.as_mut_slice()) }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
@@ -184,19 +192,21 @@ fn load_rows_avx512(x: &[f32], rows: usize, ld: usize, k: usize, k_pad: usize, a
     }
 }
 
-/// `out (rows × n) = A · Wᵀ [+ bias]` for the 32-row bfloat16 tiles `a` of [`load_rows`]
-/// (`rows` of them real), on this thread; `bias` padded with zeros to whole 32-column blocks.
-/// Whole 32 × 32 blocks go from the tiles straight into `out`, the bias is the tiles' start.
-fn product(a: &[u16], rows: usize, w: &PackedWeight, bias: Option<&[f32]>, out: &mut [f32]) {
+/// `out (rows × n, rows ld apart) = A · Wᵀ [+ bias]` for the 32-row bfloat16 tiles `a` of
+/// [`load_rows`] (`rows` of them real), on this thread; `bias` padded with zeros to whole
+/// 32-column blocks. Whole 32 × 32 blocks go from the tiles straight into `out`, the bias is
+/// the tiles' start.
+fn product(a: &[u16], rows: usize, w: &PackedWeight, bias: Option<&[f32]>, (out, ld): (&mut [f32], usize)) {
     let (n, kb_n) = (w.n, w.k_blocks);
     let (k_pad, blocks) = (kb_n * TILE_K, n.div_ceil(BLOCK));
-    assert!(available() && rows <= BLOCK && a.len() == BLOCK * k_pad && out.len() == rows * n);
+    assert!(available() && rows <= BLOCK && a.len() == BLOCK * k_pad && ld >= n && out.len() == rows * ld);
     assert!(bias.is_none_or(|b| b.len() == blocks * BLOCK), "bias not padded to whole blocks");
-    let mut c = [0f32; BLOCK * BLOCK];
+    let mut c = Block([0f32; BLOCK * BLOCK]);
+    let tiles = w.tiles.as_slice();
     // SAFETY: `available()` holds (asserted); every tile load reads 16 rows of 64 bytes inside
     // `a` (32 rows of k_pad values), `w.tiles` (whole 512-value tiles) or the padded bias (one
     // row of 16 values, stride 0), every store writes 16 rows of 64 bytes inside `c` (32 × 32
-    // values) or, for a whole block, inside `out` (32 rows of n ≥ (nb2 + 1) · 32 values).
+    // values) or, for a whole block, inside `out` (32 rows ld apart, n ≥ (nb2 + 1) · 32).
     unsafe { std::arch::asm!("ldtilecfg [{}]", in(reg) &CONFIG) };
     for nb2 in 0..blocks {
         match bias {
@@ -211,20 +221,20 @@ fn product(a: &[u16], rows: usize, w: &PackedWeight, bias: Option<&[f32]>, out: 
         for kb in 0..kb_n {
             let a0 = a[kb * TILE_K..].as_ptr();
             let a1 = a[16 * k_pad + kb * TILE_K..].as_ptr();
-            let b0 = w.tiles[((2 * nb2) * kb_n + kb) * 512..].as_ptr();
-            let b1 = w.tiles[((2 * nb2 + 1) * kb_n + kb) * 512..].as_ptr();
+            let b0 = tiles[((2 * nb2) * kb_n + kb) * 512..].as_ptr();
+            let b1 = tiles[((2 * nb2 + 1) * kb_n + kb) * 512..].as_ptr();
             unsafe { step([a0, a1], k_pad * 2, [b0, b1], 64) };
         }
         let cols = (n - nb2 * BLOCK).min(BLOCK);
         if rows == BLOCK && cols == BLOCK {
             let o = out[nb2 * BLOCK..].as_mut_ptr();
-            unsafe { store([o, o.add(16), o.add(16 * n), o.add(16 * n + 16)], [n * 4; 4]) };
+            unsafe { store([o, o.add(16), o.add(16 * ld), o.add(16 * ld + 16)], [ld * 4; 4]) };
             continue;
         }
-        let cp = c.as_mut_ptr();
+        let cp = c.0.as_mut_ptr();
         unsafe { store([cp, cp.add(16), cp.add(16 * BLOCK), cp.add(16 * BLOCK + 16)], [BLOCK * 4; 4]) };
         for r in 0..rows {
-            out[r * n + nb2 * BLOCK..][..cols].copy_from_slice(&c[r * BLOCK..][..cols]);
+            out[r * ld + nb2 * BLOCK..][..cols].copy_from_slice(&c.0[r * BLOCK..][..cols]);
         }
     }
     unsafe { std::arch::asm!("tilerelease") };
@@ -262,11 +272,11 @@ unsafe fn step<B>(a: [*const u16; 2], sa: usize, b: [*const B; 2], sb: usize) {
     unsafe {
         std::arch::asm!(
             "tileloadd tmm4, [{a0} + {sa}*1]",
-            "tileloadd tmm5, [{a1} + {sa}*1]",
             "tileloadd tmm6, [{b0} + {sb}*1]",
-            "tileloadd tmm7, [{b1} + {sb}*1]",
             "tdpbf16ps tmm0, tmm4, tmm6",
+            "tileloadd tmm7, [{b1} + {sb}*1]",
             "tdpbf16ps tmm1, tmm4, tmm7",
+            "tileloadd tmm5, [{a1} + {sa}*1]",
             "tdpbf16ps tmm2, tmm5, tmm6",
             "tdpbf16ps tmm3, tmm5, tmm7",
             a0 = in(reg) a[0], a1 = in(reg) a[1], b0 = in(reg) b[0], b1 = in(reg) b[1],
@@ -336,26 +346,30 @@ pub fn attention(
         let at = |t: &Heads, i: usize, c: usize| t.data[t.row(h, i) + c];
         let kh = PackedWeight::pack(n, d, |col, kk| at(k, col, kk));
         let vh = PackedWeight::pack(d, n, |col, kk| at(v, kk, col));
-        let init = || (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let init = || (Aligned::new(), Aligned::new(), Aligned::new(), Aligned::new());
+        let n_pad = n.div_ceil(TILE_K) * TILE_K;
         (0..n.div_ceil(BLOCK)).into_par_iter().for_each_init(init, |(a, s, p, o), blk| {
             let rows = (n - blk * BLOCK).min(BLOCK);
             load_rows(&q.data[q.row(h, blk * BLOCK)..], rows, q.row_stride, d, a);
-            s.resize(rows * n, 0.0);
-            product(a, rows, &kh, None, s);
-            let n_pad = n.div_ceil(TILE_K) * TILE_K;
-            p.resize(BLOCK * n_pad, 0);
-            for (r, dst) in p.chunks_exact_mut(n_pad).enumerate() {
+            // the scores' rows padded to whole cache lines, so tiles store them aligned
+            s.set_len(rows * n_pad);
+            product(a.as_slice(), rows, &kh, None, (s.as_mut_slice(), n_pad));
+            p.set_len(BLOCK * n_pad);
+            let s = s.as_mut_slice();
+            for (r, dst) in p.as_mut_slice().chunks_exact_mut(n_pad).enumerate() {
                 if r < rows {
                     // SAFETY: AMX CPUs have AVX-512 and FMA (`available` checks them).
-                    unsafe { crate::fastmath::softmax_row_bf16(&mut s[r * n..][..n], scale, &mut dst[..n]) };
+                    unsafe {
+                        crate::fastmath::softmax_row_bf16(&mut s[r * n_pad..][..n], scale, &mut dst[..n])
+                    };
                     dst[n..].fill(0);
                 } else {
                     dst.fill(0);
                 }
             }
-            o.resize(rows * d, 0.0);
-            product(p, rows, &vh, None, o);
-            for (r, src) in o.chunks_exact(d).enumerate() {
+            o.set_len(rows * d);
+            product(p.as_slice(), rows, &vh, None, (o.as_mut_slice(), d));
+            for (r, src) in o.as_slice().chunks_exact(d).enumerate() {
                 let at = out_offsets[h] + (blk * BLOCK + r) * out_row_stride;
                 // SAFETY: row i of head h is written by this block alone (rows of distinct
                 // (head, query) pairs do not overlap: asserted above).
