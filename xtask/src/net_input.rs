@@ -62,7 +62,8 @@ pub(crate) struct NetInput {
     #[arg(long, default_value_t = DEFAULT_MAX_TOKENS, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub(crate) max_tokens: usize,
     /// f32, or bf16: the linear layers, attention and convolutions in bfloat16 (as
-    /// torch.autocast), the rest in float32. bf16 is for GPUs; on a CPU it is emulated (slower).
+    /// torch.autocast), the rest in float32. Fast on GPUs and on CPUs with AMX (bf16 tiles);
+    /// on other CPUs it is emulated (slower).
     #[arg(long, default_value_t = Precision::F32)]
     pub(crate) precision: Precision,
 }

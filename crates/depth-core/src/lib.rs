@@ -54,7 +54,7 @@ pub mod weights;
 pub use abs::abs;
 pub use attention::attention;
 pub use colormap::Colormap;
-pub use conv::{Conv2d, conv2d, conv2d_relu_input};
+pub use conv::{Conv2d, conv_transpose_stride_k, conv2d, conv2d_relu_input};
 pub use device::{DeviceSpec, local_rank};
 pub use error::{CoreError, Result};
 pub use gelu::gelu_erf;

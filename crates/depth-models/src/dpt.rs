@@ -6,7 +6,7 @@
 use crate::config::DptConfig;
 use crate::dinov2::LayerOutput;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, Init, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 use depth_core::Conv2d;
 use depth_core::Linear;
 
@@ -31,11 +31,16 @@ fn linear(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Linear> {
 }
 
 /// A k×k transposed conv with stride k (weight (in, out, k, k); PyTorch's fan_in is out·k²).
-fn conv_transpose(c: usize, k: usize, vb: VarBuilder) -> Result<ConvTranspose2d> {
+#[derive(Clone, Debug)]
+struct UpConv {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+fn conv_transpose(c: usize, k: usize, vb: VarBuilder) -> Result<UpConv> {
     let init = torch_default(c * k * k);
-    let cfg = ConvTranspose2dConfig { stride: k, padding: 0, output_padding: 0, dilation: 1 };
-    let w = vb.get_with_hints((c, c, k, k), "weight", init)?;
-    Ok(ConvTranspose2d::new(w, Some(vb.get_with_hints(c, "bias", init)?), cfg))
+    let weight = vb.get_with_hints((c, c, k, k), "weight", init)?;
+    Ok(UpConv { weight, bias: vb.get_with_hints(c, "bias", init)? })
 }
 
 fn upsample(x: &Tensor, size: (usize, usize)) -> Result<Tensor> {
@@ -45,7 +50,7 @@ fn upsample(x: &Tensor, size: (usize, usize)) -> Result<Tensor> {
 /// `resize_layers[i]`: ×4 and ×2 transposed convs, identity, and a stride-2 conv.
 #[derive(Clone, Debug)]
 enum Resize {
-    Up(ConvTranspose2d),
+    Up(UpConv),
     Identity,
     Down(Conv2d),
 }
@@ -53,7 +58,7 @@ enum Resize {
 impl Module for Resize {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Self::Up(c) => c.forward(x),
+            Self::Up(c) => depth_core::conv_transpose_stride_k(x, &c.weight, Some(&c.bias)),
             Self::Identity => Ok(x.clone()),
             Self::Down(c) => c.forward(x),
         }

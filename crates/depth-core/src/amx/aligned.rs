@@ -64,6 +64,8 @@ mod tests {
             assert!((a.as_slice().as_ptr() as usize).is_multiple_of(64), "len {len}");
         }
         let z = Aligned::<f32>::zeroed(100);
-        assert!(z.as_slice().iter().all(|&v| v == 0.0) && (z.as_slice().as_ptr() as usize).is_multiple_of(64));
+        assert!(
+            z.as_slice().iter().all(|&v| v == 0.0) && (z.as_slice().as_ptr() as usize).is_multiple_of(64)
+        );
     }
 }

@@ -140,6 +140,41 @@ pub fn conv2d_strided(
     out
 }
 
+/// A transposed convolution whose stride is its kernel size `k` (no padding: the DPT head's ×4
+/// and ×2 resizes): every input pixel's c values times the weight (c × o·k·k, packed with
+/// [`super::PackedWeight::from_kn`]) give its k × k block of every output channel, plus the
+/// bias. Returns n × o × h·k × w·k.
+pub fn conv_transpose_stride_k(
+    x: &[f32],
+    (n, c, h, w): (usize, usize, usize, usize),
+    pw: &super::PackedWeight,
+    (o, k): (usize, usize),
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    assert!(x.len() == n * c * h * w && pw.k == c && pw.n == o * k * k && bias.is_none_or(|b| b.len() == o));
+    let (positions, wide) = (h * w, o * k * k);
+    let mut out = vec![0f32; n * o * positions * k * k];
+    let (mut pixels, mut blocks) = (vec![0f32; positions * c], vec![0f32; positions * wide]);
+    for (b, out) in out.chunks_exact_mut(o * positions * k * k).enumerate() {
+        let image = &x[b * c * positions..][..c * positions];
+        pixels.par_chunks_mut(c).enumerate().for_each(|(pos, row)| {
+            row.iter_mut().enumerate().for_each(|(cc, v)| *v = image[cc * positions + pos]);
+        });
+        super::linear(&pixels, positions, pw, None, &mut blocks);
+        out.par_chunks_exact_mut(positions * k * k).enumerate().for_each(|(oo, plane)| {
+            let add = bias.map_or(0.0, |b| b[oo]);
+            for (r, line) in plane.chunks_exact_mut(w * k).enumerate() {
+                let (y, ky) = (r / k, r % k);
+                for (col, v) in line.iter_mut().enumerate() {
+                    let (xx, kx) = (col / k, col % k);
+                    *v = blocks[(y * w + xx) * wide + (oo * k + ky) * k + kx] + add;
+                }
+            }
+        });
+    }
+    out
+}
+
 /// One converted image times the packed weight into `out` (o × ho × wo).
 fn tiles(pw: &PackedConv, g: Geometry, xb: &[u32], bias_rows: &[f32], out: &mut [f32]) {
     let chunks = g.ho * (g.wo_pad / COLS);
@@ -351,6 +386,41 @@ mod tests {
                 let (bo, y, xx) = (i / (ho * wo), i / wo % ho, i % wo);
                 let b = full[(bo * hf + y * stride) * wf + xx * stride];
                 assert!((a - b).abs() <= 1e-5 * scale, "{:?} at {i}: {a} vs {b}", (c, h, w, k, stride));
+            }
+        }
+    }
+
+    #[test]
+    fn transposed_convolutions_are_the_bf16_transposed_convolution() {
+        if !super::super::available() {
+            eprintln!("NOT RUN: this CPU has no AMX-BF16 (the bf16 path keeps candle's transposed conv)");
+            return;
+        }
+        use candle_core::{Device, Tensor};
+        let r = |v: f32| f32::from_bits((super::super::bf16(v) as u32) << 16);
+        for (n, c, h, w, o, k) in [(2, 5, 3, 4, 7, 4), (1, 40, 6, 5, 33, 2)] {
+            let x: Vec<f32> = (0..n * c * h * w).map(|i| ((i * 37 % 101) as f32 - 50.0) / 37.0).collect();
+            let wt: Vec<f32> = (0..c * o * k * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 41.0).collect();
+            let bias: Vec<f32> = (0..o).map(|i| i as f32 / 7.0 - 1.0).collect();
+            let packed = super::super::PackedWeight::from_kn(&wt, c, o * k * k);
+            let got = conv_transpose_stride_k(&x, (n, c, h, w), &packed, (o, k), Some(&bias));
+            // candle's transposed conv of the bf16-rounded operands, in float32
+            let t = |v: &[f32], s: (usize, usize, usize, usize)| {
+                Tensor::from_vec(v.iter().map(|&v| r(v)).collect::<Vec<_>>(), s, &Device::Cpu).unwrap()
+            };
+            let want = t(&x, (n, c, h, w))
+                .conv_transpose2d(&t(&wt, (c, o, k, k)), 0, 0, k, 1)
+                .unwrap()
+                .broadcast_add(&Tensor::from_vec(bias.clone(), (1, o, 1, 1), &Device::Cpu).unwrap())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert_eq!(got.len(), want.len());
+            let scale = want.iter().fold(1f32, |a, v| a.max(v.abs()));
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() <= 1e-5 * scale, "{:?} at {i}: {a} vs {b}", (c, h, w, o, k));
             }
         }
     }

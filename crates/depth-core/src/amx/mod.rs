@@ -17,7 +17,7 @@ mod conv;
 
 use aligned::Aligned;
 
-pub use conv::{PackedConv, conv2d, conv2d_strided};
+pub use conv::{PackedConv, conv_transpose_stride_k, conv2d, conv2d_strided};
 
 use crate::disjoint::DisjointOut;
 use rayon::prelude::*;
@@ -75,6 +75,11 @@ pub struct PackedWeight {
 impl PackedWeight {
     pub fn new(w: &[f32], n: usize, k: usize) -> Self {
         Self::pack(n, k, |col, kk| w[col * k + kk])
+    }
+
+    /// The same for a right operand B given as k × n row-major (x·B).
+    pub fn from_kn(b: &[f32], k: usize, n: usize) -> Self {
+        Self::pack(n, k, |col, kk| b[kk * n + col])
     }
 
     fn pack(n: usize, k: usize, at: impl Fn(usize, usize) -> f32) -> Self {

@@ -133,6 +133,38 @@ fn amx_conv(
     Tensor::from_vec(out, (n, o, ho, wo), x.device())
 }
 
+/// PyTorch's `ConvTranspose2d` with stride = kernel size k and no padding (the DPT head's ×4 and
+/// ×2 resizes): x (B, C, H, W), w (C, O, k, k) → (B, O, H·k, W·k), plus the bias. candle's
+/// transposed conv; for inference under bf16 autocast on an AMX CPU, per-pixel products on
+/// bf16 tiles (autocast runs it in bfloat16 too).
+pub fn conv_transpose_stride_k(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (n, c, h, wd) = x.dims4()?;
+    let (c2, o, k, k2) = w.dims4()?;
+    if c != c2 || k != k2 || bias.is_some_and(|b| b.dims() != [o]) {
+        candle_core::bail!(
+            "conv_transpose: input {:?}, kernel {:?}, bias {:?}",
+            x.dims(),
+            w.dims(),
+            bias.map(Tensor::dims)
+        );
+    }
+    if crate::precision::amx_inference(&[x, w]) {
+        let packed = crate::amx::packed(w.id(), || {
+            crate::amx::with_values(w, |wv| crate::amx::PackedWeight::from_kn(wv, c, o * k * k))
+        })?;
+        let bias = bias.map(|b| crate::amx::with_values(b, <[f32]>::to_vec)).transpose()?;
+        let out = crate::amx::with_values(x, |xv| {
+            crate::amx::conv_transpose_stride_k(xv, (n, c, h, wd), &packed, (o, k), bias.as_deref())
+        })?;
+        return Tensor::from_vec(out, (n, o, h * k, wd * k), x.device());
+    }
+    let y = x.conv_transpose2d(w, 0, 0, k, 1)?;
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+        None => Ok(y),
+    }
+}
+
 /// candle's conv2d, with the stride > 1 input cut so that every window fits exactly.
 fn candle_conv(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
     if stride == 1 {

@@ -1,6 +1,9 @@
 //! The CPU kernel: a separable 2-D resampling of contiguous (…, H, W) planes, first along W
 //! into a float64 buffer, then along H (the order OpenCV uses), accumulating in float64.
-//! Its backward is the same op with both matrices transposed, so gradients of any order exist.
+//! Bilinear on float32 planes (two taps per output, the DPT head's resizes) takes a float32
+//! path in PyTorch's order instead: the float64 plane cost more than the head's convolutions
+//! under bf16. Its backward is the same op with both matrices transposed, so gradients of any
+//! order exist.
 
 use super::taps::{Taps, TwoTaps};
 use crate::float::{Float, Kernel, dispatch};
