@@ -188,6 +188,21 @@ fn strided_conv_matches_candle_forward_and_has_exact_gradients_on_every_size() {
 }
 
 #[test]
+fn transposed_conv_is_candles_with_the_bias_and_gradients_match_finite_differences() {
+    let (w, b) = (randn(&[3, 4, 2, 2]), randn(&[4]));
+    let x = randn(&[2, 3, 3, 5]);
+    let ours = depth_core::conv_transpose_stride_k(&x, &w, Some(&b)).unwrap();
+    assert_eq!(ours.dims(), [2, 4, 6, 10]);
+    let theirs =
+        x.conv_transpose2d(&w, 0, 0, 2, 1).unwrap().broadcast_add(&b.reshape((1, 4, 1, 1)).unwrap()).unwrap();
+    assert_eq!(rel_err(&ours, &theirs), 0.0);
+    finite_difference_check(&x, |x| depth_core::conv_transpose_stride_k(x, &w, Some(&b)).unwrap(), 1e-6);
+    // a bias of the wrong length, a kernel of the wrong channels: errors, not panics
+    assert!(depth_core::conv_transpose_stride_k(&x, &w, Some(&randn(&[3]))).is_err());
+    assert!(depth_core::conv_transpose_stride_k(&x, &randn(&[2, 4, 2, 2]), None).is_err());
+}
+
+#[test]
 fn tiled_conv_matches_candle_and_has_exact_gradients() {
     for (c, o, k, p, h, w) in
         [(3, 4, 3, 1, 5, 7), (2, 3, 1, 0, 4, 3), (3, 2, 3, 0, 6, 5), (2, 2, 3, 2, 3, 4), (4, 5, 3, 1, 40, 37)]

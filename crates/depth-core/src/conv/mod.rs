@@ -7,6 +7,8 @@
 //!   back to float32 before the bias.
 //! - For inference under bf16 autocast on a CPU with AMX, every conv runs on bf16 tiles
 //!   (`amx/conv.rs`), bias and ReLU included.
+//! - `conv_transpose_stride_k` (the DPT head's ×4 and ×2 resizes) is candle's transposed conv,
+//!   or per-pixel products on bf16 tiles for inference under bf16 on an AMX CPU.
 //! - Stride > 1 (and other devices) use candle's conv2d. Its backward rebuilds the input gradient
 //!   with one `output_padding` for both dims, so when trailing input rows/columns go unread in
 //!   one dim but not the other (a 3×3 stride-2 conv on 37×56, the patch grid of a 518×784
