@@ -203,6 +203,20 @@ fn transposed_conv_is_candles_with_the_bias_and_gradients_match_finite_differenc
 }
 
 #[test]
+fn a_bias_of_the_wrong_length_is_an_error_under_bf16_inference_too() {
+    // under bf16 on an AMX CPU the conv takes the tile route, which checks the bias itself
+    let x = Tensor::randn(0f32, 1.0, (1, 3, 6, 6), &Device::Cpu).unwrap();
+    let w = Tensor::randn(0f32, 1.0, (4, 3, 3, 3), &Device::Cpu).unwrap();
+    let bad = Tensor::zeros(5, DType::F32, &Device::Cpu).unwrap();
+    for stride in [1, 2] {
+        let r = depth_core::autocast(depth_core::Precision::Bf16, || {
+            depth_core::conv2d(&x, &w, Some(&bad), 1, stride)
+        });
+        assert!(r.is_err(), "stride {stride}");
+    }
+}
+
+#[test]
 fn tiled_conv_matches_candle_and_has_exact_gradients() {
     for (c, o, k, p, h, w) in
         [(3, 4, 3, 1, 5, 7), (2, 3, 1, 0, 4, 3), (3, 2, 3, 0, 6, 5), (2, 2, 3, 2, 3, 4), (4, 5, 3, 1, 40, 37)]

@@ -63,10 +63,7 @@ fn conv(
             let x = if relu_input { crate::relu::relu(x)? } else { x.clone() };
             candle_conv(&x.to_dtype(low)?, &w.to_dtype(low)?, padding, stride)?.to_dtype(x.dtype())?
         };
-        return match bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
-            None => Ok(y),
-        };
+        return add_bias(y, bias);
     }
     let k = w.dim(2)?;
     if crate::precision::amx_inference(&[x, w]) && (stride > 1 || padding < k) {
@@ -81,7 +78,11 @@ fn conv(
         return x.contiguous()?.apply_op3(&w.contiguous()?, &b, tiled::TiledConv2d { padding, relu_input });
     }
     let x = &if relu_input { crate::relu::relu(x)? } else { x.clone() };
-    let y = candle_conv(x, w, padding, stride)?;
+    add_bias(candle_conv(x, w, padding, stride)?, bias)
+}
+
+/// `y` (B, O, H, W) plus a per-channel bias (O), broadcast.
+fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match bias {
         Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
         None => Ok(y),
@@ -101,11 +102,13 @@ fn amx_conv(
 ) -> Result<Tensor> {
     let (n, c, h, wd) = x.dims4()?;
     let (o, c2, k, k2) = w.dims4()?;
-    if c != c2 || k != k2 || h + 2 * padding < k || wd + 2 * padding < k || stride == 0 {
+    let bad_bias = bias.is_some_and(|b| b.dims() != [o]);
+    if c != c2 || k != k2 || h + 2 * padding < k || wd + 2 * padding < k || stride == 0 || bad_bias {
         candle_core::bail!(
-            "conv2d: input {:?}, kernel {:?}, padding {padding} not supported",
+            "conv2d: input {:?}, kernel {:?}, bias {:?}, padding {padding} not supported",
             x.dims(),
-            w.dims()
+            w.dims(),
+            bias.map(Tensor::dims)
         );
     }
     let bias = bias.map(|b| crate::amx::with_values(b, <[f32]>::to_vec)).transpose()?;
@@ -160,11 +163,7 @@ pub fn conv_transpose_stride_k(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) ->
         })?;
         return Tensor::from_vec(out, (n, o, h * k, wd * k), x.device());
     }
-    let y = x.conv_transpose2d(w, 0, 0, k, 1)?;
-    match bias {
-        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
-        None => Ok(y),
-    }
+    add_bias(x.conv_transpose2d(w, 0, 0, k, 1)?, bias)
 }
 
 /// candle's conv2d, with the stride > 1 input cut so that every window fits exactly.
