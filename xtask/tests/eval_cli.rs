@@ -2,11 +2,14 @@
 //! RGB-D frames give the numbers of direct depth-eval calls, a model run writes its report and
 //! pictures, a missing benchmark fails with the way to get it, and the feature views are written.
 
+mod common;
+
+use common::xtask;
 use depth_core::config::ConfigFile;
 use depth_data::TargetKind;
 use depth_eval::{Alignment, EvalConfig, Metrics, align};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn fixtures() -> PathBuf {
     depth_core::fixtures::fixtures_dir().expect("shared fixtures are required")
@@ -14,14 +17,6 @@ fn fixtures() -> PathBuf {
 
 fn config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/eval.toml")
-}
-
-fn xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("run xtask")
 }
 
 /// `xtask eval --config configs/eval.toml ARGS`.

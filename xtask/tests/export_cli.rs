@@ -7,27 +7,12 @@
 //! NOT RUN for those checks. The official class runs only where `DEPTH_OFFICIAL_REPO` names a
 //! clone of its repository.
 
+mod common;
+
+use common::{ok, xtask};
 use depth_models::WeightsSource;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("run xtask")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "xtask failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use std::process::Command;
 
 /// A student of `tests/data/tiny_train.toml` trained 2 steps, with the official ViT-S or the
 /// config's tiny ViT.

@@ -4,7 +4,7 @@
 //! written out. Backward recomputes the probabilities and applies the exact formulas. Off the
 //! CPU, and under bf16 autocast (`precision.rs`: the products in bfloat16, the softmax in
 //! float32), it is the composed (differentiable) candle ops; for inference under bf16 on a CPU
-//! with AMX, the same blocks on bf16 tiles (`amx.rs`).
+//! with AMX, the same blocks on bf16 tiles (`amx/`).
 
 use crate::error::{CoreError, Result};
 use crate::float::{Float, Kernel, dispatch};

@@ -97,20 +97,25 @@ fn layer_norm_body(y: &mut [f32], x: &[f32], g: &[f32], b: &[f32], eps: f32) {
     }
 }
 
+/// The largest value of `row` (NaNs skipped; −∞ for an empty row), over 16 lanes. A maximum is
+/// exact in any order, so every softmax gets the same value whatever the lane count.
+#[inline(always)]
+fn row_max(row: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for i in 0..16 {
+            m[i] = if c[i] > m[i] { c[i] } else { m[i] };
+        }
+    }
+    chunks.remainder().iter().chain(&m).fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a })
+}
+
 /// In place: row ← softmax(scale · row). The exponentials are one element-wise pass (as wide
 /// as the CPU's vectors), the sum the 8-lane order of [`sum8`]: the same bits on every build.
 #[inline(always)]
 fn softmax_row_body(row: &mut [f32], scale: f32) {
-    let mut m = [f32::NEG_INFINITY; 8];
-    let mut chunks = row.chunks_exact(8);
-    for c in &mut chunks {
-        for i in 0..8 {
-            m[i] = if c[i] > m[i] { c[i] } else { m[i] };
-        }
-    }
-    let mut max = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
-    max = m.iter().fold(max, |a, &b| if b > a { b } else { a });
-    let shift = max * scale;
+    let shift = row_max(row) * scale;
     row.iter_mut().for_each(|v| *v = exp_f32(*v * scale - shift));
     let inv = 1.0 / sum8(row, |v| v);
     row.iter_mut().for_each(|v| *v *= inv);
@@ -124,15 +129,7 @@ fn softmax_row_body(row: &mut [f32], scale: f32) {
 /// The CPU has AVX-512F and FMA.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub unsafe fn softmax_row_bf16(row: &mut [f32], scale: f32, out: &mut [u16]) {
-    let mut m = [f32::NEG_INFINITY; 16];
-    let mut chunks = row.chunks_exact(16);
-    for c in &mut chunks {
-        for i in 0..16 {
-            m[i] = if c[i] > m[i] { c[i] } else { m[i] };
-        }
-    }
-    let max = chunks.remainder().iter().chain(&m).fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
-    let shift = max * scale;
+    let shift = row_max(row) * scale;
     let mut acc = [0f32; 16];
     let mut chunks = row.chunks_exact_mut(16);
     for c in &mut chunks {

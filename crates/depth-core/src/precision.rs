@@ -90,7 +90,7 @@ pub(crate) fn lowered(x: &Tensor) -> Option<DType> {
 }
 
 /// bf16 autocast of inference (no operand needs a gradient) on a CPU with AMX: the products of
-/// the linear layers, of attention and of the stride-1 convolutions go to AMX tiles (`amx/`).
+/// the linear layers, of attention and of the convolutions go to AMX tiles (`amx/`).
 pub(crate) fn amx_inference(operands: &[&Tensor]) -> bool {
     lowered(operands[0]).is_some()
         && operands.iter().all(|t| t.device().is_cpu() && !t.track_op())

@@ -2,7 +2,7 @@
 //! a bfloat16 matrix product runs on tile units many times faster than float32 FMAs, which is
 //! how PyTorch's CPU autocast gets its bf16 speed (through oneDNN). Under bf16 autocast, for
 //! inference on such a CPU, `linear.rs` sends `x·Wᵀ` here, `attention.rs` both products of
-//! attention and `conv/` the stride-1 convolutions (`conv.rs` here): operands rounded to
+//! attention and `conv/` every convolution, transposed ones too (`conv.rs` here): operands rounded to
 //! bfloat16 (nearest even, as PyTorch's conversion), weights packed once into AMX's tile
 //! layouts and kept per weight tensor (inference reuses its weights: the packing is paid once),
 //! products summed in float32 by `tdpbf16ps`, biases added in float32; activations are read
@@ -57,9 +57,10 @@ pub fn available() -> bool {
     })
 }
 
-/// float32 → bfloat16 bits, round to nearest even (a NaN stays a NaN), as PyTorch converts.
+/// float32 → bfloat16 bits, round to nearest even (a NaN stays a NaN), as PyTorch converts
+/// (`fastmath::bf16_bits`, the one rounding every tile operand goes through).
 pub fn bf16(x: f32) -> u16 {
-    half::bf16::from_f32(x).to_bits()
+    crate::fastmath::bf16_bits(x) as u16
 }
 
 /// A weight W (n × k, row-major) as Wᵀ in AMX tiles: per 16-column block and 32-deep k block

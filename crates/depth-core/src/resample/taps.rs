@@ -14,8 +14,6 @@ pub struct Taps {
     w: Vec<f64>,
 }
 
-/// Arithmetic in the precision the reference library uses: with `f32` every result is rounded
-/// to single precision, which reproduces IEEE float32 arithmetic exactly for +, −, ×, ÷.
 /// Two taps per output, split by tap: output o reads `i0[o]` and `i1[o]` with `w0[o]`, `w1[o]`.
 pub(crate) struct TwoTaps {
     pub n_in: usize,
@@ -25,6 +23,8 @@ pub(crate) struct TwoTaps {
     pub w1: Vec<f32>,
 }
 
+/// Arithmetic in the precision the reference library uses: with `f32` every result is rounded
+/// to single precision, which reproduces IEEE float32 arithmetic exactly for +, −, ×, ÷.
 #[derive(Clone, Copy)]
 struct Arith {
     f32: bool,
