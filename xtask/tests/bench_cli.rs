@@ -36,6 +36,10 @@ fn lists_every_case_and_refuses_unknown_ones() {
         "infer/vitb/518x784/b4",
         "train/vits/266/b2",
         "train/vits/518/b1",
+        // the GPU set (`--device cuda` without --cases)
+        "infer/vitl/518x518/b1",
+        "infer/vitl/518x518/b16",
+        "train/vits/518/b16",
     ] {
         assert!(names.lines().any(|l| l == want), "{want} missing from {names}");
     }

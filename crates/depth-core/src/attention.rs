@@ -4,7 +4,8 @@
 //! written out. Backward recomputes the probabilities and applies the exact formulas. Off the
 //! CPU, and under bf16 autocast (`precision.rs`: the products in bfloat16, the softmax in
 //! float32), it is the composed (differentiable) candle ops; for inference under bf16 on a CPU
-//! with AMX, the same blocks on bf16 tiles (`amx/`).
+//! with AMX, the same blocks on bf16 tiles (`amx/`); on CUDA with the fused kernels switched on
+//! (`device::fused_route`), flash-style kernels forward and backward (`cuda/`).
 
 use crate::error::{CoreError, Result};
 use crate::float::{Float, Kernel, dispatch};
@@ -13,6 +14,8 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 const BLOCK: usize = 64;
+/// The head dimension the fused CUDA kernel takes (every DINOv2 size has 64).
+const FUSED_HEAD_DIM: usize = 64;
 
 /// `softmax(scale · q kᵀ) v` for q, k, v of shape (…, N, D) (same leading dims).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
@@ -21,6 +24,9 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tenso
             "attention",
             format!("q {:?}, k {:?}, v {:?} must have one shape (…, N, D)", q.dims(), k.dims(), v.dims()),
         ));
+    }
+    if crate::device::fused_route(q) && q.dim(candle_core::D::Minus1)? == FUSED_HEAD_DIM {
+        return fused_cuda_attention(q, k, v, scale);
     }
     if crate::precision::amx_inference(&[q, k, v]) {
         // bf16 autocast for inference on an AMX CPU: both products on bf16 tiles
@@ -39,6 +45,22 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tenso
     }
     let op = Attention { scale };
     Ok(q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)?)
+}
+
+/// The fused CUDA kernel (flash-style, head dimension 64): float32, or bfloat16 under bf16
+/// autocast (the inputs rounded to bfloat16 as autocast's products take them, the softmax and
+/// both sums in float32 inside the kernel, the output widened back).
+fn fused_cuda_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    let low = crate::precision::lowered(q);
+    let prep = |t: &Tensor| -> Result<Tensor> {
+        let t = match low {
+            Some(dt) => t.to_dtype(dt)?,
+            None => t.to_dtype(q.dtype())?,
+        };
+        Ok(t.contiguous()?)
+    };
+    let out = prep(q)?.apply_op3(&prep(k)?, &prep(v)?, Attention { scale })?;
+    Ok(if low.is_some() { out.to_dtype(q.dtype())? } else { out })
 }
 
 /// The AMX route: q, k and v read where they lie (the heads of a permuted qkv projection are
@@ -151,15 +173,36 @@ impl CustomOp3 for Attention {
         Ok((dispatch(self.name(), &kernel, &[(s1, l1), (s2, l2), (s3, l3)])?, l1.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (n, _) = rows_and_width(l1)?;
+        Ok((crate::cuda::flash_fwd((s1, l1), (s2, l2), (s3, l3), n, self.scale)?, l1.shape().clone()))
+    }
+
     /// P = softmax(s Q Kᵀ); dV = Pᵀ dO; dS = P ⊙ (dO Vᵀ − rowsum(P ⊙ dO Vᵀ)); dQ = s dS K; dK = s dSᵀ Q.
     fn bwd(
         &self,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        _out: &Tensor,
+        out: &Tensor,
         d_out: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if q.device().is_cuda() {
+            // the fused kernels: q, k, v stacked as one input, dq, dk, dv stacked as the output
+            let qkv = Tensor::stack(&[q.detach(), k.detach(), v.detach()], 0)?;
+            let bwd = AttentionBwd { scale: self.scale };
+            let g = qkv.apply_op3_no_bwd(&out.contiguous()?, &d_out.contiguous()?, &bwd)?;
+            return Ok((Some(g.get(0)?), Some(g.get(1)?), Some(g.get(2)?)));
+        }
         let (q, k, v) = (q.detach(), k.detach(), v.detach());
         let p = crate::softmax::softmax_last_dim(&(q.matmul(&k.t()?)? * self.scale)?)?.detach();
         let d_out = d_out.contiguous()?;
@@ -169,5 +212,55 @@ impl CustomOp3 for Attention {
         let dq = (ds.matmul(&k)? * self.scale)?;
         let dk = (ds.t()?.matmul(&q)? * self.scale)?;
         Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
+/// (N, D) of a (…, N, D) layout, D being the fused kernel's head dimension.
+#[cfg(feature = "cuda")]
+fn rows_and_width(l: &Layout) -> candle_core::Result<(usize, usize)> {
+    let dims = l.shape().dims();
+    let (n, d) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+    if d != FUSED_HEAD_DIM {
+        candle_core::bail!("depth-attention: the CUDA kernel takes head dimension {FUSED_HEAD_DIM}, got {d}");
+    }
+    Ok((n, d))
+}
+
+/// The fused CUDA backward: from q, k, v stacked (3, …, N, 64), the output and its gradient, to
+/// dq, dk, dv stacked the same way. CUDA only (the CPU backward is the composed one above).
+struct AttentionBwd {
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    scale: f64,
+}
+
+impl CustomOp3 for AttentionBwd {
+    fn name(&self) -> &'static str {
+        "depth-attention-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        candle_core::bail!("depth-attention-bwd is the CUDA kernels' backward; the CPU has its own")
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (n, _) = rows_and_width(l1)?;
+        Ok((crate::cuda::flash_bwd((s1, l1), (s2, l2), (s3, l3), n, self.scale)?, l1.shape().clone()))
     }
 }

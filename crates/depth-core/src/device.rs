@@ -7,6 +7,7 @@ use crate::error::{CoreError, Result};
 use candle_core::Device;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// A device as the user names it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -103,6 +104,46 @@ pub fn local_rank_from(var: impl Fn(&str) -> Option<String>) -> Result<usize> {
     Ok(0)
 }
 
+/// Whether LayerNorm, softmax, GELU and attention on CUDA tensors run depth-core's fused
+/// kernels (`cuda/`) instead of the composed candle ops. Off unless `DEPTH_CUDA_KERNELS=fused`
+/// or [`set_fused_cuda_kernels`] says so: the composed path is the one checked on an H100, the
+/// fused kernels are unverified until a device run has compared them with the CPU (docs/gpu.md).
+pub fn fused_cuda_kernels() -> bool {
+    match FUSED.load(Ordering::Relaxed) {
+        UNSET => {
+            let on = says_fused(std::env::var("DEPTH_CUDA_KERNELS").ok().as_deref());
+            FUSED.store(if on { ON } else { OFF }, Ordering::Relaxed);
+            on
+        }
+        v => v == ON,
+    }
+}
+
+/// `DEPTH_CUDA_KERNELS`'s value: `fused` (any case) turns them on; anything else, or unset, off.
+fn says_fused(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("fused"))
+}
+
+/// Turns the fused CUDA kernels on or off for the whole process (see [`fused_cuda_kernels`]).
+pub fn set_fused_cuda_kernels(on: bool) {
+    FUSED.store(if on { ON } else { OFF }, Ordering::Relaxed);
+}
+
+const UNSET: u8 = 0;
+const OFF: u8 = 1;
+const ON: u8 = 2;
+static FUSED: AtomicU8 = AtomicU8::new(UNSET);
+
+/// The fused kernels take this tensor: a CUDA build, a non-empty CUDA tensor of float32 or
+/// bfloat16, and the switch on.
+pub(crate) fn fused_route(t: &candle_core::Tensor) -> bool {
+    cfg!(feature = "cuda")
+        && t.device().is_cuda()
+        && t.elem_count() > 0
+        && matches!(t.dtype(), candle_core::DType::F32 | candle_core::DType::BF16)
+        && fused_cuda_kernels()
+}
+
 #[cfg(feature = "cuda")]
 fn cuda(ordinal: usize) -> Result<Device> {
     Device::new_cuda(ordinal).map_err(|e| CoreError::Device {
@@ -156,6 +197,20 @@ mod tests {
         assert_eq!(toml::to_string(&c).unwrap().trim(), "device = \"cuda:2\"");
         let err = toml::from_str::<C>("device = \"gpu\"").unwrap_err().to_string();
         assert!(err.contains("unknown device 'gpu'"), "{err}");
+    }
+
+    #[test]
+    fn the_fused_cuda_kernels_switch() {
+        assert!(says_fused(Some("fused")) && says_fused(Some(" FUSED ")));
+        assert!(!says_fused(None) && !says_fused(Some("composed")) && !says_fused(Some("1")));
+        let before = fused_cuda_kernels();
+        set_fused_cuda_kernels(true);
+        assert!(fused_cuda_kernels());
+        // a CPU tensor never takes the CUDA kernels, whatever the switch says
+        assert!(!fused_route(&candle_core::Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu).unwrap()));
+        set_fused_cuda_kernels(false);
+        assert!(!fused_cuda_kernels());
+        set_fused_cuda_kernels(before);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! the graph; its composed `layer_norm_slow` is twice as slow. This op runs one fused pass
 //! forward (float32: vectorised, float32 accumulation like PyTorch; float64: exact) and one fused
 //! pass backward (dx, dγ and dβ together, accumulated in float64). Off the CPU it falls back to
-//! the composed (differentiable) candle ops.
+//! the composed (differentiable) candle ops, or with the fused CUDA kernels switched on
+//! (`device::fused_route`) to the same op's `cuda_fwd` (`cuda/`).
 
 use crate::error::{CoreError, Result};
 use crate::float::{Float, Kernel, dispatch, moments};
@@ -23,7 +24,7 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result
             ),
         ));
     }
-    if !x.device().is_cpu() {
+    if !x.device().is_cpu() && !crate::device::fused_route(x) {
         return Ok(candle_nn::ops::layer_norm_slow(x, gamma, beta, eps as f32)?);
     }
     Ok(x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, LayerNorm { eps })?)
@@ -115,6 +116,19 @@ impl CustomOp3 for LayerNorm {
         Ok((dispatch(self.name(), self, &[(s1, l1), (s2, l2), (s3, l3)])?, l1.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        Ok((crate::cuda::layer_norm((s1, l1), (s2, l2), (s3, l3), self.eps)?, l1.shape().clone()))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -150,5 +164,20 @@ impl CustomOp3 for LayerNormBwd {
         let d = l2.shape().elem_count();
         let rows = l1.shape().elem_count() / d;
         Ok((dispatch(self.name(), self, &[(s1, l1), (s2, l2), (s3, l3)])?, Shape::from((rows + 2, d))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let d = l2.shape().elem_count();
+        let rows = l1.shape().elem_count() / d;
+        Ok((crate::cuda::layer_norm_bwd((s1, l1), (s2, l2), (s3, l3), self.eps)?, Shape::from((rows + 2, d))))
     }
 }

@@ -1,6 +1,7 @@
 //! Softmax over the last dim, fused and differentiable (candle's fused `softmax_last_dim`
 //! detaches the graph). Forward is one pass per row; backward `dx = y ⊙ (dy − Σ dy ⊙ y)` is one
-//! fused pass too. Off the CPU it falls back to candle's composed, differentiable softmax.
+//! fused pass too. Off the CPU it falls back to candle's composed, differentiable softmax, or with
+//! the fused CUDA kernels switched on (`device::fused_route`) runs this op's `cuda_fwd` (`cuda/`).
 
 use crate::error::Result;
 use crate::float::{Float, Kernel, dispatch};
@@ -9,7 +10,7 @@ use rayon::prelude::*;
 
 /// Softmax over the last dimension.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if !x.device().is_cpu() {
+    if !x.device().is_cpu() && !crate::device::fused_route(x) {
         return Ok(candle_nn::ops::softmax(x, D::Minus1)?);
     }
     Ok(x.contiguous()?.apply_op1(Softmax)?)
@@ -60,6 +61,15 @@ impl CustomOp1 for Softmax {
         Ok((dispatch(self.name(), &Rows(last_dim(l)), &[(s, l)])?, l.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        Ok((crate::cuda::softmax((s, l), last_dim(l))?, l.shape().clone()))
+    }
+
     fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(y.apply_op2_no_bwd(&dy.contiguous()?, &SoftmaxBwd)?))
     }
@@ -81,5 +91,16 @@ impl CustomOp2 for SoftmaxBwd {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         Ok((dispatch(self.name(), &GradRows(last_dim(l1)), &[(s1, l1), (s2, l2)])?, l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        Ok((crate::cuda::softmax_bwd((s1, l1), (s2, l2), last_dim(l1))?, l1.shape().clone()))
     }
 }

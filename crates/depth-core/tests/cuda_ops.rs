@@ -85,7 +85,10 @@ fn ops_on_cuda_match_the_cpu() {
     for (name, x, f) in &cases {
         let (fwd, grad) = compare(x, f.as_ref());
         println!("{name:14} forward {fwd:.2e} gradient {grad:.2e}");
-        if !(fwd <= 1e-5 && grad <= 1e-5) {
+        // cuDNN (feature `cudnn`) picks its own algorithm (Winograd, FFT: other roundings) and
+        // uses TF32 unless NVIDIA_TF32_OVERRIDE=0, which the device script sets for this test
+        let tol = if cfg!(feature = "cudnn") && name.starts_with("conv") { 1e-4 } else { 1e-5 };
+        if !(fwd <= tol && grad <= tol) {
             bad.push(*name);
         }
     }

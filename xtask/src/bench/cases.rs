@@ -30,8 +30,33 @@ pub enum Case {
 }
 
 impl Case {
-    /// Every case, in the order they run.
+    /// The cases a run without `--cases` measures: [`Case::cpu`] on the CPU, [`Case::gpu`] on CUDA.
+    pub fn default_for(cuda: bool) -> Vec<Case> {
+        if cuda { Case::gpu() } else { Case::cpu() }
+    }
+
+    /// Every case either set has (what `--cases` prefixes and `--list` see), in order.
     pub fn all() -> Vec<Case> {
+        let mut v = Case::cpu();
+        v.extend(Case::gpu().into_iter().filter(|c| !Case::cpu().contains(c)));
+        v
+    }
+
+    /// The GPU targets' shapes (issue 31): ViT-S/B/L at 518², batch 1 and 16, and a bf16-sized
+    /// training batch of the student; no fixture-reading case (the device has no fixtures).
+    pub fn gpu() -> Vec<Case> {
+        let mut v = vec![Case::Sgemm { n: 2048 }];
+        for encoder in [Encoder::Vits, Encoder::Vitb, Encoder::Vitl] {
+            for batch in [1, 16] {
+                v.push(Case::Infer { encoder, h: 518, w: 518, batch });
+            }
+        }
+        v.push(Case::Train { encoder: Encoder::Vits, size: 518, batch: 16 });
+        v
+    }
+
+    /// The CPU cases, in the order they run.
+    pub fn cpu() -> Vec<Case> {
         let mut v = vec![Case::Sgemm { n: 2048 }];
         for encoder in [Encoder::Vits, Encoder::Vitb] {
             for (h, w) in [(518, 518), (518, 784)] {
@@ -55,6 +80,14 @@ impl Case {
             Case::Synth => "synth/scene_518".into(),
             Case::PseudoLabel { encoder, size } => format!("pseudo-label/{}/{size}", encoder.name()),
         }
+    }
+
+    /// The cases of `all` that `patterns` name: a full name selects that case alone
+    /// (`infer/vits/518x518/b1` is also a prefix of `…/b16`), anything else every case it prefixes.
+    pub fn select(all: &[Case], patterns: &[String]) -> Vec<Case> {
+        let exact = |p: &str| all.iter().any(|c| c.name() == p);
+        let picks = |c: &Case, p: &str| if exact(p) { c.name() == p } else { c.name().starts_with(p) };
+        all.iter().filter(|c| patterns.iter().any(|p| picks(c, p))).cloned().collect()
     }
 
     pub fn parse(name: &str) -> Option<Case> {
@@ -203,7 +236,10 @@ pub fn run_ours(
             (times, *batch, Some(depth_models::forward_flops(&cfg, *batch, *h, *w) as f64))
         }
         Case::Train { encoder, size, batch } => {
-            (train_step(*encoder, (*size, *batch), (reps, warmup), device, precision)?, *batch, None)
+            // a step's FLOPs: the forward's and twice them for the backward (model FLOP utilisation)
+            let flops = 3.0
+                * depth_models::forward_flops(&ModelConfig::official(*encoder), *batch, *size, *size) as f64;
+            (train_step(*encoder, (*size, *batch), (reps, warmup), device, precision)?, *batch, Some(flops))
         }
         Case::Loader => {
             use depth_data::{Cursor, Dataset, Loader, LoaderConfig, Source};
@@ -320,4 +356,38 @@ fn tempfile_dir() -> Result<PathBuf> {
 pub fn write_photo_list(inputs: &Inputs, path: &Path) -> Result<()> {
     let text: String = inputs.photo_paths()?.iter().map(|p| format!("{}\n", p.display())).collect();
     std::fs::write(path, text).map_err(|source| depth_core::CoreError::write(path, source).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gpu_set_has_the_targets_shapes_and_the_cpu_set_stays() {
+        let gpu: Vec<String> = Case::default_for(true).iter().map(Case::name).collect();
+        for e in ["vits", "vitb", "vitl"] {
+            for b in [1, 16] {
+                assert!(gpu.contains(&format!("infer/{e}/518x518/b{b}")), "{e} b{b} missing from {gpu:?}");
+            }
+        }
+        assert!(gpu.contains(&"train/vits/518/b16".to_string()));
+        // the device has no fixtures: no case that reads them
+        assert!(Case::default_for(true).iter().all(|c| !c.needs_fixtures()));
+        // the CPU's default set is the CPU set, without the large GPU shapes
+        let cpu = Case::default_for(false);
+        assert_eq!(cpu, Case::cpu());
+        assert!(cpu.iter().all(|c| !c.name().contains("vitl") && !c.name().ends_with("/b16")));
+        // a full name selects that case alone, a prefix every case it starts
+        let names = |p: &[&str]| {
+            let p: Vec<String> = p.iter().map(|s| s.to_string()).collect();
+            Case::select(&Case::all(), &p).iter().map(Case::name).collect::<Vec<_>>()
+        };
+        assert_eq!(names(&["infer/vits/518x518/b1"]), ["infer/vits/518x518/b1"]);
+        assert_eq!(names(&["infer/vitl/518x518/b1"]), ["infer/vitl/518x518/b1"]);
+        assert_eq!(names(&["infer/vitl"]), ["infer/vitl/518x518/b1", "infer/vitl/518x518/b16"]);
+        // every case of either set is found by its name
+        for c in Case::cpu().into_iter().chain(Case::gpu()) {
+            assert_eq!(Case::parse(&c.name()), Some(c));
+        }
+    }
 }

@@ -17,8 +17,9 @@ use std::process::Command;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Cases to run: comma-separated name prefixes (`infer/vits,train`); all by default. `--list`
-    /// prints the names.
+    /// Cases to run: comma-separated names or name prefixes (`infer/vits,train`; a full name
+    /// selects that case alone); by default the CPU set, or the GPU set with `--device cuda`.
+    /// `--list` prints every name.
     #[arg(long, value_delimiter = ',')]
     pub cases: Vec<String>,
     /// Print the case names and exit.
@@ -78,7 +79,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     let chosen: Vec<Case> = if args.cases.is_empty() {
-        all
+        Case::default_for(args.device.is_cuda())
     } else {
         if args.cases.iter().any(|p| p.trim().is_empty()) {
             return Err(XtaskError::usage(
@@ -94,7 +95,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 ));
             }
         }
-        all.into_iter().filter(|c| args.cases.iter().any(|p| c.name().starts_with(p.as_str()))).collect()
+        Case::select(&all, &args.cases)
     };
     depth_core::atomic::prepare_output_dir(&args.out)?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -125,7 +126,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             for twin in twins(case) {
                 bar.message(&format!("{} ours vs {twin}", case.name()));
                 let measure = |who: &str| match who {
-                    "ours" => ours_in_child(&args, case, reps, warmup, threads),
+                    "ours" => ours_in_child(&args, case, (reps, warmup), threads, ours_kernels(&args)),
                     _ => py.twin(case, who, reps, warmup, threads, &args, weights.as_deref(), list),
                 };
                 results.push(paired::Paired::measure(case, twin, pairs, measure, || bar.advance(1)));
@@ -142,7 +143,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("{md}\nwritten: {} and paired.json", args.out.join("paired.md").display());
         return Ok(());
     }
-    let runs: usize = chosen.iter().map(|c| 1 + c.twins().len()).sum();
+    let runs: usize = chosen.iter().map(|c| 1 + usize::from(args.device.is_cuda()) + c.twins().len()).sum();
     let bar = crate::progress::Bar::new("bench");
     bar.start(runs as u64, 0);
     let mut results = Vec::new();
@@ -152,9 +153,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bar.message(&format!("{} ours", case.name()));
         rows.push(match (&inputs, case.needs_fixtures()) {
             (Err(e), true) => skipped("ours", format!("needs the fixtures: {e}")),
-            _ => measured("ours", ours_in_child(&args, case, reps, warmup, threads)),
+            _ => measured("ours", ours_in_child(&args, case, (reps, warmup), threads, ours_kernels(&args))),
         });
         bar.advance(1);
+        if args.device.is_cuda() {
+            // the composed candle path beside the fused kernels: its "ours ÷ this" is their speed-up
+            bar.message(&format!("{} ours, composed", case.name()));
+            let m = ours_in_child(&args, case, (reps, warmup), threads, Some("composed"));
+            rows.push(measured(COMPOSED, m));
+            bar.advance(1);
+        }
         for twin in case.twins() {
             bar.message(&format!("{} {twin}", case.name()));
             let row = match &python {
@@ -239,12 +247,22 @@ fn child(args: &BenchArgs, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The row of ours on CUDA that runs without the fused kernels.
+const COMPOSED: &str = "ours, composed";
+
+/// On CUDA "ours" is the fused kernels (`DEPTH_CUDA_KERNELS=fused`, what the GPU targets are
+/// about); the composed path gets a row of its own. On the CPU the variable plays no part.
+fn ours_kernels(args: &BenchArgs) -> Option<&'static str> {
+    args.device.is_cuda().then_some("fused")
+}
+
+/// Ours in a child process; `kernels` sets `DEPTH_CUDA_KERNELS` for it.
 fn ours_in_child(
     args: &BenchArgs,
     case: &Case,
-    reps: usize,
-    warmup: usize,
+    (reps, warmup): (usize, usize),
     threads: usize,
+    kernels: Option<&str>,
 ) -> Result<Measurement> {
     let exe = std::env::current_exe().map_err(|source| XtaskError::Tool {
         tool: "xtask".into(),
@@ -264,6 +282,9 @@ fn ours_in_child(
     .args(["--images", &args.images.to_string(), "--device", &args.device.to_string()])
     .args(["--precision", &args.precision.to_string()])
     .env("RAYON_NUM_THREADS", threads.to_string());
+    if let Some(k) = kernels {
+        cmd.env("DEPTH_CUDA_KERNELS", k);
+    }
     last_json_line(cmd, "ours", args.timeout)
 }
 

@@ -129,7 +129,8 @@ impl Results {
             None => s += "No sgemm case ran: no share of the peak.\n",
         }
         s += "\nTimes are per repetition (median, min–max over the repetitions, after warm-ups); \
-              ratio = ours ÷ theirs (below 1: ours is faster).\n\n";
+              ratio = ours ÷ theirs (below 1: ours is faster). On CUDA \"ours\" runs the fused kernels \
+              and \"ours, composed\" candle's composed ops.\n\n";
         s += "| case | impl | median | min–max | per s | GFLOP/s | of peak | peak RSS | ours ÷ this |\n";
         s += "|---|---|---|---|---|---|---|---|---|\n";
         for c in &self.cases {

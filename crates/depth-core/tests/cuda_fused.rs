@@ -1,0 +1,145 @@
+//! The fused CUDA kernels (`src/cuda/`, switched on here for the whole process) against the CPU
+//! ops they replace: forward and the gradient of every input, float32 (≤ 1e-5 of the largest
+//! value) and bfloat16 storage (the CPU given the same bf16-rounded inputs, ≤ 2e-2; attention's
+//! forward on tensor cores, and on CUDA cores for a view the tensor-core loads cannot take), at
+//! sizes that are not multiples of the kernels' tiles; and the gradients bit-identical from run to
+//! run (no atomics). Needs a GPU: the device script runs it (`scripts/device_checks.sh`).
+#![cfg(feature = "cuda")]
+
+use candle_core::{DType, Device, Tensor, Var};
+
+fn cuda() -> Device {
+    depth_core::set_fused_cuda_kernels(true);
+    Device::new_cuda(0).unwrap()
+}
+
+fn rel(a: &Tensor, b: &Tensor) -> f64 {
+    depth_core::fixtures::max_rel_diff(a, b).unwrap()
+}
+
+type Op = dyn Fn(&[Tensor]) -> Tensor;
+
+/// `f` at `inputs` on the CPU (float32) and on CUDA (storage `dtype`): the output and the
+/// gradient of every input of Σ w ⊙ f, on the host as float32.
+fn run(inputs: &[Tensor], dev: &Device, dtype: DType, f: &Op) -> (Tensor, Vec<Tensor>) {
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|x| {
+            let x = x.to_dtype(dtype).unwrap();
+            let x = if dev.is_cpu() { x.to_dtype(DType::F32).unwrap() } else { x.to_device(dev).unwrap() };
+            Var::from_tensor(&x).unwrap()
+        })
+        .collect();
+    let xs: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let y = f(&xs);
+    let w = Tensor::randn(0f32, 1.0, y.shape(), &Device::Cpu).unwrap();
+    let w = w.to_device(dev).unwrap().to_dtype(y.dtype()).unwrap();
+    let g = (&y * &w).unwrap().to_dtype(DType::F32).unwrap().sum_all().unwrap().backward().unwrap();
+    let host = |t: &Tensor| t.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
+    let grads = vars.iter().map(|v| host(g.get(v.as_tensor()).expect("no gradient"))).collect();
+    (host(&y), grads)
+}
+
+/// The largest relative difference, output and gradients, CUDA vs CPU.
+fn compare(name: &str, inputs: &[Tensor], dtype: DType, f: &Op) -> f64 {
+    // one fixed weighting for both sides
+    let (yc, gc) = run(inputs, &Device::Cpu, dtype, f);
+    let (yg, gg) = run(inputs, &cuda(), dtype, f);
+    let fwd = rel(&yg, &yc);
+    let grads: Vec<f64> = gg.iter().zip(&gc).map(|(a, b)| rel(a, b)).collect();
+    println!("{name:24} {dtype:?} forward {fwd:.2e} gradients {grads:?}");
+    grads.into_iter().fold(fwd, f64::max)
+}
+
+fn r(s: &[usize]) -> Tensor {
+    Tensor::randn(0f32, 1.0, s, &Device::Cpu).unwrap()
+}
+
+type Case = (String, Vec<Tensor>, Box<Op>);
+
+fn case(name: &str, inputs: Vec<Tensor>, f: impl Fn(&[Tensor]) -> Tensor + 'static) -> Case {
+    (name.to_string(), inputs, Box::new(f))
+}
+
+fn cases() -> Vec<Case> {
+    let mut cases = vec![
+        case("layer_norm d=384", vec![r(&[3, 37, 384]), r(&[384]), r(&[384])], |x| {
+            depth_core::layer_norm(&x[0], &x[1], &x[2], 1e-6).unwrap()
+        }),
+        case("layer_norm d=1536, 1 row", vec![r(&[1, 1536]), r(&[1536]), r(&[1536])], |x| {
+            depth_core::layer_norm(&x[0], &x[1], &x[2], 1e-5).unwrap()
+        }),
+        case("softmax 1370", vec![r(&[2, 5, 1370])], |x| depth_core::softmax_last_dim(&x[0]).unwrap()),
+        case("softmax 7", vec![r(&[3, 7])], |x| depth_core::softmax_last_dim(&x[0]).unwrap()),
+        case("gelu", vec![(r(&[5, 1001]) * 3.0).unwrap()], |x| depth_core::gelu_erf(&x[0]).unwrap()),
+    ];
+    for n in [1usize, 63, 65, 130, 1370] {
+        let qkv = vec![r(&[2, 3, n, 64]), r(&[2, 3, n, 64]), r(&[2, 3, n, 64])];
+        cases.push(case(&format!("attention n={n}"), qkv, |x| {
+            depth_core::attention(&x[0], &x[1], &x[2], 0.125).unwrap()
+        }));
+    }
+    // a view starting one element in: bf16 then takes the CUDA-core kernel (the tensor-core one
+    // needs starts at multiples of 8 elements)
+    let qkv = vec![r(&[1, 2, 65, 64]), r(&[1, 2, 65, 64]), r(&[1, 2, 65, 64])];
+    cases.push(case("attention n=65, view at offset 1", qkv, |x| {
+        let shifted = |t: &Tensor| {
+            let flat = t.flatten_all().unwrap();
+            let padded = Tensor::cat(&[&flat.narrow(0, 0, 1).unwrap(), &flat], 0).unwrap();
+            padded.narrow(0, 1, flat.dim(0).unwrap()).unwrap().reshape(t.shape()).unwrap()
+        };
+        depth_core::attention(&shifted(&x[0]), &shifted(&x[1]), &shifted(&x[2]), 0.125).unwrap()
+    }));
+    cases
+}
+
+#[test]
+fn fused_kernels_match_the_cpu_in_f32() {
+    let bad: Vec<_> = cases()
+        .iter()
+        .filter(|(name, x, f)| !(compare(name, x, DType::F32, f.as_ref()) <= 1e-5))
+        .map(|c| c.0.clone())
+        .collect();
+    assert!(bad.is_empty(), "fused CUDA kernels differ from the CPU in f32: {bad:?}");
+}
+
+#[test]
+fn fused_kernels_match_the_cpu_in_bf16() {
+    let bad: Vec<_> = cases()
+        .iter()
+        .filter(|(name, x, f)| !(compare(name, x, DType::BF16, f.as_ref()) <= 2e-2))
+        .map(|c| c.0.clone())
+        .collect();
+    assert!(bad.is_empty(), "fused CUDA kernels differ from the CPU in bf16: {bad:?}");
+}
+
+/// Under bf16 autocast the attention takes bf16-rounded q, k, v (float32 tensors in and out):
+/// against the CPU's autocast emulation.
+#[test]
+fn fused_attention_under_autocast_matches_the_cpu() {
+    let x = [r(&[1, 6, 1370, 64]), r(&[1, 6, 1370, 64]), r(&[1, 6, 1370, 64])];
+    let f = |x: &[Tensor]| {
+        depth_core::autocast(depth_core::Precision::Bf16, || {
+            depth_core::attention(&x[0], &x[1], &x[2], 0.125).unwrap()
+        })
+    };
+    let worst = compare("attention autocast", &x, DType::F32, &f);
+    assert!(worst <= 2e-2, "{worst:.2e}");
+}
+
+#[test]
+fn fused_gradients_repeat_bit_for_bit() {
+    let dev = cuda();
+    for (name, x, f) in cases() {
+        let vars: Vec<Var> =
+            x.iter().map(|t| Var::from_tensor(&t.to_device(&dev).unwrap()).unwrap()).collect();
+        let grads = || {
+            let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+            let g = f(&ts).sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let flat =
+                |v: &Var| g.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            vars.iter().map(flat).collect::<Vec<_>>()
+        };
+        assert!(grads() == grads(), "{name}: two backward passes differ");
+    }
+}
