@@ -85,6 +85,9 @@ else
     libs=$(python3 -c 'import glob, os, nvidia; print(":".join(sorted({os.path.dirname(p) for d in nvidia.__path__ for p in glob.glob(d + "/**/lib*.so*", recursive=True)})))' 2>/dev/null)
     export LD_LIBRARY_PATH="$libs:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$R"
+    # the binaries link cuDNN, NCCL, cuBLAS: a library the loader cannot find is named here first
+    missing=$(ldd "$XT" "$BIN"/test_* 2>/dev/null | grep "not found" | sort -u)
+    [ -z "$missing" ] || say "MISSING LIBRARIES (LD_LIBRARY_PATH=$LD_LIBRARY_PATH): $missing"
 fi
 
 # peak GPU memory of a phase: nvidia-smi sampled every 100 ms while it runs

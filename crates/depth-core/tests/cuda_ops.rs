@@ -24,6 +24,9 @@ fn compare(x: &Tensor, f: &dyn Fn(&Tensor) -> Tensor) -> (f64, f64) {
     (rel(&yg, &yc), rel(&gg, &gc))
 }
 
+/// A named op at an input.
+type Case = (&'static str, Tensor, Box<dyn Fn(&Tensor) -> Tensor>);
+
 #[test]
 fn ops_on_cuda_match_the_cpu() {
     let cuda = Device::new_cuda(0).unwrap();
@@ -34,7 +37,7 @@ fn ops_on_cuda_match_the_cpu() {
     let w3s = w3.clone();
     let wt = r(&[4, 6, 4, 4]);
     let on = |t: &Tensor, x: &Tensor| t.to_device(x.device()).unwrap();
-    let cases: Vec<(&str, Tensor, Box<dyn Fn(&Tensor) -> Tensor>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "bilinear",
             r(&[2, 3, 19, 23]),

@@ -12,6 +12,7 @@
 #include <cuda_bf16.h>
 #include <mma.h>
 #include <stdint.h>
+#include <type_traits>
 
 #define FULL 0xffffffffu
 
@@ -478,6 +479,174 @@ extern "C" __global__ void __launch_bounds__(128)
         }
     }
     if (lse && lane < 16 && q0 + wr + lane < n) lse[(size_t)blockIdx.y * n + q0 + wr + lane] = row_m[wr + lane];
+}
+
+// The bf16 backward on tensor cores, the same split as the CUDA-core one (dQ with queries owned,
+// then dK/dV with keys owned, Δ written by the first). Nothing is rescaled (lse is known), so
+// the gradients accumulate in wmma fragments; P and dS are rounded to bf16 for their products,
+// as FlashAttention does. Same arguments as flash_bwd_dq_bf16 / flash_bwd_dkdv_bf16; launch: 128
+// threads, grid (⌈n/64⌉, heads), BWD_TC_SMEM bytes of dynamic shared memory.
+
+// The backward kernels' 57 856 bytes of dynamic shared memory (over the 48 KB a static array
+// may take; the host raises the kernel's limit and passes this size): four 64 × 64 bf16 tiles,
+// the float scores, the bf16 products' left operand and two per-row vectors.
+#define BWD_TC_SMEM (4 * TILE * HD * 2 + TILE * TILE * 4 + TILE * TILE * 2 + 2 * TILE * 4)
+typedef __nv_bfloat16 Row[HD];
+#define SMEM_CARVE(a, b, c, d, s_, p_, v1, v2)                                  \
+    extern __shared__ __align__(128) unsigned char smem[];                       \
+    Row *a = reinterpret_cast<Row *>(smem), *b = a + TILE, *c = b + TILE, *d = c + TILE; \
+    float(*s_)[TILE] = reinterpret_cast<float(*)[TILE]>(d + TILE);             \
+    Row *p_ = reinterpret_cast<Row *>(s_ + TILE);                              \
+    float *v1 = reinterpret_cast<float *>(p_ + TILE), *v2 = v1 + TILE;
+
+// acc (16 × 64, this warp's rows) += A (16 × 64, row-major in shared memory, ld 64) · B (64 × 64,
+// shared memory, ld 64; `b_transposed`: B = Mᵀ of the row-major M stored there).
+template <bool b_transposed>
+__device__ __forceinline__ void mma_16x64(wmma::fragment<wmma::accumulator, 16, 16, 16, float> (&acc)[HD / 16],
+                                          const __nv_bfloat16 *a, const __nv_bfloat16 *b) {
+    using BL = typename std::conditional<b_transposed, wmma::col_major, wmma::row_major>::type;
+    for (int kk = 0; kk < 4; kk++) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> af;
+        wmma::load_matrix_sync(af, a + kk * 16, 64);
+        for (int j = 0; j < 4; j++) {
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, BL> bf;
+            // B[kk-block][j-block]: element (r, c) of B is M[c][r] when transposed
+            const __nv_bfloat16 *p = b_transposed ? b + (j * 16) * 64 + kk * 16 : b + (kk * 16) * 64 + j * 16;
+            wmma::load_matrix_sync(bf, p, 64);
+            wmma::mma_sync(acc[j], af, bf, acc[j]);
+        }
+    }
+}
+
+__device__ __forceinline__ void zero(wmma::fragment<wmma::accumulator, 16, 16, 16, float> (&acc)[HD / 16]) {
+    for (int j = 0; j < 4; j++) wmma::fill_fragment(acc[j], 0.f);
+}
+
+// This warp's 16 × 64 accumulator, times `mul`, to bf16 rows [row0, row0 + 16) of a (n, 64)
+// matrix at `dst` (rows past n skipped), through the warp's float scratch rows.
+__device__ __forceinline__ void store_rows(wmma::fragment<wmma::accumulator, 16, 16, 16, float> (&acc)[HD / 16],
+                                           float (*scratch)[TILE], __nv_bfloat16 *dst, int row0, int n, float mul) {
+    for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&scratch[0][j * 16], acc[j], TILE, wmma::mem_row_major);
+    __syncwarp();
+    int lane = threadIdx.x % 32;
+    for (int r = 0; r < 16; r++)
+        if (row0 + r < n)
+            for (int c = lane; c < HD; c += 32) dst[(size_t)(row0 + r) * HD + c] = __float2bfloat16(scratch[r][c] * mul);
+    __syncwarp();
+}
+
+extern "C" __global__ void __launch_bounds__(128)
+    flash_bwd_dq_tc_bf16(const __nv_bfloat16 *qkv, const __nv_bfloat16 *o, const __nv_bfloat16 *dout, const float *lse,
+                         float *delta, __nv_bfloat16 *grads, int n, float scale) {
+    // own0, own1: this block's Q and dO rows
+    SMEM_CARVE(ks, vs, own0, own1, ss, ps, row_lse, row_delta);
+    size_t m = (size_t)gridDim.y * n * HD, head = (size_t)blockIdx.y * n * HD;
+    const __nv_bfloat16 *q = qkv + head, *k = qkv + m + head, *v = qkv + 2 * m + head;
+    int q0 = blockIdx.x * TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32, wr = warp * 16;
+    load_tile_bf16(own0, q, q0, n);
+    load_tile_bf16(own1, dout + head, q0, n);
+    __syncthreads();
+    // Δ = rowsum(dO ⊙ O) and lse for this warp's rows
+    for (int r = 0; r < 16; r++) {
+        int row = q0 + wr + r;
+        float dl = 0.f;
+        if (row < n)
+            for (int c = lane; c < HD; c += 32)
+                dl += __bfloat162float(own1[wr + r][c]) * __bfloat162float(o[head + (size_t)row * HD + c]);
+        dl = warp_sum(dl);
+        if (lane == 0) {
+            row_delta[wr + r] = dl;
+            row_lse[wr + r] = row < n ? lse[(size_t)blockIdx.y * n + row] : 0.f;
+            if (row < n) delta[(size_t)blockIdx.y * n + row] = dl;
+        }
+    }
+    __syncwarp();
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> dq[HD / 16], acc[HD / 16];
+    zero(dq);
+    for (int k0 = 0; k0 < n; k0 += TILE) {
+        __syncthreads();
+        load_tile_bf16(ks, k, k0, n);
+        load_tile_bf16(vs, v, k0, n);
+        __syncthreads();
+        // P = exp(scale · Q Kᵀ − lse), keys past n at 0, kept in registers (2 columns a lane)
+        zero(acc);
+        mma_16x64<true>(acc, &own0[wr][0], &ks[0][0]);
+        for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&ss[wr][j * 16], acc[j], TILE, wmma::mem_row_major);
+        __syncwarp();
+        float pr[16][2];
+        for (int r = 0; r < 16; r++)
+            for (int h = 0; h < 2; h++) {
+                int c = lane + 32 * h;
+                pr[r][h] = (k0 + c < n) ? expf(ss[wr + r][c] * scale - row_lse[wr + r]) : 0.f;
+            }
+        __syncwarp();
+        // dS = P ⊙ (dO Vᵀ − Δ) into ps (bf16)
+        zero(acc);
+        mma_16x64<true>(acc, &own1[wr][0], &vs[0][0]);
+        for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&ss[wr][j * 16], acc[j], TILE, wmma::mem_row_major);
+        __syncwarp();
+        for (int r = 0; r < 16; r++)
+            for (int h = 0; h < 2; h++) {
+                int c = lane + 32 * h;
+                ps[wr + r][c] = __float2bfloat16(pr[r][h] * (ss[wr + r][c] - row_delta[wr + r]));
+            }
+        __syncwarp();
+        // dQ += dS K
+        mma_16x64<false>(dq, &ps[wr][0], &ks[0][0]);
+    }
+    store_rows(dq, ss + wr, grads + head, q0 + wr, n, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(128)
+    flash_bwd_dkdv_tc_bf16(const __nv_bfloat16 *qkv, const __nv_bfloat16 *dout, const float *lse, const float *delta,
+                           __nv_bfloat16 *grads, int n, float scale) {
+    // own0, own1: this block's K and V rows
+    SMEM_CARVE(qs, dos, own0, own1, ss, ps, col_lse, col_delta);
+    size_t m = (size_t)gridDim.y * n * HD, head = (size_t)blockIdx.y * n * HD;
+    const __nv_bfloat16 *q = qkv + head, *k = qkv + m + head, *v = qkv + 2 * m + head;
+    int k0 = blockIdx.x * TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32, wr = warp * 16;
+    load_tile_bf16(own0, k, k0, n);
+    load_tile_bf16(own1, v, k0, n);
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> dk[HD / 16], dv[HD / 16], acc[HD / 16];
+    zero(dk);
+    zero(dv);
+    for (int q0 = 0; q0 < n; q0 += TILE) {
+        __syncthreads();
+        load_tile_bf16(qs, q, q0, n);
+        load_tile_bf16(dos, dout + head, q0, n);
+        for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
+            bool in = q0 + i < n;
+            col_lse[i] = in ? lse[(size_t)blockIdx.y * n + q0 + i] : 0.f;
+            col_delta[i] = in ? delta[(size_t)blockIdx.y * n + q0 + i] : 0.f;
+        }
+        __syncthreads();
+        // Pᵀ (this warp's 16 keys × 64 queries) = exp(scale · K Qᵀ − lse[query]), queries past n at 0
+        zero(acc);
+        mma_16x64<true>(acc, &own0[wr][0], &qs[0][0]);
+        for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&ss[wr][j * 16], acc[j], TILE, wmma::mem_row_major);
+        __syncwarp();
+        for (int r = 0; r < 16; r++)
+            for (int c = lane; c < TILE; c += 32)
+                ps[wr + r][c] = __float2bfloat16((q0 + c < n) ? expf(ss[wr + r][c] * scale - col_lse[c]) : 0.f);
+        __syncwarp();
+        // dV += Pᵀ dO
+        mma_16x64<false>(dv, &ps[wr][0], &dos[0][0]);
+        // dPᵀ = V dOᵀ; dSᵀ = Pᵀ ⊙ (dPᵀ − Δ[query]) into ps
+        zero(acc);
+        mma_16x64<true>(acc, &own1[wr][0], &dos[0][0]);
+        __syncwarp();  // every lane's dV products have read ps
+        for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&ss[wr][j * 16], acc[j], TILE, wmma::mem_row_major);
+        __syncwarp();
+        // (P read back in bf16 here: its float copy would cost the registers this kernel lacks)
+        for (int r = 0; r < 16; r++)
+            for (int c = lane; c < TILE; c += 32)
+                ps[wr + r][c] = __float2bfloat16(__bfloat162float(ps[wr + r][c]) * (ss[wr + r][c] - col_delta[c]));
+        __syncwarp();
+        // dK += dSᵀ Q
+        mma_16x64<false>(dk, &ps[wr][0], &qs[0][0]);
+    }
+    store_rows(dk, ss + wr, grads + m + head, k0 + wr, n, scale);
+    store_rows(dv, ss + wr, grads + 2 * m + head, k0 + wr, n, 1.f);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,6 +20,11 @@ const MODULE: &str = "depth_core_kernels";
 const THREADS: u32 = 256;
 /// Rows per chunk of LayerNorm's column sums (dγ, dβ).
 const CHUNK: usize = 64;
+/// Dynamic shared memory of the tensor-core backward kernels (`BWD_TC_SMEM` in kernels.cu: four
+/// 64 × 64 bf16 tiles, 64 × 64 floats, a 64 × 64 bf16 tile, two 64-float vectors).
+const BWD_TC_SMEM: u32 = 4 * 64 * 64 * 2 + 64 * 64 * 4 + 64 * 64 * 2 + 2 * 64 * 4;
+const MAX_DYNAMIC_SHARED: candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute =
+    candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
 /// The head dimension of the attention kernels.
 pub(crate) const HEAD_DIM: usize = 64;
 
@@ -305,16 +310,32 @@ pub(crate) fn flash_bwd(
         a.arg(&qv).arg(&kv).arg(&vv).arg(&no_out).arg(&lse).arg(&nn).arg(&s);
         // SAFETY: (q, k, v, o = NULL, lse, n, scale).
         unsafe { a.launch(flash_grid(heads, n, threads)) }.w()?;
-        let f = func!(dev, "flash_bwd_dq", T);
+        // bf16 on tensor cores (their 57 856 bytes of dynamic shared memory need the kernel's
+        // limit raised), else CUDA cores; same arguments
+        let tc = name == "flash_fwd_tc" && [o.1, dout.1].iter().all(|l| l.start_offset() % 8 == 0);
+        let (suffix, cfg) = if tc {
+            let mut cfg = flash_grid(heads, n, 128);
+            cfg.shared_mem_bytes = BWD_TC_SMEM;
+            ("_tc", cfg)
+        } else {
+            ("", flash_grid(heads, n, THREADS))
+        };
+        let f = func!(dev, format!("flash_bwd_dq{suffix}"), T);
+        if tc {
+            f.set_attribute(MAX_DYNAMIC_SHARED, BWD_TC_SMEM as i32).w()?;
+        }
         let mut a = f.builder();
         a.arg(&all).arg(&ov).arg(&dov).arg(&lse).arg(&delta).arg(&grads).arg(&nn).arg(&s);
         // SAFETY: (qkv, o, dout, lse, delta, grads, n, scale); grads holds 3·heads·n·64.
-        unsafe { a.launch(flash_grid(heads, n, THREADS)) }.w()?;
-        let f = func!(dev, "flash_bwd_dkdv", T);
+        unsafe { a.launch(cfg) }.w()?;
+        let f = func!(dev, format!("flash_bwd_dkdv{suffix}"), T);
+        if tc {
+            f.set_attribute(MAX_DYNAMIC_SHARED, BWD_TC_SMEM as i32).w()?;
+        }
         let mut a = f.builder();
         a.arg(&all).arg(&dov).arg(&lse).arg(&delta).arg(&grads).arg(&nn).arg(&s);
         // SAFETY: (qkv, dout, lse, delta, grads, n, scale).
-        unsafe { a.launch(flash_grid(heads, n, THREADS)) }.w()?;
+        unsafe { a.launch(cfg) }.w()?;
         Ok(wrap(grads, dev))
     })
 }
