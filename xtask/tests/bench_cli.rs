@@ -26,6 +26,25 @@ fn row<'a>(r: &'a serde_json::Value, case: &str, imp: &str) -> &'a serde_json::V
 }
 
 #[test]
+#[cfg(not(feature = "cuda"))]
+fn a_cuda_bench_without_cuda_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = bench(&[
+        "--device",
+        "cuda",
+        "--cases",
+        "sgemm",
+        "--python",
+        "none",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("this build has no CUDA"), "{o:?}");
+    assert!(!dir.path().join("results.md").exists());
+}
+
+#[test]
 fn lists_every_case_and_refuses_unknown_ones() {
     let o = bench(&["--list"]);
     assert!(o.status.success());

@@ -71,6 +71,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(name) = &args.child {
         return child(&args, name);
     }
+    if args.device.is_cuda() && !cfg!(feature = "cuda") {
+        // refuse before any child starts: the error says how to build with CUDA
+        args.device.open()?;
+    }
     let all = Case::all();
     if args.list {
         for c in &all {
