@@ -368,11 +368,19 @@ __device__ void flash_bwd_dkdv(const T *q, const T *k, const T *v, const T *dout
 // sum (its log-sum-exp, written when `lse` is non-null), the second accumulates
 // O = Σ exp(s − lse) V with the final weights, P rounded to bf16 for the product as
 // FlashAttention does. 3 products instead of 2, all on tensor cores.
-// Launch: 128 threads (4 warps × 16 queries), grid (⌈n/64⌉, heads), 40.5 KB static shared memory.
+// Launch: 128 threads (4 warps × 16 queries), grid (⌈n/64⌉, heads), 44.5 KB static shared memory.
 
 using namespace nvcuda;
 
-__device__ __forceinline__ void load_tile_bf16(__nv_bfloat16 (*dst)[HD], const __nv_bfloat16 *src, int r0, int n) {
+// Shared-memory row strides of the tensor-core kernels, padded so that the 16 rows a wmma load
+// or store touches do not all start in the same bank (64 bf16 or 64 floats would be 128 or 256
+// bytes: every row at bank 0, 8-way conflicts): 72 bf16 (144 bytes) and 68 floats (272 bytes).
+// A tile starts at a row that is a multiple of 16 and a column that is a multiple of 16, so
+// every wmma pointer stays 32-byte aligned (16 · 144 = 72 · 32, 16 · 272 = 136 · 32).
+#define LDB 72
+#define LDF 68
+
+__device__ __forceinline__ void load_tile_bf16(__nv_bfloat16 (*dst)[LDB], const __nv_bfloat16 *src, int r0, int n) {
     // 8 bf16 (16 bytes) per thread and step; rows past n are zeros
     for (int i = threadIdx.x; i < TILE * HD / 8; i += blockDim.x) {
         int r = i / (HD / 8), c = (i % (HD / 8)) * 8;
@@ -385,10 +393,10 @@ __device__ __forceinline__ void load_tile_bf16(__nv_bfloat16 (*dst)[HD], const _
 extern "C" __global__ void __launch_bounds__(128)
     flash_fwd_tc_bf16(const __nv_bfloat16 *q, const __nv_bfloat16 *k, const __nv_bfloat16 *v, __nv_bfloat16 *o,
                       float *lse, int n, float scale) {
-    __shared__ __align__(32) __nv_bfloat16 ks[TILE][HD];
-    __shared__ __align__(32) __nv_bfloat16 vs[TILE][HD];
-    __shared__ __align__(32) __nv_bfloat16 ps[TILE][TILE];
-    __shared__ __align__(32) float ss[TILE][TILE];
+    __shared__ __align__(32) __nv_bfloat16 ks[TILE][LDB];
+    __shared__ __align__(32) __nv_bfloat16 vs[TILE][LDB];
+    __shared__ __align__(32) __nv_bfloat16 ps[TILE][LDB];
+    __shared__ __align__(32) float ss[TILE][LDF];
     __shared__ float row_m[TILE], row_l[TILE];
     size_t head = (size_t)blockIdx.y * n * HD;
     int q0 = blockIdx.x * TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -398,7 +406,7 @@ extern "C" __global__ void __launch_bounds__(128)
     load_tile_bf16(ks, q + head, q0, n);
     __syncthreads();
     wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> qf[HD / 16];
-    for (int kk = 0; kk < HD / 16; kk++) wmma::load_matrix_sync(qf[kk], &ks[wr][kk * 16], HD);
+    for (int kk = 0; kk < HD / 16; kk++) wmma::load_matrix_sync(qf[kk], &ks[wr][kk * 16], LDB);
     if (threadIdx.x < TILE) {
         row_m[threadIdx.x] = -INFINITY;
         row_l[threadIdx.x] = 0.f;
@@ -411,10 +419,10 @@ extern "C" __global__ void __launch_bounds__(128)
             wmma::fill_fragment(c, 0.f);
             for (int kk = 0; kk < HD / 16; kk++) {
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> kf;
-                wmma::load_matrix_sync(kf, &ks[j * 16][kk * 16], HD);  // Kᵀ: K's rows as columns
+                wmma::load_matrix_sync(kf, &ks[j * 16][kk * 16], LDB);  // Kᵀ: K's rows as columns
                 wmma::mma_sync(c, qf[kk], kf, c);
             }
-            wmma::store_matrix_sync(&ss[wr][j * 16], c, TILE, wmma::mem_row_major);
+            wmma::store_matrix_sync(&ss[wr][j * 16], c, LDF, wmma::mem_row_major);
         }
         __syncwarp();
         for (int r = 0; r < 16; r++)
@@ -464,13 +472,13 @@ extern "C" __global__ void __launch_bounds__(128)
                 for (int kk = 0; kk < TILE / 16; kk++) {
                     wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> pf;
                     wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> vf;
-                    wmma::load_matrix_sync(pf, &ps[wr][kk * 16], TILE);
-                    wmma::load_matrix_sync(vf, &vs[kk * 16][d * 16], HD);
+                    wmma::load_matrix_sync(pf, &ps[wr][kk * 16], LDB);
+                    wmma::load_matrix_sync(vf, &vs[kk * 16][d * 16], LDB);
                     wmma::mma_sync(of[d], pf, vf, of[d]);
                 }
         }
         // out through ss (this warp's rows only), rows past n not written
-        for (int d = 0; d < HD / 16; d++) wmma::store_matrix_sync(&ss[wr][d * 16], of[d], TILE, wmma::mem_row_major);
+        for (int d = 0; d < HD / 16; d++) wmma::store_matrix_sync(&ss[wr][d * 16], of[d], LDF, wmma::mem_row_major);
         __syncwarp();
         for (int r = 0; r < 16; r++) {
             int row = q0 + wr + r;
@@ -487,32 +495,33 @@ extern "C" __global__ void __launch_bounds__(128)
 // as FlashAttention does. Same arguments as flash_bwd_dq_bf16 / flash_bwd_dkdv_bf16; launch: 128
 // threads, grid (⌈n/64⌉, heads), BWD_TC_SMEM bytes of dynamic shared memory.
 
-// The backward kernels' 57 856 bytes of dynamic shared memory (over the 48 KB a static array
-// may take; the host raises the kernel's limit and passes this size): four 64 × 64 bf16 tiles,
-// the float scores, the bf16 products' left operand and two per-row vectors.
-#define BWD_TC_SMEM (4 * TILE * HD * 2 + TILE * TILE * 4 + TILE * TILE * 2 + 2 * TILE * 4)
-typedef __nv_bfloat16 Row[HD];
+// The backward kernels' 64 000 bytes of dynamic shared memory (over the 48 KB a static array
+// may take; the host raises the kernel's limit and passes this size): four 64-row bf16 tiles,
+// the float scores, the bf16 products' left operand (rows padded as above) and two per-row
+// vectors.
+#define BWD_TC_SMEM (4 * TILE * LDB * 2 + TILE * LDF * 4 + TILE * LDB * 2 + 2 * TILE * 4)
+typedef __nv_bfloat16 Row[LDB];
 #define SMEM_CARVE(a, b, c, d, s_, p_, v1, v2)                                  \
     extern __shared__ __align__(128) unsigned char smem[];                       \
     Row *a = reinterpret_cast<Row *>(smem), *b = a + TILE, *c = b + TILE, *d = c + TILE; \
-    float(*s_)[TILE] = reinterpret_cast<float(*)[TILE]>(d + TILE);             \
+    float(*s_)[LDF] = reinterpret_cast<float(*)[LDF]>(d + TILE);               \
     Row *p_ = reinterpret_cast<Row *>(s_ + TILE);                              \
     float *v1 = reinterpret_cast<float *>(p_ + TILE), *v2 = v1 + TILE;
 
-// acc (16 × 64, this warp's rows) += A (16 × 64, row-major in shared memory, ld 64) · B (64 × 64,
-// shared memory, ld 64; `b_transposed`: B = Mᵀ of the row-major M stored there).
+// acc (16 × 64, this warp's rows) += A (16 × 64, row-major in shared memory, ld LDB) · B (64 × 64,
+// shared memory, ld LDB; `b_transposed`: B = Mᵀ of the row-major M stored there).
 template <bool b_transposed>
 __device__ __forceinline__ void mma_16x64(wmma::fragment<wmma::accumulator, 16, 16, 16, float> (&acc)[HD / 16],
                                           const __nv_bfloat16 *a, const __nv_bfloat16 *b) {
     using BL = typename std::conditional<b_transposed, wmma::col_major, wmma::row_major>::type;
     for (int kk = 0; kk < 4; kk++) {
         wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> af;
-        wmma::load_matrix_sync(af, a + kk * 16, 64);
+        wmma::load_matrix_sync(af, a + kk * 16, LDB);
         for (int j = 0; j < 4; j++) {
             wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, BL> bf;
             // B[kk-block][j-block]: element (r, c) of B is M[c][r] when transposed
-            const __nv_bfloat16 *p = b_transposed ? b + (j * 16) * 64 + kk * 16 : b + (kk * 16) * 64 + j * 16;
-            wmma::load_matrix_sync(bf, p, 64);
+            const __nv_bfloat16 *p = b_transposed ? b + (j * 16) * LDB + kk * 16 : b + (kk * 16) * LDB + j * 16;
+            wmma::load_matrix_sync(bf, p, LDB);
             wmma::mma_sync(acc[j], af, bf, acc[j]);
         }
     }
@@ -525,8 +534,8 @@ __device__ __forceinline__ void zero(wmma::fragment<wmma::accumulator, 16, 16, 1
 // This warp's 16 × 64 accumulator, times `mul`, to bf16 rows [row0, row0 + 16) of a (n, 64)
 // matrix at `dst` (rows past n skipped), through the warp's float scratch rows.
 __device__ __forceinline__ void store_rows(wmma::fragment<wmma::accumulator, 16, 16, 16, float> (&acc)[HD / 16],
-                                           float (*scratch)[TILE], __nv_bfloat16 *dst, int row0, int n, float mul) {
-    for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&scratch[0][j * 16], acc[j], TILE, wmma::mem_row_major);
+                                           float (*scratch)[LDF], __nv_bfloat16 *dst, int row0, int n, float mul) {
+    for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&scratch[0][j * 16], acc[j], LDF, wmma::mem_row_major);
     __syncwarp();
     int lane = threadIdx.x % 32;
     for (int r = 0; r < 16; r++)
@@ -571,7 +580,7 @@ extern "C" __global__ void __launch_bounds__(128)
         // P = exp(scale · Q Kᵀ − lse), keys past n at 0, kept in registers (2 columns a lane)
         zero(acc);
         mma_16x64<true>(acc, &own0[wr][0], &ks[0][0]);
-        for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&ss[wr][j * 16], acc[j], TILE, wmma::mem_row_major);
+        for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&ss[wr][j * 16], acc[j], LDF, wmma::mem_row_major);
         __syncwarp();
         float pr[16][2];
         for (int r = 0; r < 16; r++)
@@ -583,7 +592,7 @@ extern "C" __global__ void __launch_bounds__(128)
         // dS = P ⊙ (dO Vᵀ − Δ) into ps (bf16)
         zero(acc);
         mma_16x64<true>(acc, &own1[wr][0], &vs[0][0]);
-        for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&ss[wr][j * 16], acc[j], TILE, wmma::mem_row_major);
+        for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&ss[wr][j * 16], acc[j], LDF, wmma::mem_row_major);
         __syncwarp();
         for (int r = 0; r < 16; r++)
             for (int h = 0; h < 2; h++) {
@@ -623,7 +632,7 @@ extern "C" __global__ void __launch_bounds__(128)
         // Pᵀ (this warp's 16 keys × 64 queries) = exp(scale · K Qᵀ − lse[query]), queries past n at 0
         zero(acc);
         mma_16x64<true>(acc, &own0[wr][0], &qs[0][0]);
-        for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&ss[wr][j * 16], acc[j], TILE, wmma::mem_row_major);
+        for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&ss[wr][j * 16], acc[j], LDF, wmma::mem_row_major);
         __syncwarp();
         for (int r = 0; r < 16; r++)
             for (int c = lane; c < TILE; c += 32)
@@ -635,7 +644,7 @@ extern "C" __global__ void __launch_bounds__(128)
         zero(acc);
         mma_16x64<true>(acc, &own1[wr][0], &dos[0][0]);
         __syncwarp();  // every lane's dV products have read ps
-        for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&ss[wr][j * 16], acc[j], TILE, wmma::mem_row_major);
+        for (int j = 0; j < 4; j++) wmma::store_matrix_sync(&ss[wr][j * 16], acc[j], LDF, wmma::mem_row_major);
         __syncwarp();
         // (P read back in bf16 here: its float copy would cost the registers this kernel lacks)
         for (int r = 0; r < 16; r++)

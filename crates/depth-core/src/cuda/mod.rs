@@ -20,9 +20,9 @@ const MODULE: &str = "depth_core_kernels";
 const THREADS: u32 = 256;
 /// Rows per chunk of LayerNorm's column sums (dγ, dβ).
 const CHUNK: usize = 64;
-/// Dynamic shared memory of the tensor-core backward kernels (`BWD_TC_SMEM` in kernels.cu: four
-/// 64 × 64 bf16 tiles, 64 × 64 floats, a 64 × 64 bf16 tile, two 64-float vectors).
-const BWD_TC_SMEM: u32 = 4 * 64 * 64 * 2 + 64 * 64 * 4 + 64 * 64 * 2 + 2 * 64 * 4;
+/// Dynamic shared memory of the tensor-core backward kernels (`BWD_TC_SMEM` in kernels.cu: five
+/// 64-row bf16 tiles with rows padded to 72, 64 rows of 68 floats, two 64-float vectors).
+const BWD_TC_SMEM: u32 = 4 * 64 * 72 * 2 + 64 * 68 * 4 + 64 * 72 * 2 + 2 * 64 * 4;
 const MAX_DYNAMIC_SHARED: candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute =
     candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
 /// The head dimension of the attention kernels.
@@ -310,7 +310,7 @@ pub(crate) fn flash_bwd(
         a.arg(&qv).arg(&kv).arg(&vv).arg(&no_out).arg(&lse).arg(&nn).arg(&s);
         // SAFETY: (q, k, v, o = NULL, lse, n, scale).
         unsafe { a.launch(flash_grid(heads, n, threads)) }.w()?;
-        // bf16 on tensor cores (their 57 856 bytes of dynamic shared memory need the kernel's
+        // bf16 on tensor cores (their 64 000 bytes of dynamic shared memory need the kernel's
         // limit raised), else CUDA cores; same arguments
         let tc = name == "flash_fwd_tc" && [o.1, dout.1].iter().all(|l| l.start_offset() % 8 == 0);
         let (suffix, cfg) = if tc {
