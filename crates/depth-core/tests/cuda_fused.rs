@@ -1,5 +1,5 @@
 //! The fused CUDA kernels (`src/cuda/`, switched on here for the whole process) against the CPU
-//! ops they replace: forward and the gradient of every input, float32 (≤ 1e-5 of the largest
+//! ops they replace (LayerNorm, softmax, GELU, attention; resampling in float32): forward and the gradient of every input, float32 (≤ 1e-5 of the largest
 //! value) and bfloat16 storage (the CPU given the same bf16-rounded inputs, ≤ 2e-2; attention
 //! on tensor cores, and on CUDA cores for a view the tensor-core loads cannot take), at
 //! sizes that are not multiples of the kernels' tiles; and the gradients bit-identical from run to
@@ -104,9 +104,23 @@ fn cases() -> Vec<Case> {
     cases
 }
 
+/// Resampling: float32 only (the op takes f32 and f64).
+fn resample_cases() -> Vec<Case> {
+    vec![
+        case("bilinear up", vec![r(&[2, 3, 19, 23])], |x| {
+            depth_core::bilinear_align_corners(&x[0], (37, 45)).unwrap()
+        }),
+        case("bicubic_scale, permuted", vec![r(&[1, 37, 37, 8])], |x| {
+            depth_core::bicubic_scale(&x[0].permute((0, 3, 1, 2)).unwrap(), (1.0027, 1.5162)).unwrap()
+        }),
+        case("bicubic down", vec![r(&[2, 4, 40, 33])], |x| depth_core::bicubic(&x[0], (17, 29)).unwrap()),
+    ]
+}
+
 #[test]
 fn fused_kernels_match_the_cpu_in_f32() {
-    let bad: Vec<_> = cases()
+    let all: Vec<Case> = cases().into_iter().chain(resample_cases()).collect();
+    let bad: Vec<_> = all
         .iter()
         .filter(|(name, x, f)| !within(compare(name, x, DType::F32, f.as_ref()), 1e-5))
         .map(|c| c.0.clone())
@@ -141,7 +155,7 @@ fn fused_attention_under_autocast_matches_the_cpu() {
 #[test]
 fn fused_gradients_repeat_bit_for_bit() {
     let dev = cuda();
-    for (name, x, f) in cases() {
+    for (name, x, f) in cases().into_iter().chain(resample_cases()) {
         let vars: Vec<Var> =
             x.iter().map(|t| Var::from_tensor(&t.to_device(&dev).unwrap()).unwrap()).collect();
         let grads = || {

@@ -175,6 +175,42 @@ __device__ void gelu_bwd(const T *x, const T *dy, T *dx, size_t n) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Resampling with sparse 1-D rules (CSR: output o = Σ w[k] · x[idx[k]] over k ∈ [off[o], off[o+1])),
+// the op of resample/ (bilinear, PyTorch's bicubic, OpenCV's cubic; the backward applies the
+// transposed rules): along the last dim, then along dim −2, float32 sums in tap order; an output
+// element per thread, so no sum is shared between threads.
+
+// out[r][o] = Σ_k w[k] · x[r][idx[k]] for `rows` rows of n_in samples.
+extern "C" __global__ void resample_cols_f32(const float *x, float *out, const int *off, const int *idx,
+                                             const float *w, int rows, int n_in, int n_out) {
+    size_t total = (size_t)rows * n_out;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        size_t r = e / n_out;
+        int o = (int)(e % n_out);
+        const float *src = x + r * n_in;
+        float acc = 0.f;
+        for (int k = off[o]; k < off[o + 1]; k++) acc += w[k] * src[idx[k]];
+        out[e] = acc;
+    }
+}
+
+// out[p][o][j] = Σ_k w[k] · x[p][idx[k]][j] for `planes` planes of n_in rows of `width`.
+extern "C" __global__ void resample_rows_f32(const float *x, float *out, const int *off, const int *idx,
+                                             const float *w, int planes, int n_in, int n_out, int width) {
+    size_t total = (size_t)planes * n_out * width;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        int j = (int)(e % width);
+        size_t t = e / width;
+        int o = (int)(t % n_out);
+        size_t p = t / n_out;
+        const float *src = x + p * n_in * (size_t)width + j;
+        float acc = 0.f;
+        for (int k = off[o]; k < off[o + 1]; k++) acc += w[k] * src[(size_t)idx[k] * width];
+        out[e] = acc;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Attention softmax(scale · Q Kᵀ) V for head dimension 64 (every DINOv2 size), flash-style: the
 // N×N scores never leave registers. Q, K, V, O are (heads, n, 64), contiguous.
 //

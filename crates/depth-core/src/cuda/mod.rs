@@ -1,6 +1,6 @@
 //! Why this file: the launches of depth-core's fused CUDA kernels (`kernels.cu`, compiled to PTX by
-//! build.rs) — LayerNorm, softmax, GELU and flash attention, forward and backward, for float32 and
-//! bfloat16 storage — as the `cuda_fwd` of the same custom ops whose `cpu_fwd` is their reference.
+//! build.rs) — LayerNorm, softmax, GELU and flash attention for float32 and bfloat16 storage,
+//! resampling for float32, forward and backward — as the `cuda_fwd` of the same custom ops whose `cpu_fwd` is their reference.
 //! The ops route here only when [`crate::fused_cuda_kernels`] is on (`DEPTH_CUDA_KERNELS=fused`);
 //! otherwise they take the composed candle path that was checked on an H100. Kernels that have
 //! not run on a GPU are unverified (docs/gpu.md says which have).
@@ -338,4 +338,49 @@ pub(crate) fn flash_bwd(
         unsafe { a.launch(cfg) }.w()?;
         Ok(wrap(grads, dev))
     })
+}
+
+/// The resampling op (`resample/`) on float32: `cols` along the last dim, then `rows` along
+/// dim −2, each rule uploaded as CSR arrays (a few KB).
+pub(crate) fn resample(
+    x: (&CudaStorage, &Layout),
+    rows: &crate::resample::Taps,
+    cols: &crate::resample::Taps,
+) -> R<CudaStorage> {
+    const OP: &str = "resample2d";
+    let dev = x.0.device();
+    let (h, w, ho, wo) = (rows.n_in(), cols.n_in(), rows.n_out(), cols.n_out());
+    let planes = x.1.shape().elem_count() / (h * w).max(1);
+    let xv = view::<f32>(OP, x.0, x.1)?;
+    let upload = |t: &crate::resample::Taps| -> R<(CudaSlice<i32>, CudaSlice<i32>, CudaSlice<f32>)> {
+        let (off, idx, wt) = t.csr();
+        let off: Vec<i32> = off.iter().map(|&o| as_i32(OP, "taps", o)).collect::<R<_>>()?;
+        let idx: Vec<i32> = idx.iter().map(|&i| i as i32).collect();
+        let wt: Vec<f32> = wt.iter().map(|&v| v as f32).collect();
+        Ok((dev.clone_htod(&off)?, dev.clone_htod(&idx)?, dev.clone_htod(&wt)?))
+    };
+    let ((ro, ri, rw), (co, ci, cw)) = (upload(rows)?, upload(cols)?);
+    // SAFETY: both are written whole by their kernels.
+    let tmp = unsafe { dev.alloc::<f32>((planes * h * wo).max(1))? };
+    let out = unsafe { dev.alloc::<f32>((planes * ho * wo).max(1))? };
+    let (np, nh, nw, nho, nwo) = (
+        as_i32(OP, "planes", planes)?,
+        as_i32(OP, "h", h)?,
+        as_i32(OP, "w", w)?,
+        as_i32(OP, "output h", ho)?,
+        as_i32(OP, "output w", wo)?,
+    );
+    let rows_in = as_i32(OP, "rows", planes * h)?;
+    let blocks = |n: usize| grid(n.div_ceil(THREADS as usize).min(65_535));
+    let f = dev.get_or_load_custom_func("resample_cols_f32", MODULE, PTX)?;
+    let mut a = f.builder();
+    a.arg(&xv).arg(&tmp).arg(&co).arg(&ci).arg(&cw).arg(&rows_in).arg(&nw).arg(&nwo);
+    // SAFETY: (x, out, off, idx, w, rows, n_in, n_out); the taps index within n_in (taps.rs).
+    unsafe { a.launch(blocks(planes * h * wo)) }.w()?;
+    let f = dev.get_or_load_custom_func("resample_rows_f32", MODULE, PTX)?;
+    let mut a = f.builder();
+    a.arg(&tmp).arg(&out).arg(&ro).arg(&ri).arg(&rw).arg(&np).arg(&nh).arg(&nho).arg(&nwo);
+    // SAFETY: (x, out, off, idx, w, planes, n_in, n_out, width).
+    unsafe { a.launch(blocks(planes * ho * wo)) }.w()?;
+    Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
 }

@@ -3,7 +3,7 @@
 //! Bilinear on float32 planes (two taps per output, the DPT head's resizes) takes a float32
 //! path in PyTorch's order instead: the float64 plane cost more than the head's convolutions
 //! under bf16. Its backward is the same op with both matrices transposed, so gradients of any
-//! order exist.
+//! order exist. On CUDA with the fused kernels on, the same op runs `cuda/`'s two passes.
 
 use super::taps::{Taps, TwoTaps};
 use crate::float::{Float, Kernel, dispatch};
@@ -21,6 +21,24 @@ pub(crate) struct Resample2d {
 impl Resample2d {
     fn adjoint(&self) -> Self {
         Self { rows: Arc::new(self.rows.transpose()), cols: Arc::new(self.cols.transpose()) }
+    }
+
+    /// The input's shape with its last two dims resampled (checked against the taps).
+    fn out_shape(&self, layout: &Layout) -> Result<Shape> {
+        let dims = layout.shape().dims();
+        let rank = dims.len();
+        if rank < 2 || dims[rank - 2] != self.rows.n_in() || dims[rank - 1] != self.cols.n_in() {
+            candle_core::bail!(
+                "resample2d: input {:?} does not end in ({}, {})",
+                dims,
+                self.rows.n_in(),
+                self.cols.n_in()
+            );
+        }
+        let mut out_dims = dims.to_vec();
+        out_dims[rank - 2] = self.rows.n_out();
+        out_dims[rank - 1] = self.cols.n_out();
+        Ok(Shape::from(out_dims))
     }
 }
 
@@ -116,27 +134,25 @@ impl CustomOp1 for Resample2d {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = layout.shape().dims();
+        let out_shape = self.out_shape(layout)?;
         let two_taps = (self.rows.two_taps(), self.cols.two_taps());
-        let rank = dims.len();
-        if rank < 2 || dims[rank - 2] != self.rows.n_in() || dims[rank - 1] != self.cols.n_in() {
-            candle_core::bail!(
-                "resample2d: input {:?} does not end in ({}, {})",
-                dims,
-                self.rows.n_in(),
-                self.cols.n_in()
-            );
-        }
-        let mut out_dims = dims.to_vec();
-        out_dims[rank - 2] = self.rows.n_out();
-        out_dims[rank - 1] = self.cols.n_out();
         if let (CpuStorage::F32(x), Some(range), (Some(rows), Some(cols))) =
             (storage, layout.contiguous_offsets(), two_taps)
         {
             let out = bilinear_f32(&x[range.0..range.1], &rows, &cols);
-            return Ok((CpuStorage::F32(out), Shape::from(out_dims)));
+            return Ok((CpuStorage::F32(out), out_shape));
         }
-        Ok((dispatch(self.name(), self, &[(storage, layout)])?, Shape::from(out_dims)))
+        Ok((dispatch(self.name(), self, &[(storage, layout)])?, out_shape))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let out_shape = self.out_shape(layout)?;
+        Ok((crate::cuda::resample((storage, layout), &self.rows, &self.cols)?, out_shape))
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {

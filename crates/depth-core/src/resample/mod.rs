@@ -1,7 +1,8 @@
 //! Differentiable 2-D resampling of (…, H, W) tensors with the exact semantics of the reference
 //! libraries: PyTorch's bilinear (`align_corners=True`) and bicubic (size or scale-factor rule),
-//! and OpenCV's `INTER_CUBIC`. On the CPU a native kernel runs; on other devices the same
-//! matrices are applied as two matmuls. Both are differentiable (any order).
+//! and OpenCV's `INTER_CUBIC`. On the CPU a native kernel runs (and on CUDA, float32, with the
+//! fused kernels switched on, its CUDA twin); otherwise the same matrices are applied as two
+//! matmuls. Both are differentiable (any order).
 
 mod kernel;
 mod taps;
@@ -28,7 +29,8 @@ pub fn resample(x: &Tensor, rows: Taps, cols: Taps) -> Result<Tensor> {
             format!("dtype {:?} is not supported, use f32 or f64", x.dtype()),
         ));
     }
-    if x.device().is_cpu() {
+    if x.device().is_cpu() || (crate::device::fused_route(x) && x.dtype() == DType::F32) {
+        // the CPU kernel, or the fused CUDA kernels (float32) when switched on
         let op = Resample2d { rows: Arc::new(rows), cols: Arc::new(cols) };
         return Ok(x.contiguous()?.apply_op1(op)?);
     }

@@ -151,6 +151,12 @@ impl Taps {
         self.offsets.len() - 1
     }
 
+    /// The rule as CSR arrays: row offsets (`n_out + 1`), indices and weights.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn csr(&self) -> (&[usize], &[u32], &[f64]) {
+        (&self.offsets, &self.idx, &self.w)
+    }
+
     /// The indices and weights of output sample `o`.
     pub fn row(&self, o: usize) -> (&[u32], &[f64]) {
         let r = self.offsets[o]..self.offsets[o + 1];
