@@ -57,10 +57,18 @@ fn fused_cuda_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Resul
             Some(dt) => t.to_dtype(dt)?,
             None => t.to_dtype(q.dtype())?,
         };
-        Ok(t.contiguous()?)
+        aligned(&t)
     };
     let out = prep(q)?.apply_op3(&prep(k)?, &prep(v)?, Attention { scale })?;
     Ok(if low.is_some() { out.to_dtype(q.dtype())? } else { out })
+}
+
+/// `t` contiguous and starting at a multiple of 8 elements (a copy if it does not), as the
+/// tensor-core kernels' 16-byte loads need.
+fn aligned(t: &Tensor) -> Result<Tensor> {
+    let t = t.contiguous()?;
+    let offset = t.storage_and_layout().1.start_offset();
+    Ok(if offset % 8 == 0 { t } else { t.copy()? })
 }
 
 /// The AMX route: q, k and v read where they lie (the heads of a permuted qkv projection are
@@ -200,7 +208,11 @@ impl CustomOp3 for Attention {
             // the fused kernels: q, k, v stacked as one input, dq, dk, dv stacked as the output
             let qkv = Tensor::stack(&[q.detach(), k.detach(), v.detach()], 0)?;
             let bwd = AttentionBwd { scale: self.scale };
-            let g = qkv.apply_op3_no_bwd(&out.contiguous()?, &d_out.contiguous()?, &bwd)?;
+            let (out, d_out) = (
+                aligned(out).map_err(candle_core::Error::wrap)?,
+                aligned(d_out).map_err(candle_core::Error::wrap)?,
+            );
+            let g = qkv.apply_op3_no_bwd(&out, &d_out, &bwd)?;
             return Ok((Some(g.get(0)?), Some(g.get(1)?), Some(g.get(2)?)));
         }
         let (q, k, v) = (q.detach(), k.detach(), v.detach());

@@ -7,7 +7,7 @@ use crate::error::{CoreError, Result};
 use candle_core::Device;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// A device as the user names it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -128,6 +128,19 @@ fn says_fused(value: Option<&str>) -> bool {
 pub fn set_fused_cuda_kernels(on: bool) {
     FUSED.store(if on { ON } else { OFF }, Ordering::Relaxed);
 }
+
+/// How many of depth-core's fused CUDA kernels this process has launched (always 0 without
+/// CUDA): how a test tells that an op took the kernels and not the composed path.
+pub fn fused_kernel_launches() -> usize {
+    LAUNCHES.load(Ordering::Relaxed)
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) fn count_launch() {
+    LAUNCHES.fetch_add(1, Ordering::Relaxed);
+}
+
+static LAUNCHES: AtomicUsize = AtomicUsize::new(0);
 
 const UNSET: u8 = 0;
 const OFF: u8 = 1;

@@ -57,7 +57,7 @@ pub use abs::abs;
 pub use attention::attention;
 pub use colormap::Colormap;
 pub use conv::{Conv2d, conv_transpose_stride_k, conv2d, conv2d_relu_input};
-pub use device::{DeviceSpec, fused_cuda_kernels, local_rank, set_fused_cuda_kernels};
+pub use device::{DeviceSpec, fused_cuda_kernels, fused_kernel_launches, local_rank, set_fused_cuda_kernels};
 pub use error::{CoreError, Result};
 pub use gelu::gelu_erf;
 pub use linear::{Linear, linear};

@@ -24,6 +24,17 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result
             ),
         ));
     }
+    if gamma.dtype() != x.dtype() || beta.dtype() != x.dtype() {
+        return Err(CoreError::bad_input(
+            "layer_norm",
+            format!(
+                "input of dtype {:?} with weight {:?} and bias {:?}: cast the weight and bias to the input's dtype",
+                x.dtype(),
+                gamma.dtype(),
+                beta.dtype()
+            ),
+        ));
+    }
     if !x.device().is_cpu() && !crate::device::fused_route(x) {
         return Ok(candle_nn::ops::layer_norm_slow(x, gamma, beta, eps as f32)?);
     }

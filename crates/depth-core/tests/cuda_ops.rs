@@ -1,8 +1,22 @@
 //! Every depth-core op on a CUDA device (build with `--features cuda`) against the CPU:
-//! forward and input gradient.
+//! forward and input gradient, on the composed path; the fused kernels' tests are the module
+//! `fused` (cuda_ops/fused.rs).
 #![cfg(feature = "cuda")]
 
 use candle_core::{Device, Tensor, Var};
+use std::sync::{Mutex, MutexGuard};
+
+#[path = "cuda_ops/fused.rs"]
+mod fused;
+
+/// Holds the process-wide fused-kernels switch at `on` for the caller's test (the tests of
+/// this binary share one process, and the composed ones below must not take the kernels).
+fn kernels(on: bool) -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    depth_core::set_fused_cuda_kernels(on);
+    guard
+}
 
 fn rel(a: &Tensor, b: &Tensor) -> f64 {
     depth_core::fixtures::max_rel_diff(a, b).unwrap()
@@ -29,6 +43,7 @@ type Case = (&'static str, Tensor, Box<dyn Fn(&Tensor) -> Tensor>);
 
 #[test]
 fn ops_on_cuda_match_the_cpu() {
+    let _composed = kernels(false);
     let cuda = Device::new_cuda(0).unwrap();
     let r = |s: &[usize]| Tensor::randn(0f32, 1.0, s, &Device::Cpu).unwrap();
     let gamma = r(&[64]);
@@ -103,6 +118,7 @@ fn ops_on_cuda_match_the_cpu() {
 /// roundings up to the order of the float32 sums.
 #[test]
 fn bf16_products_on_cuda_match_the_cpu() {
+    let _composed = kernels(false);
     let r = |s: &[usize]| Tensor::randn(0f32, 1.0, s, &Device::Cpu).unwrap();
     let (w, b, wc) = (r(&[96, 64]), r(&[96]), r(&[16, 8, 3, 3]));
     let on = |t: &Tensor, x: &Tensor| t.to_device(x.device()).unwrap();

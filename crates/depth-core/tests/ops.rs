@@ -152,6 +152,9 @@ fn layer_norm_forward_matches_candle_and_gradients_are_exact() {
     assert!(rel_err(&y32, &ours) < 1e-6);
     let fused = candle_nn::ops::layer_norm(&f32(&x), &f32(&g), &f32(&b), 1e-6).unwrap();
     assert!(rel_err(&y32, &fused) < 1e-6);
+    // a weight of another dtype is refused with what to do, not a kernel's dtype error
+    let err = depth_core::layer_norm(&f32(&x), &g, &f32(&b), 1e-6).unwrap_err().to_string();
+    assert!(err.contains("cast the weight and bias"), "{err}");
 }
 
 #[test]

@@ -114,6 +114,11 @@ impl Case {
         }
     }
 
+    /// Whether the case runs depth-core's ops (and so the fused CUDA kernels when they are on).
+    pub fn runs_kernels(&self) -> bool {
+        matches!(self, Case::Infer { .. } | Case::Train { .. } | Case::PseudoLabel { .. })
+    }
+
     /// Whether the case reads the fixtures (photos, official-layout weights).
     pub fn needs_fixtures(&self) -> bool {
         matches!(self, Case::Loader | Case::Synth | Case::PseudoLabel { .. })

@@ -147,7 +147,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("{md}\nwritten: {} and paired.json", args.out.join("paired.md").display());
         return Ok(());
     }
-    let runs: usize = chosen.iter().map(|c| 1 + usize::from(args.device.is_cuda()) + c.twins().len()).sum();
+    let composed = |c: &Case| args.device.is_cuda() && c.runs_kernels();
+    let runs: usize = chosen.iter().map(|c| 1 + usize::from(composed(c)) + c.twins().len()).sum();
     let bar = crate::progress::Bar::new("bench");
     bar.start(runs as u64, 0);
     let mut results = Vec::new();
@@ -160,8 +161,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             _ => measured("ours", ours_in_child(&args, case, (reps, warmup), threads, ours_kernels(&args))),
         });
         bar.advance(1);
-        if args.device.is_cuda() {
-            // the composed candle path beside the fused kernels: its "ours ÷ this" is their speed-up
+        if composed(case) {
+            // the composed candle path beside the fused kernels ("ours ÷ this" below 1: the
+            // kernels are faster)
             bar.message(&format!("{} ours, composed", case.name()));
             let m = ours_in_child(&args, case, (reps, warmup), threads, Some("composed"));
             rows.push(measured(COMPOSED, m));
@@ -189,21 +191,29 @@ pub fn run(args: BenchArgs) -> Result<()> {
             bar.advance(1);
         }
         results.push(CaseResult { case: case.name(), unit: case.unit().into(), rows });
+        // the files after every case: a run stopped part-way (a device lease's budget) keeps
+        // the cases it finished
+        write_results(&args, threads, &results)?;
     }
     drop(bar);
+    let md = write_results(&args, threads, &results)?;
+    println!("{md}\nwritten: {} and results.md", args.out.join("results.json").display());
+    Ok(())
+}
 
+/// results.json and results.md of the cases so far (atomically); returns the markdown.
+fn write_results(args: &BenchArgs, threads: usize, cases: &[CaseResult]) -> Result<String> {
     let mut results = Results {
         machine: machine(threads, &format!("{}, {}", args.device, args.precision)),
         peak_gflop_per_s: None,
-        cases: results,
+        cases: cases.to_vec(),
     };
     results.fill_peak();
     let json = serde_json::to_vec_pretty(&results).expect("serialises");
     let md = results.markdown();
     depth_core::atomic::write_atomic(&args.out.join("results.json"), |w| w.write_all(&json))?;
     depth_core::atomic::write_atomic(&args.out.join("results.md"), |w| w.write_all(md.as_bytes()))?;
-    println!("{md}\nwritten: {} and results.md", args.out.join("results.json").display());
-    Ok(())
+    Ok(md)
 }
 
 /// A temporary file, removed however the run ends.

@@ -130,7 +130,7 @@ impl Results {
         }
         s += "\nTimes are per repetition (median, min–max over the repetitions, after warm-ups); \
               ratio = ours ÷ theirs (below 1: ours is faster). On CUDA \"ours\" runs the fused kernels \
-              and \"ours, composed\" candle's composed ops.\n\n";
+              and \"ours, composed\" candle's composed ops (its ratio below 1: the kernels are faster).\n\n";
         s += "| case | impl | median | min–max | per s | GFLOP/s | of peak | peak RSS | ours ÷ this |\n";
         s += "|---|---|---|---|---|---|---|---|---|\n";
         for c in &self.cases {

@@ -4,7 +4,7 @@
 // chains of element-wise launches, attention with the N×N score matrix in memory). Each kernel
 // here is one launch (or a fixed few) doing the op with float32 arithmetic whatever the storage
 // type (float32 or bfloat16), and each has the CPU op of the same name as its reference
-// (tests/cuda_fused.rs). Sums that span rows (dγ, dβ) are reduced in a fixed order, never with
+// (tests/cuda_ops/fused.rs). Sums that span rows (dγ, dβ) are reduced in a fixed order, never with
 // atomics, so a gradient is the same on every run.
 //
 // Suffixes: `_f32` and `_bf16` are the storage types; all arithmetic is float32.

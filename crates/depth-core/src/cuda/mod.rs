@@ -65,12 +65,13 @@ fn view<'a, T: Elem>(op: &str, s: &'a CudaStorage, l: &Layout) -> R<CudaView<'a,
     Ok(s.as_cuda_slice::<T>()?.slice(a..b))
 }
 
-/// The kernel `name` for element type `T` (loaded once per device; candle does not export the
-/// type it returns, so this is a macro).
+/// The kernel `name` for element type `T`, to be launched (loaded once per device; counted in
+/// `fused_kernel_launches`; candle does not export the type it returns, so this is a macro).
 macro_rules! func {
-    ($dev:expr, $name:expr, $t:ty) => {
+    ($dev:expr, $name:expr, $t:ty) => {{
+        crate::device::count_launch();
         $dev.get_or_load_custom_func(&format!("{}_{}", $name, <$t as Elem>::SUFFIX), MODULE, PTX)?
-    };
+    }};
 }
 
 fn grid(blocks: usize) -> LaunchConfig {
@@ -372,11 +373,13 @@ pub(crate) fn resample(
     );
     let rows_in = as_i32(OP, "rows", planes * h)?;
     let blocks = |n: usize| grid(n.div_ceil(THREADS as usize).min(65_535));
+    crate::device::count_launch();
     let f = dev.get_or_load_custom_func("resample_cols_f32", MODULE, PTX)?;
     let mut a = f.builder();
     a.arg(&xv).arg(&tmp).arg(&co).arg(&ci).arg(&cw).arg(&rows_in).arg(&nw).arg(&nwo);
     // SAFETY: (x, out, off, idx, w, rows, n_in, n_out); the taps index within n_in (taps.rs).
     unsafe { a.launch(blocks(planes * h * wo)) }.w()?;
+    crate::device::count_launch();
     let f = dev.get_or_load_custom_func("resample_rows_f32", MODULE, PTX)?;
     let mut a = f.builder();
     a.arg(&tmp).arg(&out).arg(&ro).arg(&ri).arg(&rw).arg(&np).arg(&nh).arg(&nho).arg(&nwo);

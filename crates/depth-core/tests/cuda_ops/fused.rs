@@ -1,15 +1,15 @@
-//! The fused CUDA kernels (`src/cuda/`, switched on here for the whole process) against the CPU
-//! ops they replace (LayerNorm, softmax, GELU, attention; resampling in float32): forward and the gradient of every input, float32 (≤ 1e-5 of the largest
-//! value) and bfloat16 storage (the CPU given the same bf16-rounded inputs, ≤ 2e-2; attention
-//! on tensor cores, and on CUDA cores for a view the tensor-core loads cannot take), at
-//! sizes that are not multiples of the kernels' tiles; and the gradients bit-identical from run to
-//! run (no atomics). Needs a GPU: the device script runs it (`scripts/device_checks.sh`).
-#![cfg(feature = "cuda")]
+//! The fused CUDA kernels (`src/cuda/`) against the CPU ops they replace (LayerNorm, softmax,
+//! GELU, attention; resampling in float32): forward and the gradient of every input, float32
+//! (≤ 1e-5 of the largest value) and bfloat16 storage (the CPU given the same bf16-rounded
+//! inputs, ≤ 2e-2; attention on tensor cores), at sizes that are not multiples of the kernels'
+//! tiles, each comparison checking that a fused kernel ran (`fused_kernel_launches`); and the
+//! gradients bit-identical from run to run in both dtypes (no atomics). A module of `cuda_ops`
+//! (one test binary fewer to carry to the device); each test holds the switch on through
+//! `super::kernels`. Needs a GPU: the device script runs it.
 
 use candle_core::{DType, Device, Tensor, Var};
 
 fn cuda() -> Device {
-    depth_core::set_fused_cuda_kernels(true);
     Device::new_cuda(0).unwrap()
 }
 
@@ -21,8 +21,15 @@ fn rel(a: &Tensor, b: &Tensor, floor: f64) -> f64 {
 
 type Op = dyn Fn(&[Tensor]) -> Tensor;
 
+/// A fixed weighting of `shape`'s elements, `sin(0.37 i + 0.1)`: the same on every run and device
+/// (candle's CPU generator cannot be seeded, so a random one would differ between the sides).
+fn weights(shape: &candle_core::Shape) -> Tensor {
+    let i = Tensor::arange(0u32, shape.elem_count() as u32, &Device::Cpu).unwrap();
+    ((i.to_dtype(DType::F32).unwrap() * 0.37).unwrap() + 0.1).unwrap().sin().unwrap().reshape(shape).unwrap()
+}
+
 /// `f` at `inputs` on the CPU (float32) and on CUDA (storage `dtype`): the output and the
-/// gradient of every input of Σ w ⊙ f, on the host as float32.
+/// gradient of every input of Σ w ⊙ f (w = [`weights`]), on the host as float32.
 fn run(inputs: &[Tensor], dev: &Device, dtype: DType, f: &Op) -> (Tensor, Vec<Tensor>) {
     let vars: Vec<Var> = inputs
         .iter()
@@ -34,9 +41,9 @@ fn run(inputs: &[Tensor], dev: &Device, dtype: DType, f: &Op) -> (Tensor, Vec<Te
         .collect();
     let xs: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let y = f(&xs);
-    let w = Tensor::randn(0f32, 1.0, y.shape(), &Device::Cpu).unwrap();
-    let w = w.to_device(dev).unwrap().to_dtype(y.dtype()).unwrap();
-    let g = (&y * &w).unwrap().to_dtype(DType::F32).unwrap().sum_all().unwrap().backward().unwrap();
+    // the weighting in float32 on both sides (not rounded to bf16 with a bf16 output)
+    let w = weights(y.shape()).to_device(dev).unwrap();
+    let g = (y.to_dtype(DType::F32).unwrap() * &w).unwrap().sum_all().unwrap().backward().unwrap();
     let host = |t: &Tensor| t.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
     let grads = vars.iter().map(|v| host(g.get(v.as_tensor()).expect("no gradient"))).collect();
     (host(&y), grads)
@@ -44,9 +51,11 @@ fn run(inputs: &[Tensor], dev: &Device, dtype: DType, f: &Op) -> (Tensor, Vec<Te
 
 /// The largest relative difference, output and gradients, CUDA vs CPU.
 fn compare(name: &str, inputs: &[Tensor], dtype: DType, f: &Op) -> f64 {
-    // one fixed weighting for both sides
     let (yc, gc) = run(inputs, &Device::Cpu, dtype, f);
+    let before = depth_core::fused_kernel_launches();
     let (yg, gg) = run(inputs, &cuda(), dtype, f);
+    // the op took the fused kernels, not the composed path
+    assert!(depth_core::fused_kernel_launches() > before, "{name}: no fused kernel ran");
     // a quantity that is exactly 0 (attention's dq and dk over one key) is measured against the
     // case's scale: 1% of its largest output or gradient
     let abs_max = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
@@ -90,8 +99,8 @@ fn cases() -> Vec<Case> {
             depth_core::attention(&x[0], &x[1], &x[2], 0.125).unwrap()
         }));
     }
-    // a view starting one element in: bf16 then takes the CUDA-core kernel (the tensor-core one
-    // needs starts at multiples of 8 elements)
+    // a view starting one element in: copied to an aligned buffer for the tensor-core kernels'
+    // 16-byte loads
     let qkv = vec![r(&[1, 2, 65, 64]), r(&[1, 2, 65, 64]), r(&[1, 2, 65, 64])];
     cases.push(case("attention n=65, view at offset 1", qkv, |x| {
         let shifted = |t: &Tensor| {
@@ -119,6 +128,7 @@ fn resample_cases() -> Vec<Case> {
 
 #[test]
 fn fused_kernels_match_the_cpu_in_f32() {
+    let _on = super::kernels(true);
     let all: Vec<Case> = cases().into_iter().chain(resample_cases()).collect();
     let bad: Vec<_> = all
         .iter()
@@ -130,6 +140,7 @@ fn fused_kernels_match_the_cpu_in_f32() {
 
 #[test]
 fn fused_kernels_match_the_cpu_in_bf16() {
+    let _on = super::kernels(true);
     let bad: Vec<_> = cases()
         .iter()
         .filter(|(name, x, f)| !within(compare(name, x, DType::BF16, f.as_ref()), 2e-2))
@@ -142,6 +153,7 @@ fn fused_kernels_match_the_cpu_in_bf16() {
 /// against the CPU's autocast emulation.
 #[test]
 fn fused_attention_under_autocast_matches_the_cpu() {
+    let _on = super::kernels(true);
     let x = [r(&[1, 6, 1370, 64]), r(&[1, 6, 1370, 64]), r(&[1, 6, 1370, 64])];
     let f = |x: &[Tensor]| {
         depth_core::autocast(depth_core::Precision::Bf16, || {
@@ -154,17 +166,22 @@ fn fused_attention_under_autocast_matches_the_cpu() {
 
 #[test]
 fn fused_gradients_repeat_bit_for_bit() {
+    let _on = super::kernels(true);
     let dev = cuda();
-    for (name, x, f) in cases().into_iter().chain(resample_cases()) {
-        let vars: Vec<Var> =
-            x.iter().map(|t| Var::from_tensor(&t.to_device(&dev).unwrap()).unwrap()).collect();
+    let f32_cases = cases().into_iter().chain(resample_cases()).map(|c| (c, DType::F32));
+    for ((name, x, f), dtype) in f32_cases.chain(cases().into_iter().map(|c| (c, DType::BF16))) {
+        let on_dev = |t: &Tensor| t.to_dtype(dtype).unwrap().to_device(&dev).unwrap();
+        let vars: Vec<Var> = x.iter().map(|t| Var::from_tensor(&on_dev(t)).unwrap()).collect();
         let grads = || {
             let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-            let g = f(&ts).sqr().unwrap().sum_all().unwrap().backward().unwrap();
-            let flat =
-                |v: &Var| g.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let y = f(&ts).to_dtype(DType::F32).unwrap();
+            let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let flat = |v: &Var| {
+                let g = g.get(v.as_tensor()).unwrap().to_dtype(DType::F32).unwrap();
+                g.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            };
             vars.iter().map(flat).collect::<Vec<_>>()
         };
-        assert!(grads() == grads(), "{name}: two backward passes differ");
+        assert!(grads() == grads(), "{name} ({dtype:?}): two backward passes differ");
     }
 }
