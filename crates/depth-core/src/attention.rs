@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 const BLOCK: usize = 64;
 /// The head dimension the fused CUDA kernel takes (every DINOv2 size has 64).
-const FUSED_HEAD_DIM: usize = 64;
+pub(crate) const FUSED_HEAD_DIM: usize = 64;
 
 /// `softmax(scale · q kᵀ) v` for q, k, v of shape (…, N, D) (same leading dims).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
@@ -191,7 +191,7 @@ impl CustomOp3 for Attention {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        let (n, _) = rows_and_width(l1)?;
+        let n = fused_rows(l1)?;
         Ok((crate::cuda::flash_fwd((s1, l1), (s2, l2), (s3, l3), n, self.scale)?, l1.shape().clone()))
     }
 
@@ -227,15 +227,15 @@ impl CustomOp3 for Attention {
     }
 }
 
-/// (N, D) of a (…, N, D) layout, D being the fused kernel's head dimension.
+/// N of a (…, N, D) layout whose D is the fused kernel's head dimension.
 #[cfg(feature = "cuda")]
-fn rows_and_width(l: &Layout) -> candle_core::Result<(usize, usize)> {
+fn fused_rows(l: &Layout) -> candle_core::Result<usize> {
     let dims = l.shape().dims();
     let (n, d) = (dims[dims.len() - 2], dims[dims.len() - 1]);
     if d != FUSED_HEAD_DIM {
         candle_core::bail!("depth-attention: the CUDA kernel takes head dimension {FUSED_HEAD_DIM}, got {d}");
     }
-    Ok((n, d))
+    Ok(n)
 }
 
 /// The fused CUDA backward: from q, k, v stacked (3, …, N, 64), the output and its gradient, to
@@ -272,7 +272,7 @@ impl CustomOp3 for AttentionBwd {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        let (n, _) = rows_and_width(l1)?;
+        let n = fused_rows(l1)?;
         Ok((crate::cuda::flash_bwd((s1, l1), (s2, l2), (s3, l3), n, self.scale)?, l1.shape().clone()))
     }
 }

@@ -151,7 +151,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let runs: usize = chosen.iter().map(|c| 1 + usize::from(composed(c)) + c.twins().len()).sum();
     let bar = crate::progress::Bar::new("bench");
     bar.start(runs as u64, 0);
-    let mut results = Vec::new();
+    let (mut results, mut md) = (Vec::new(), String::new());
     for case in &chosen {
         let (reps, warmup) = reps(case, &args);
         let mut rows = Vec::new();
@@ -192,11 +192,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         results.push(CaseResult { case: case.name(), unit: case.unit().into(), rows });
         // the files after every case: a run stopped part-way (a device lease's budget) keeps
-        // the cases it finished
-        write_results(&args, threads, &results)?;
+        // the cases it finished; the last write is the whole run's
+        md = write_results(&args, threads, &results)?;
     }
     drop(bar);
-    let md = write_results(&args, threads, &results)?;
     println!("{md}\nwritten: {} and results.md", args.out.join("results.json").display());
     Ok(())
 }

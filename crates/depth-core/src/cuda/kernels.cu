@@ -212,7 +212,8 @@ extern "C" __global__ void resample_rows_f32(const float *x, float *out, const i
 
 // ---------------------------------------------------------------------------------------------
 // Attention softmax(scale · Q Kᵀ) V for head dimension 64 (every DINOv2 size), flash-style: the
-// N×N scores never leave registers. Q, K, V, O are (heads, n, 64), contiguous.
+// N×N scores never leave registers. Q, K, V, O are (heads, n, 64), contiguous. On CUDA cores,
+// instantiated for float32 (the entry points at the end); bf16 has the tensor-core kernels below.
 //
 // Launch with exactly 256 threads a block (64 rows × 4), grid (⌈n/64⌉, heads).
 // A block owns 64 rows (queries in the forward and dQ, keys in dK/dV) with 4 threads per row;
@@ -240,6 +241,21 @@ __device__ __forceinline__ float quad_sum(float v) {
     v += __shfl_xor_sync(FULL, v, 1);
     v += __shfl_xor_sync(FULL, v, 2);
     return v;
+}
+
+// (a · x, b · y) over the 64 dims of a row: this thread's 16 dims of two register rows against
+// two shared-memory rows, summed over the row's 4 threads.
+__device__ __forceinline__ void dot_pair(const float (&a)[PER], const float *x, const float (&b)[PER], const float *y,
+                                         int t, float &ax, float &by) {
+    ax = 0.f;
+    by = 0.f;
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+        ax += a[j] * x[4 * j + t];
+        by += b[j] * y[4 * j + t];
+    }
+    ax = quad_sum(ax);
+    by = quad_sum(by);
 }
 
 // The forward; with `lse` non-null also each query's log-sum-exp of its scaled scores (what the
@@ -324,14 +340,8 @@ __device__ void flash_bwd_dq(const T *q, const T *k, const T *v, const T *o, con
         __syncthreads();
         int kn = min(TILE, n - k0);
         for (int jj = 0; jj < kn; jj++) {
-            float s = 0.f, dp = 0.f;
-#pragma unroll
-            for (int j = 0; j < PER; j++) {
-                s += qr[j] * ks[jj][4 * j + t];
-                dp += dor[j] * vs[jj][4 * j + t];
-            }
-            s = quad_sum(s);
-            dp = quad_sum(dp);
+            float s, dp;
+            dot_pair(qr, ks[jj], dor, vs[jj], t, s, dp);
             float ds = expf(s * scale - li) * (dp - dl);
 #pragma unroll
             for (int j = 0; j < PER; j++) acc[j] += ds * ks[jj][4 * j + t];
@@ -372,14 +382,8 @@ __device__ void flash_bwd_dkdv(const T *q, const T *k, const T *v, const T *dout
         __syncthreads();
         int qn = min(TILE, n - q0);
         for (int ii = 0; ii < qn; ii++) {
-            float s = 0.f, dp = 0.f;
-#pragma unroll
-            for (int j = 0; j < PER; j++) {
-                s += kr[j] * qs[ii][4 * j + t];
-                dp += vr[j] * dos[ii][4 * j + t];
-            }
-            s = quad_sum(s);
-            dp = quad_sum(dp);
+            float s, dp;
+            dot_pair(kr, qs[ii], vr, dos[ii], t, s, dp);
             float p = expf(s * scale - ls[ii]);
             float ds = p * (dp - ds_[ii]);
 #pragma unroll
@@ -721,24 +725,28 @@ extern "C" __global__ void __launch_bounds__(128)
     extern "C" __global__ void gelu_##S(const T *x, T *y, size_t n) { gelu(x, y, n); }                        \
     extern "C" __global__ void gelu_bwd_##S(const T *x, const T *dy, T *dx, size_t n) {                       \
         gelu_bwd(x, dy, dx, n);                                                                               \
-    }                                                                                                         \
-    extern "C" __global__ void __launch_bounds__(256) flash_fwd_##S(const T *q, const T *k, const T *v, T *o, \
-                                                                    float *lse, int n, float scale) {         \
-        flash_fwd(q, k, v, o, lse, n, scale);                                                                 \
-    }                                                                                                         \
-    /* the backward reads q, k, v stacked as qkv (3, heads, n, 64) and writes dq, dk, dv stacked */          \
-    extern "C" __global__ void __launch_bounds__(256)                                                         \
-        flash_bwd_dq_##S(const T *qkv, const T *o, const T *dout, const float *lse, float *delta, T *grads,   \
-                         int n, float scale) {                                                                \
-        size_t m = (size_t)gridDim.y * n * HD;                                                                \
-        flash_bwd_dq(qkv, qkv + m, qkv + 2 * m, o, dout, lse, delta, grads, n, scale);                        \
-    }                                                                                                         \
-    extern "C" __global__ void __launch_bounds__(256)                                                         \
-        flash_bwd_dkdv_##S(const T *qkv, const T *dout, const float *lse, const float *delta, T *grads, int n, \
-                           float scale) {                                                                     \
-        size_t m = (size_t)gridDim.y * n * HD;                                                                \
-        flash_bwd_dkdv(qkv, qkv + m, qkv + 2 * m, dout, lse, delta, grads + m, grads + 2 * m, n, scale);      \
     }
 
 ENTRIES(float, f32)
 ENTRIES(__nv_bfloat16, bf16)
+
+// Attention on CUDA cores: float32 only (bf16 runs on tensor cores, the _tc_bf16 kernels above).
+extern "C" __global__ void __launch_bounds__(256)
+    flash_fwd_f32(const float *q, const float *k, const float *v, float *o, float *lse, int n, float scale) {
+    flash_fwd(q, k, v, o, lse, n, scale);
+}
+
+// The backward reads q, k, v stacked as qkv (3, heads, n, 64) and writes dq, dk, dv stacked.
+extern "C" __global__ void __launch_bounds__(256)
+    flash_bwd_dq_f32(const float *qkv, const float *o, const float *dout, const float *lse, float *delta,
+                     float *grads, int n, float scale) {
+    size_t m = (size_t)gridDim.y * n * HD;
+    flash_bwd_dq(qkv, qkv + m, qkv + 2 * m, o, dout, lse, delta, grads, n, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    flash_bwd_dkdv_f32(const float *qkv, const float *dout, const float *lse, const float *delta, float *grads,
+                       int n, float scale) {
+    size_t m = (size_t)gridDim.y * n * HD;
+    flash_bwd_dkdv(qkv, qkv + m, qkv + 2 * m, dout, lse, delta, grads + m, grads + 2 * m, n, scale);
+}

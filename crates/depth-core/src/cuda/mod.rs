@@ -25,8 +25,8 @@ const CHUNK: usize = 64;
 const BWD_TC_SMEM: u32 = 4 * 64 * 72 * 2 + 64 * 68 * 4 + 64 * 72 * 2 + 2 * 64 * 4;
 const MAX_DYNAMIC_SHARED: candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute =
     candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
-/// The head dimension of the attention kernels.
-pub(crate) const HEAD_DIM: usize = 64;
+/// The head dimension of the attention kernels (attention.rs routes only this one here).
+const HEAD_DIM: usize = crate::attention::FUSED_HEAD_DIM;
 
 /// A storage type the kernels take, with the suffix of their names.
 trait Elem: CudaDType + DeviceRepr + ValidAsZeroBits {
@@ -76,6 +76,11 @@ macro_rules! func {
 
 fn grid(blocks: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (blocks.max(1) as u32, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// Blocks for a grid-stride kernel over `n` elements.
+fn stride_grid(n: usize) -> LaunchConfig {
+    grid(n.div_ceil(THREADS as usize).min(65_535))
 }
 
 /// Blocks for one warp per row.
@@ -230,7 +235,7 @@ pub(crate) fn elementwise(name: &str, inputs: &[(&CudaStorage, &Layout)]) -> R<C
         }
         a.arg(&out).arg(&len);
         // SAFETY: the kernels take (inputs…, out, n) and stride over the grid.
-        unsafe { a.launch(grid(n.div_ceil(THREADS as usize).min(65_535))) }.w()?;
+        unsafe { a.launch(stride_grid(n)) }.w()?;
         Ok(wrap(out, dev))
     })
 }
@@ -243,14 +248,20 @@ fn flash_grid(heads: u32, n: usize, threads: u32) -> LaunchConfig {
     }
 }
 
-/// The forward kernel for `T` and its block size: bf16 on tensor cores (`flash_fwd_tc`, 4 warps;
-/// its 16-byte loads need every operand to start at a multiple of 8 elements), else CUDA cores.
-fn fwd_kernel<T: Elem>(starts: &[&Layout]) -> (&'static str, u32) {
-    if T::SUFFIX == "bf16" && starts.iter().all(|l| l.start_offset() % 8 == 0) {
-        ("flash_fwd_tc", 128)
-    } else {
-        ("flash_fwd", THREADS)
+/// Whether attention for `T` runs on tensor cores: bf16 does (4 warps a block), float32 runs on
+/// CUDA cores (256 threads). The tensor-core kernels' 16-byte loads need every operand to start
+/// at a multiple of 8 elements, which attention.rs's copies guarantee; anything else is refused.
+fn on_tensor_cores<T: Elem>(op: &str, operands: &[&Layout]) -> R<bool> {
+    if T::SUFFIX != "bf16" {
+        return Ok(false);
     }
+    if let Some(l) = operands.iter().find(|l| l.start_offset() % 8 != 0) {
+        candle_core::bail!(
+            "{op}: a bf16 operand starts at element {}, not a multiple of 8: copy it first",
+            l.start_offset()
+        );
+    }
+    Ok(true)
 }
 
 /// `softmax(scale · q kᵀ) v` for contiguous (heads, n, 64) q, k, v.
@@ -270,7 +281,8 @@ pub(crate) fn flash_fwd(
         // SAFETY: every element is written by the kernel.
         let out = unsafe { dev.alloc::<T>(total)? };
         let (nn, s, no_lse) = (as_i32(OP, "n", n)?, scale as f32, 0u64);
-        let (name, threads) = fwd_kernel::<T>(&[q.1, k.1, v.1]);
+        let tc = on_tensor_cores::<T>(OP, &[q.1, k.1, v.1])?;
+        let (name, threads) = if tc { ("flash_fwd_tc", 128) } else { ("flash_fwd", THREADS) };
         let f = func!(dev, name, T);
         let mut a = f.builder();
         a.arg(&qv).arg(&kv).arg(&vv).arg(&out).arg(&no_lse).arg(&nn).arg(&s);
@@ -305,15 +317,15 @@ pub(crate) fn flash_bwd(
         let delta = unsafe { dev.alloc::<f32>((heads as usize * n).max(1))? };
         let (nn, s, no_out) = (as_i32(OP, "n", n)?, scale as f32, 0u64);
         // k and v start m = heads·n·64 elements after q: a multiple of 8 whenever q's start is
-        let (name, threads) = fwd_kernel::<T>(&[qkv.1]);
+        let tc = on_tensor_cores::<T>(OP, &[qkv.1, o.1, dout.1])?;
+        let (name, threads) = if tc { ("flash_fwd_tc", 128) } else { ("flash_fwd", THREADS) };
         let f = func!(dev, name, T);
         let mut a = f.builder();
         a.arg(&qv).arg(&kv).arg(&vv).arg(&no_out).arg(&lse).arg(&nn).arg(&s);
         // SAFETY: (q, k, v, o = NULL, lse, n, scale).
         unsafe { a.launch(flash_grid(heads, n, threads)) }.w()?;
-        // bf16 on tensor cores (their 64 000 bytes of dynamic shared memory need the kernel's
-        // limit raised), else CUDA cores; same arguments
-        let tc = name == "flash_fwd_tc" && [o.1, dout.1].iter().all(|l| l.start_offset() % 8 == 0);
+        // on tensor cores, 64 000 bytes of dynamic shared memory (the kernel's limit raised);
+        // the same arguments either way
         let (suffix, cfg) = if tc {
             let mut cfg = flash_grid(heads, n, 128);
             cfg.shared_mem_bytes = BWD_TC_SMEM;
@@ -372,18 +384,15 @@ pub(crate) fn resample(
         as_i32(OP, "output w", wo)?,
     );
     let rows_in = as_i32(OP, "rows", planes * h)?;
-    let blocks = |n: usize| grid(n.div_ceil(THREADS as usize).min(65_535));
-    crate::device::count_launch();
-    let f = dev.get_or_load_custom_func("resample_cols_f32", MODULE, PTX)?;
+    let f = func!(dev, "resample_cols", f32);
     let mut a = f.builder();
     a.arg(&xv).arg(&tmp).arg(&co).arg(&ci).arg(&cw).arg(&rows_in).arg(&nw).arg(&nwo);
     // SAFETY: (x, out, off, idx, w, rows, n_in, n_out); the taps index within n_in (taps.rs).
-    unsafe { a.launch(blocks(planes * h * wo)) }.w()?;
-    crate::device::count_launch();
-    let f = dev.get_or_load_custom_func("resample_rows_f32", MODULE, PTX)?;
+    unsafe { a.launch(stride_grid(planes * h * wo)) }.w()?;
+    let f = func!(dev, "resample_rows", f32);
     let mut a = f.builder();
     a.arg(&tmp).arg(&out).arg(&ro).arg(&ri).arg(&rw).arg(&np).arg(&nh).arg(&nho).arg(&nwo);
     // SAFETY: (x, out, off, idx, w, planes, n_in, n_out, width).
-    unsafe { a.launch(blocks(planes * ho * wo)) }.w()?;
-    Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
+    unsafe { a.launch(stride_grid(planes * ho * wo)) }.w()?;
+    Ok(wrap(out, dev))
 }

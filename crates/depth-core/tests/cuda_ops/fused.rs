@@ -13,9 +13,13 @@ fn cuda() -> Device {
     Device::new_cuda(0).unwrap()
 }
 
+/// max |t| of a float32 tensor.
+fn abs_max(t: &Tensor) -> f64 {
+    t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64
+}
+
 /// max |a − b| over max(max |b|, `floor`).
 fn rel(a: &Tensor, b: &Tensor, floor: f64) -> f64 {
-    let abs_max = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
     abs_max(&(a - b).unwrap()) / abs_max(b).max(floor)
 }
 
@@ -58,7 +62,6 @@ fn compare(name: &str, inputs: &[Tensor], dtype: DType, f: &Op) -> f64 {
     assert!(depth_core::fused_kernel_launches() > before, "{name}: no fused kernel ran");
     // a quantity that is exactly 0 (attention's dq and dk over one key) is measured against the
     // case's scale: 1% of its largest output or gradient
-    let abs_max = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
     let floor = 1e-2 * gc.iter().map(abs_max).fold(abs_max(&yc), f64::max);
     let fwd = rel(&yg, &yc, floor);
     let grads: Vec<f64> = gg.iter().zip(&gc).map(|(a, b)| rel(a, b, floor)).collect();
@@ -126,26 +129,27 @@ fn resample_cases() -> Vec<Case> {
     ]
 }
 
+/// The names of the cases whose CUDA result in `dtype` is not within `tol` of the CPU's.
+fn differing(cases: &[Case], dtype: DType, tol: f64) -> Vec<String> {
+    cases
+        .iter()
+        .filter(|(name, x, f)| !within(compare(name, x, dtype, f.as_ref()), tol))
+        .map(|c| c.0.clone())
+        .collect()
+}
+
 #[test]
 fn fused_kernels_match_the_cpu_in_f32() {
     let _on = super::kernels(true);
     let all: Vec<Case> = cases().into_iter().chain(resample_cases()).collect();
-    let bad: Vec<_> = all
-        .iter()
-        .filter(|(name, x, f)| !within(compare(name, x, DType::F32, f.as_ref()), 1e-5))
-        .map(|c| c.0.clone())
-        .collect();
+    let bad = differing(&all, DType::F32, 1e-5);
     assert!(bad.is_empty(), "fused CUDA kernels differ from the CPU in f32: {bad:?}");
 }
 
 #[test]
 fn fused_kernels_match_the_cpu_in_bf16() {
     let _on = super::kernels(true);
-    let bad: Vec<_> = cases()
-        .iter()
-        .filter(|(name, x, f)| !within(compare(name, x, DType::BF16, f.as_ref()), 2e-2))
-        .map(|c| c.0.clone())
-        .collect();
+    let bad = differing(&cases(), DType::BF16, 2e-2);
     assert!(bad.is_empty(), "fused CUDA kernels differ from the CPU in bf16: {bad:?}");
 }
 
